@@ -1,0 +1,225 @@
+"""The gateway's one configuration: a YAML file validated by pydantic.
+
+A config error names the field and says how to fix it, e.g.
+    models[0].resources.num_cpus: Input should be greater than 0 (fix: give a fraction such as 0.25; ...)
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from serve_app.settings import GatewaySettings
+
+NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
+
+
+class ConfigError(ValueError):
+    """The gateway config is invalid; the message lists every problem with its field path."""
+
+
+class Task(str, Enum):
+    classification = "classification"
+    summarization = "summarization"
+
+
+class Runtime(str, Enum):
+    torch = "torch"
+
+
+class _Strict(BaseModel):
+    # Unknown keys are almost always typos ("num_cpu"); refuse them instead of ignoring them.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Batching(_Strict):
+    """Dynamic batching (`@serve.batch`) of concurrent requests inside one replica."""
+
+    max_batch_size: Annotated[int, Field(ge=1, le=256)] = 16
+    batch_wait_timeout_s: Annotated[float, Field(ge=0, le=5)] = 0.01
+
+
+class Resources(_Strict):
+    """What one replica asks Ray for. `num_gpus: auto` takes one GPU per replica when the cluster has GPUs."""
+
+    replicas: Annotated[int, Field(ge=1, le=64)] = 1
+    # Whole CPUs on a 2-core machine leave replicas unscheduled and requests hanging: default to a fraction.
+    num_cpus: Annotated[float, Field(gt=0, le=64)] = 0.5
+    num_gpus: Annotated[float, Field(ge=0, le=8)] | Literal["auto"] = "auto"
+    # Intra-op threads of torch in each replica; None keeps Ray's choice (its CPU share, at least 1).
+    threads: Annotated[int, Field(ge=1, le=256)] | None = None
+    # Ray Serve's default (5) silently caps @serve.batch; derived from batching when unset.
+    max_ongoing_requests: Annotated[int, Field(ge=1, le=10_000)] | None = None
+
+
+class Generation(_Strict):
+    """Decoding settings for summarizers. Greedy by default so answers are reproducible."""
+
+    max_new_tokens: Annotated[int, Field(ge=1, le=1024)] = 64
+    max_new_tokens_limit: Annotated[int, Field(ge=1, le=2048)] = 256
+    do_sample: bool = False
+
+    @model_validator(mode="after")
+    def _default_within_limit(self) -> Generation:
+        if self.max_new_tokens > self.max_new_tokens_limit:
+            raise ValueError(
+                f"max_new_tokens ({self.max_new_tokens}) is above max_new_tokens_limit "
+                f"({self.max_new_tokens_limit}); lower it or raise the limit"
+            )
+        return self
+
+
+class ModelConfig(_Strict):
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    task: Task
+    source: Annotated[str, Field(min_length=1)]
+    runtime: Runtime = Runtime.torch
+    # A pinned version label or alias; None serves whatever `source` holds, named by its content hash.
+    version: str | None = None
+    # Inputs longer than this many tokens are truncated (and the response says so). None: the model's own limit.
+    max_length: Annotated[int, Field(ge=8, le=32_768)] | None = None
+    batching: Batching = Batching()
+    resources: Resources = Resources()
+    generation: Generation | None = None
+
+    @model_validator(mode="after")
+    def _generation_only_for_summarizers(self) -> ModelConfig:
+        if self.generation is not None and self.task is not Task.summarization:
+            raise ValueError("'generation' applies to task 'summarization' only; remove it")
+        return self
+
+    @property
+    def max_ongoing_requests(self) -> int:
+        explicit = self.resources.max_ongoing_requests
+        return explicit if explicit is not None else max(32, 2 * self.batching.max_batch_size)
+
+    def resolved_source(self, models_dir: Path) -> Path:
+        path = Path(self.source.removeprefix("file://"))
+        return path if path.is_absolute() else (models_dir / path).resolve()
+
+
+class Limits(_Strict):
+    """Request limits, enforced before anything reaches a model."""
+
+    max_texts: Annotated[int, Field(ge=1, le=10_000)] = 64
+    max_text_chars: Annotated[int, Field(ge=1, le=10_000_000)] = 100_000
+    max_body_bytes: Annotated[int, Field(ge=1024, le=1_073_741_824)] = 8 * 1024 * 1024
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    http_port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    limits: Limits = Limits()
+    ingress_num_cpus: Annotated[float, Field(gt=0, le=16)] = 0.1
+    ingress_replicas: Annotated[int, Field(ge=1, le=64)] = 1
+
+
+class GatewayConfig(_Strict):
+    server: ServerConfig = ServerConfig()
+    models: Annotated[list[ModelConfig], Field(min_length=1)]
+    # Where relative model sources resolve; filled from settings, not usually written in YAML.
+    models_dir: Path = Path("models")
+
+    @field_validator("models")
+    @classmethod
+    def _unique_names(cls, models: list[ModelConfig]) -> list[ModelConfig]:
+        seen: set[str] = set()
+        for m in models:
+            if m.name in seen:
+                raise ValueError(f"model name '{m.name}' appears twice; names must be unique")
+            seen.add(m.name)
+        return models
+
+    def model(self, name: str) -> ModelConfig | None:
+        return next((m for m in self.models if m.name == name), None)
+
+    def default_model(self, task: Task) -> ModelConfig | None:
+        return next((m for m in self.models if m.task is task), None)
+
+    def source_of(self, model: ModelConfig) -> Path:
+        return model.resolved_source(self.models_dir)
+
+
+# Hints appended to pydantic's message, keyed by the last element of the field path.
+_FIXES = {
+    "num_cpus": "give a fraction such as 0.25; whole CPUs on a small machine leave replicas unscheduled",
+    "num_gpus": "use 'auto', 0 for CPU only, or a number of GPUs per replica",
+    "task": "use one of: " + ", ".join(t.value for t in Task),
+    "runtime": "use one of: " + ", ".join(r.value for r in Runtime),
+    "name": "use lowercase letters, digits, '-' or '_', starting with a letter",
+    "models": "list at least one model, each with name, task and source",
+}
+
+
+def _hint(loc: tuple) -> str | None:
+    """The fix for the innermost named field (union branches add names like "literal['auto']" after it)."""
+    for part in reversed(loc):
+        if isinstance(part, int):
+            return None
+        if part in _FIXES:
+            return _FIXES[part]
+    return None
+
+
+def _format(err: ValidationError, origin: str) -> str:
+    lines = [f"invalid gateway config ({origin}):"]
+    for e in err.errors():
+        path = ""
+        for part in e["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field (check its spelling against the README's config reference)"
+        hint = None if e["type"] == "extra_forbidden" else _hint(e["loc"])
+        lines.append(f"  {path or '<root>'}: {msg}" + (f" (fix: {hint})" if hint else ""))
+    return "\n".join(lines)
+
+
+def parse_config(data: object, origin: str = "<dict>", settings: GatewaySettings | None = None) -> GatewayConfig:
+    """Validate a config mapping and apply environment overrides from `settings`."""
+    settings = settings or GatewaySettings()
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid gateway config ({origin}): the top level must be a mapping with 'models'")
+    data = _apply_overrides(dict(data), settings)
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format(err, origin)) from None
+
+
+def load_config(path: Path | str | None = None, settings: GatewaySettings | None = None) -> GatewayConfig:
+    settings = settings or GatewaySettings()
+    path = Path(path or settings.config)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"gateway config not found: {path} (fix: pass --config or set GATEWAY_CONFIG)") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"gateway config {path} is not valid YAML: {err}") from None
+    return parse_config(data, str(path), settings)
+
+
+def _apply_overrides(data: dict, settings: GatewaySettings) -> dict:
+    server = dict(data.get("server") or {})
+    if settings.host is not None:
+        server["host"] = settings.host
+    if settings.http_port is not None:
+        server["http_port"] = settings.http_port
+    data["server"] = server
+    data.setdefault("models_dir", str(settings.models_dir))
+    if settings.num_gpus is not None and isinstance(data.get("models"), list):
+        data["models"] = [
+            {**m, "resources": {**(m.get("resources") or {}), "num_gpus": settings.num_gpus}}
+            if isinstance(m, dict) else m
+            for m in data["models"]
+        ]
+    return data
+
+
+def valid_name(name: str) -> bool:
+    return re.fullmatch(NAME_PATTERN, name) is not None

@@ -1,0 +1,96 @@
+"""One error hierarchy for every transport.
+
+Each error a client can cause carries one HTTP status and one gRPC status; HTTP and gRPC adapters both read
+them from here, so the two transports can never disagree. Messages are written for clients: they name the
+problem and never include tracebacks or exception class names.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base class. `kind` is a stable machine-readable name, also used as a metrics label."""
+
+    http_status = 500
+    grpc_status = "INTERNAL"
+    kind = "internal"
+
+    def __init__(self, message: str, **details: object):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_body(self) -> dict:
+        return {"error": self.message, "kind": self.kind, **self.details}
+
+
+class InvalidInput(GatewayError):
+    """The request is malformed or breaks a limit. HTTP 400 / INVALID_ARGUMENT."""
+
+    http_status = 400
+    grpc_status = "INVALID_ARGUMENT"
+    kind = "invalid_input"
+
+
+class PayloadTooLarge(InvalidInput):
+    """The body is over the configured size. HTTP 413 / INVALID_ARGUMENT."""
+
+    http_status = 413
+    kind = "payload_too_large"
+
+
+class ModelNotFound(GatewayError):
+    """No model (or version) of that name. HTTP 404 / NOT_FOUND."""
+
+    http_status = 404
+    grpc_status = "NOT_FOUND"
+    kind = "model_not_found"
+
+
+class ModelNotReady(GatewayError):
+    """The model exists but cannot answer now (loading, restarting). HTTP 503 / UNAVAILABLE."""
+
+    http_status = 503
+    grpc_status = "UNAVAILABLE"
+    kind = "model_not_ready"
+
+
+class Overloaded(GatewayError):
+    """Queues are full; retry later. HTTP 503 with Retry-After / UNAVAILABLE."""
+
+    http_status = 503
+    grpc_status = "UNAVAILABLE"
+    kind = "overloaded"
+
+
+class DeadlineExceeded(GatewayError):
+    """The request ran past its deadline. HTTP 504 / DEADLINE_EXCEEDED."""
+
+    http_status = 504
+    grpc_status = "DEADLINE_EXCEEDED"
+    kind = "deadline_exceeded"
+
+
+class InferenceFailed(GatewayError):
+    """A fault on our side; the message stays generic. HTTP 500 / INTERNAL."""
+
+    http_status = 500
+    grpc_status = "INTERNAL"
+    kind = "internal"
+
+
+# HTTP status -> gRPC status name, for errors that only have an HTTP status (e.g. from a web framework).
+HTTP_TO_GRPC = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "UNIMPLEMENTED",
+    409: "ALREADY_EXISTS",
+    413: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}

@@ -1,0 +1,96 @@
+"""The simple JSON API over HTTP: decode, call the dataplane, encode. No model logic here.
+
+    GET  /healthz              liveness
+    GET  /readyz               readiness (every model answers)
+    GET  /v1/models            models with version, readiness, labels, limits
+    GET  /v1/models/{name}     one model
+    POST /v1/classify          {"texts": [...], "model"?}
+    POST /v1/summarize         {"texts": [...], "model"?, "max_new_tokens"?}
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serve_app.dataplane import Answer, DataPlane
+from serve_app.errors import GatewayError, InvalidInput, Overloaded, PayloadTooLarge
+
+log = logging.getLogger("ray.serve")
+
+
+def error_response(err: GatewayError) -> JSONResponse:
+    headers = {"Retry-After": "1"} if isinstance(err, Overloaded) else None
+    return JSONResponse(err.to_body(), status_code=err.http_status, headers=headers)
+
+
+def create_app(get_dataplane: Callable[[], DataPlane]) -> FastAPI:
+    """`get_dataplane` is called per request: under Ray Serve the replica builds its dataplane after import."""
+    app = FastAPI(title="Inference gateway", version="0.1.0")
+
+    @app.exception_handler(GatewayError)
+    async def _gateway_error(request: Request, err: GatewayError):
+        return error_response(err)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, err: StarletteHTTPException):
+        if err.status_code == 404:
+            message = f"no route {request.method} {request.url.path}; see GET /v1/models and the README"
+        elif err.status_code == 405:
+            message = f"method {request.method} is not allowed on {request.url.path}"
+        else:
+            message = str(err.detail)
+        return JSONResponse({"error": message, "kind": "http_error"}, status_code=err.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, err: RequestValidationError):
+        first = err.errors()[0] if err.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"])
+        return error_response(InvalidInput(f"{where}: {first['msg']}"))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, err: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse({"error": "internal error; see the server log", "kind": "internal"}, status_code=500)
+
+    async def _call(request: Request, op: Callable[[DataPlane, object], Awaitable[Answer]]) -> JSONResponse:
+        dataplane = get_dataplane()
+        declared = request.headers.get("content-length")
+        limit = dataplane.config.server.limits.max_body_bytes
+        # Refuse an oversized body before reading it into memory.
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
+        body = dataplane.decode_json(await request.body())
+        answer = await op(dataplane, body)
+        return JSONResponse(answer.body, headers=answer.headers)
+
+    @app.get("/healthz")
+    async def healthz():
+        return {"live": True}
+
+    @app.get("/readyz")
+    async def readyz():
+        return await get_dataplane().ready()
+
+    @app.get("/v1/models")
+    async def list_models():
+        return await get_dataplane().list_models()
+
+    @app.get("/v1/models/{name}")
+    async def model_status(name: str):
+        return await get_dataplane().model_status(name)
+
+    @app.post("/v1/classify")
+    async def classify(request: Request):
+        return await _call(request, lambda dp, body: dp.classify(body))
+
+    @app.post("/v1/summarize")
+    async def summarize(request: Request):
+        return await _call(request, lambda dp, body: dp.summarize(body))
+
+    return app

@@ -1,0 +1,1 @@
+"""Default models: where their packaged weights and data live, and how `make models` builds them."""

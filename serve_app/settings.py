@@ -1,0 +1,36 @@
+"""Every environment knob the gateway reads, in one place.
+
+`GatewaySettings` is built once (from the process environment, prefix `GATEWAY_`) and applied to the YAML
+config by `config.load_config`; no other module reads `os.environ` for gateway behaviour.
+"""
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class GatewaySettings(BaseSettings):
+    """Environment overrides. Unset fields leave the YAML config's values alone."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+
+    config: Path = Field(
+        default=REPO_ROOT / "configs" / "gateway.yaml",
+        description="Path of the gateway YAML config.",
+    )
+    models_dir: Path = Field(
+        default=REPO_ROOT / "models",
+        description="Folder that relative model sources in the config are resolved against.",
+    )
+    host: str | None = Field(default=None, description="Override server.host.")
+    http_port: int | None = Field(default=None, description="Override server.http_port.")
+    num_gpus: float | None = Field(
+        default=None, description="Override every model's resources.num_gpus (0 forces CPU)."
+    )
+    ray_address: str = Field(
+        default="local",
+        description="Ray address for `gateway run`; 'local' starts a fresh single-node Ray.",
+    )

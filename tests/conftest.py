@@ -1,0 +1,74 @@
+"""Session-wide fixtures: tests are marked by folder; Ray and Serve start once per session, only if needed."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CACHE = REPO / ".cache"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may come from a model hub, ever
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        folder = Path(item.fspath).parent.name
+        if folder in ("unit", "integration", "e2e"):
+            item.add_marker(getattr(pytest.mark, folder))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer_dir() -> Path:
+    """SmolLM2's tokenizer: from the prepared summarizer if present, else extracted from the GGUF once."""
+    prepared = REPO / "models" / "summarizer"
+    if (prepared / "tokenizer.json").is_file():
+        return prepared
+    cached = CACHE / "smollm2-tokenizer"
+    if not (cached / "tokenizer.json").is_file():
+        from serve_app.models.prepare import export_smollm2_tokenizer
+
+        cached.mkdir(parents=True, exist_ok=True)
+        export_smollm2_tokenizer(cached)
+    return cached
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory, smollm2_tokenizer_dir) -> Path:
+    from tiny_models import build_tiny_classifier, build_tiny_summarizer
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    build_tiny_classifier(root / "tiny-classifier")
+    build_tiny_summarizer(root / "tiny-summarizer", smollm2_tokenizer_dir)
+    return root
+
+
+@pytest.fixture(scope="session")
+def serve_session():
+    """One local Ray (never a leftover cluster) and one Serve instance on a free loopback port."""
+    import ray
+    from ray import serve
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="error")
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()
+    ray.shutdown()
+
+
+def deploy_gateway(config, name: str = "gateway"):
+    from ray import serve
+
+    from serve_app.app import build_app
+
+    serve.run(build_app(config), name=name, route_prefix="/", blocking=False)

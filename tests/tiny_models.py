@@ -1,0 +1,44 @@
+"""Tiny random-weight models with the real tokenizers, for plumbing tests (built in seconds, never trained)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from serve_app.models.sources import minilm_dir
+
+TINY_LABELS = ["alpha", "beta", "gamma"]
+_TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def build_tiny_classifier(out: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128, num_labels=len(TINY_LABELS),
+                     id2label=dict(enumerate(TINY_LABELS)), label2id={n: i for i, n in enumerate(TINY_LABELS)})
+    BertForSequenceClassification(cfg).save_pretrained(out)
+    for name in _TOKENIZER_FILES:
+        shutil.copy(minilm_dir() / name, out / name)
+    return out
+
+
+def build_tiny_summarizer(out: Path, tokenizer_dir: Path, seed: int = 0) -> Path:
+    """A 2-layer llama with SmolLM2's tokenizer and chat template."""
+    import torch
+    from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
+                      tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id)
+    model = LlamaForCausalLM(cfg)
+    model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                               pad_token_id=tok.pad_token_id)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

@@ -1,0 +1,134 @@
+"""The HTTP adapter and dataplane over in-process fake backends: every bad input gets a typed 4xx JSON error."""
+
+import asyncio
+import json
+
+import httpx
+import pytest
+
+from serve_app.config import parse_config
+from serve_app.dataplane import DataPlane
+from serve_app.http_api import create_app
+from serve_app.settings import GatewaySettings
+
+CONFIG = {
+    "server": {"limits": {"max_texts": 4, "max_text_chars": 50, "max_body_bytes": 2048}},
+    "models": [
+        {"name": "clf", "task": "classification", "source": "clf"},
+        {"name": "sum", "task": "summarization", "source": "sum",
+         "generation": {"max_new_tokens": 8, "max_new_tokens_limit": 16}},
+    ],
+}
+
+
+class FakeBackend:
+    def __init__(self, kind: str, fail_info: bool = False):
+        self.kind, self.fail_info, self.calls = kind, fail_info, []
+
+    async def infer(self, texts, params):
+        self.calls.append((texts, params))
+        if self.kind == "boom":
+            raise RuntimeError("secret internal detail")
+        if self.kind == "clf":
+            results = [{"label": "a", "score": 1.0, "truncated": False} for _ in texts]
+        else:
+            results = [{"summary": t[:3], "truncated": False} for t in texts]
+        return {"version": f"{self.kind}-v1", "results": results}
+
+    async def info(self):
+        if self.fail_info:
+            raise ConnectionError("replica down")
+        return {"version": f"{self.kind}-v1"}
+
+
+def make_client(**backends):
+    config = parse_config(CONFIG, settings=GatewaySettings())
+    dp = DataPlane(config, {"clf": FakeBackend("clf"), "sum": FakeBackend("sum"), **backends})
+    transport = httpx.ASGITransport(app=create_app(lambda: dp), raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://test"), dp
+
+
+def call(method, path, **kw):
+    async def go():
+        client, dp = make_client(**kw.pop("backends", {}))
+        async with client:
+            return await client.request(method, path, **kw), dp
+    return asyncio.run(go())
+
+
+def test_classify_routes_to_the_default_classifier_and_names_the_version():
+    r, dp = call("POST", "/v1/classify", json={"texts": ["hello", "world"]})
+    assert r.status_code == 200
+    assert r.headers["x-model-name"] == "clf" and r.headers["x-model-version"] == "clf-v1"
+    assert r.json()["model"] == "clf" and len(r.json()["results"]) == 2
+    assert dp.backends["clf"].calls == [(["hello", "world"], {})]
+
+
+def test_summarize_uses_configured_default_and_requested_max_new_tokens():
+    r, dp = call("POST", "/v1/summarize", json={"texts": ["abcdef"]})
+    assert r.status_code == 200 and r.json()["results"][0]["summary"] == "abc"
+    r2, dp2 = call("POST", "/v1/summarize", json={"texts": ["abcdef"], "max_new_tokens": 16, "model": "sum"})
+    assert dp.backends["sum"].calls[0][1] == {"max_new_tokens": 8}
+    assert dp2.backends["sum"].calls[0][1] == {"max_new_tokens": 16}
+
+
+BAD_REQUESTS = [
+    ("/v1/classify", b"{not json", 400, "not valid JSON"),
+    ("/v1/classify", b"", 400, "body is empty"),
+    ("/v1/classify", b"\xff\xfe{}", 400, "UTF-8"),
+    ("/v1/classify", b"[1, 2]", 400, "JSON object"),
+    ("/v1/classify", json.dumps({"texts": "one string"}).encode(), 400, "texts"),
+    ("/v1/classify", json.dumps({"texts": [1, 2]}).encode(), 400, "texts.0"),
+    ("/v1/classify", json.dumps({"texts": []}).encode(), 400, "texts"),
+    ("/v1/classify", json.dumps({"texts": ["ok", "  "]}).encode(), 400, "texts.1: text is empty"),
+    ("/v1/classify", json.dumps({"texts": ["x"] * 5}).encode(), 400, "limit is 4"),
+    ("/v1/classify", json.dumps({"texts": ["x" * 51]}).encode(), 400, "51 characters"),
+    ("/v1/classify", json.dumps({"text": ["x"]}).encode(), 400, "unknown field"),
+    ("/v1/classify", json.dumps({"texts": ["x"], "model": "nope"}).encode(), 404, "'nope' is not served"),
+    ("/v1/classify", json.dumps({"texts": ["x"], "model": "sum"}).encode(), 400, "does summarization"),
+    ("/v1/summarize", json.dumps({"texts": ["x"], "max_new_tokens": 0}).encode(), 400, "between 1 and 16"),
+    ("/v1/summarize", json.dumps({"texts": ["x"], "max_new_tokens": 17}).encode(), 400, "between 1 and 16"),
+    ("/v1/summarize", json.dumps({"texts": ["x"], "max_new_tokens": "5"}).encode(), 400, "max_new_tokens"),
+    ("/v1/summarize", json.dumps({"texts": ["x"], "max_new_tokens": 2.5}).encode(), 400, "max_new_tokens"),
+    ("/v1/classify", b"{" + b" " * 3000 + b"}", 413, "limit is 2048"),
+]
+
+
+@pytest.mark.parametrize("path, body, status, fragment", BAD_REQUESTS)
+def test_bad_input_gets_a_typed_json_error(path, body, status, fragment):
+    r, dp = call("POST", path, content=body, headers={"content-type": "application/json"})
+    assert r.status_code == status, r.text
+    assert fragment in r.json()["error"]
+    assert "Traceback" not in r.text and "Error'" not in r.text
+    assert not dp.backends["clf"].calls and not dp.backends["sum"].calls, "bad input must not reach a model"
+
+
+def test_model_failure_is_a_generic_500_without_internals():
+    r, _ = call("POST", "/v1/classify", json={"texts": ["x"]}, backends={"clf": FakeBackend("boom")})
+    assert r.status_code == 500
+    assert r.json()["kind"] == "internal" and "secret" not in r.text and "RuntimeError" not in r.text
+
+
+def test_unknown_route_and_wrong_method_are_json():
+    r, _ = call("GET", "/v1/nothing")
+    assert r.status_code == 404 and "no route" in r.json()["error"]
+    r, _ = call("GET", "/v1/classify")
+    assert r.status_code == 405 and "not allowed" in r.json()["error"]
+
+
+def test_models_listing_and_readiness():
+    r, _ = call("GET", "/v1/models")
+    assert r.status_code == 200
+    assert {m["name"]: m["ready"] for m in r.json()["models"]} == {"clf": True, "sum": True}
+    assert call("GET", "/readyz")[0].status_code == 200
+    assert call("GET", "/healthz")[0].json() == {"live": True}
+    r, _ = call("GET", "/v1/models/sum")
+    assert r.json()["version"] == "sum-v1" and r.json()["task"] == "summarization"
+    assert call("GET", "/v1/models/zzz")[0].status_code == 404
+
+
+def test_readiness_fails_with_503_when_a_model_does_not_answer():
+    r, _ = call("GET", "/readyz", backends={"sum": FakeBackend("sum", fail_info=True)})
+    assert r.status_code == 503 and r.json()["models"] == ["sum"]
+    r, _ = call("GET", "/v1/models", backends={"sum": FakeBackend("sum", fail_info=True)})
+    assert {m["name"]: m["ready"] for m in r.json()["models"]} == {"clf": True, "sum": False}
