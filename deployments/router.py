@@ -27,23 +27,12 @@ class HandleBackend:
         return await self.handle.info.remote()
 
 
-# One Gateway replica per process: the replica's dataplane, read by the HTTP routes of this process.
-_dataplane: DataPlane | None = None
-
-
-def _current() -> DataPlane:
-    if _dataplane is None:
-        raise RuntimeError("gateway replica not initialised")
-    return _dataplane
-
-
-http_app = create_app(_current)
-
-
 @serve.deployment(ray_actor_options={"num_cpus": 0.1})
-@serve.ingress(http_app)
+@serve.ingress()  # late-bound: the app is built per replica, around that replica's dataplane
 class Gateway:
     def __init__(self, config: dict, handles: dict[str, DeploymentHandle]):
-        global _dataplane
         self.config = GatewayConfig.model_validate(config)
-        _dataplane = DataPlane(self.config, {name: HandleBackend(h) for name, h in handles.items()})
+        self.dataplane = DataPlane(self.config, {name: HandleBackend(h) for name, h in handles.items()})
+
+    def __serve_build_asgi_app__(self):
+        return create_app(lambda: self.dataplane)

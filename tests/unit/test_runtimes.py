@@ -1,0 +1,63 @@
+"""Model runtimes on tiny random-weight models, in-process (no Ray): shapes, truncation, limits, determinism."""
+
+import pytest
+
+from deployments.classifier import TextClassifier
+from deployments.summarizer import TextSummarizer
+from tiny_models import TINY_LABELS
+
+LONG = "word " * 400
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_models):
+    return TextClassifier(tiny_models / "tiny-classifier", max_length=32)
+
+
+@pytest.fixture(scope="module")
+def summarizer(tiny_models):
+    return TextSummarizer(tiny_models / "tiny-summarizer", max_length=64)
+
+
+def test_classifier_gives_a_probability_table_per_text(classifier):
+    results = classifier.predict(["short text", LONG, "another"], micro_batch=2)
+    assert len(results) == 3
+    for r in results:
+        assert set(r["probabilities"]) == set(TINY_LABELS)
+        assert sum(r["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert r["label"] == max(r["probabilities"], key=r["probabilities"].get)
+    assert [r["truncated"] for r in results] == [False, True, False]
+    assert results[1]["input_tokens"] == 32
+
+
+def test_classifier_answers_do_not_depend_on_batch_company(classifier):
+    alone = classifier.predict(["short text"])[0]
+    together = classifier.predict(["short text", LONG, "x y z"], micro_batch=3)[0]
+    assert alone["label"] == together["label"]
+    assert alone["probabilities"] == pytest.approx(together["probabilities"], abs=1e-5)
+
+
+def test_classifier_limit_is_capped_by_the_model(tiny_models):
+    assert TextClassifier(tiny_models / "tiny-classifier", max_length=4096).max_length == 128
+
+
+def test_summarizer_respects_each_requests_token_limit_and_flags_truncation(summarizer):
+    results = summarizer.summarize(["A short article about markets.", LONG], [3, 7], micro_batch=2)
+    assert [r["generated_tokens"] <= n for r, n in zip(results, [3, 7])] == [True, True]
+    assert [r["truncated"] for r in results] == [False, True]
+    assert results[1]["input_tokens"] == 64
+    assert all(r["finish_reason"] in ("stop", "length") for r in results)
+
+
+def test_summarizer_is_deterministic_and_batch_consistent(summarizer):
+    text = "The central bank raised rates again on Tuesday."
+    first = summarizer.summarize([text], [6])[0]
+    assert summarizer.summarize([text], [6])[0] == first
+    # Batched with a neighbour that wants more tokens, the greedy answer is cut at this request's own limit.
+    batched = summarizer.summarize([text, "Something else entirely, much longer " * 3], [6, 12], micro_batch=2)[0]
+    assert batched["summary"] == first["summary"]
+
+
+def test_missing_folder_names_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match="make models"):
+        TextClassifier(tmp_path / "nope")
