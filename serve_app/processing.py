@@ -50,7 +50,7 @@ def summary_messages(text: str) -> list[dict]:
     """Chat messages asking an instruction-tuned model for a summary of `text`."""
     return [
         {"role": "system", "content": SUMMARY_SYSTEM_PROMPT},
-        {"role": "user", "content": f"Summarize this article in one or two sentences.\n\n{text}"},
+        {"role": "user", "content": f"Summarize this article in one sentence.\n\n{text}"},
     ]
 
 

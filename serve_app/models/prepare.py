@@ -90,6 +90,9 @@ BUILDERS = {"classifier": (build_classifier, "training.json"), "summarizer": (co
 
 def prepare_models(models_dir: Path, only: list[str] | None = None, force: bool = False) -> dict[str, dict]:
     """Build each default model that is missing (or all of them with `force`). Returns their reports."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # keep the progress bars readable: no per-load weight reports
     reports = {}
     for name, (build, marker) in BUILDERS.items():
         if only and name not in only:
