@@ -60,7 +60,8 @@ def _cmd_run(args: argparse.Namespace, settings: GatewaySettings) -> int:
         gpus = ray.cluster_resources().get("GPU", 0.0)
         serve.run(build_app(config, gpus), name="gateway", route_prefix="/", blocking=False)
         base = f"http://{config.server.host}:{config.server.http_port}"
-        print(f"\ngateway ready in {time.monotonic() - started:.1f} s ({'%d GPU(s)' % gpus if gpus else 'CPU only'})")
+        where = f"{gpus:g} GPU(s)" if gpus else "CPU only"
+        print(f"\ngateway ready in {time.monotonic() - started:.1f} s ({where})")
         for line in (f"POST {base}/v1/classify", f"POST {base}/v1/summarize", f"GET  {base}/v1/models",
                      f"GET  {base}/healthz   GET {base}/readyz"):
             print("  " + line)

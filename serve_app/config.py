@@ -7,7 +7,7 @@ A config error names the field and says how to fix it, e.g.
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -23,12 +23,12 @@ class ConfigError(ValueError):
     """The gateway config is invalid; the message lists every problem with its field path."""
 
 
-class Task(str, Enum):
+class Task(StrEnum):
     classification = "classification"
     summarization = "summarization"
 
 
-class Runtime(str, Enum):
+class Runtime(StrEnum):
     torch = "torch"
 
 

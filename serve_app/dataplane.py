@@ -14,7 +14,7 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
-from serve_app.config import GatewayConfig, ModelConfig, Task
+from serve_app.config import GatewayConfig, Generation, ModelConfig, Task
 from serve_app.errors import GatewayError, InferenceFailed, InvalidInput, ModelNotFound, ModelNotReady, PayloadTooLarge
 from serve_app.schemas import ClassifyRequest, SummarizeRequest
 
@@ -108,9 +108,9 @@ class DataPlane:
     async def summarize(self, body: object) -> Answer:
         req = self._parse(SummarizeRequest, body)
         model = self._model(req.model, Task.summarization)
-        gen = model.generation
-        limit = gen.max_new_tokens_limit if gen else 256
-        n = req.max_new_tokens if req.max_new_tokens is not None else (gen.max_new_tokens if gen else 64)
+        gen = model.generation or Generation()
+        limit = gen.max_new_tokens_limit
+        n = req.max_new_tokens if req.max_new_tokens is not None else gen.max_new_tokens
         if not 1 <= n <= limit:
             raise InvalidInput(f"max_new_tokens: must be between 1 and {limit}, got {n}", field="max_new_tokens")
         return await self._infer(model, req.texts, {"max_new_tokens": n})

@@ -42,3 +42,20 @@ def build_tiny_summarizer(out: Path, tokenizer_dir: Path, seed: int = 0) -> Path
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+def build_tiny_seq2seq(out: Path, seed: int = 0) -> Path:
+    """A 1+1-layer BART with the MiniLM (BERT WordPiece) tokenizer: a seq2seq summarizer without a chat template."""
+    import torch
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    torch.manual_seed(seed)
+    # BERT vocabulary ids: [PAD]=0, [CLS]=101, [SEP]=102.
+    cfg = BartConfig(vocab_size=30522, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                     decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=128,
+                     pad_token_id=0, bos_token_id=101, eos_token_id=102, decoder_start_token_id=102,
+                     forced_eos_token_id=None)
+    BartForConditionalGeneration(cfg).save_pretrained(out)
+    for name in _TOKENIZER_FILES:
+        shutil.copy(minilm_dir() / name, out / name)
+    return out

@@ -73,7 +73,8 @@ def train_classifier(out_dir: Path, settings: TrainSettings = TrainSettings()) -
     model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
     steps_per_epoch = math.ceil(len(train) / settings.batch_size)
     total_steps = steps_per_epoch * settings.epochs
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.learning_rate, weight_decay=0.01)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=0.01)
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(settings.warmup_fraction * total_steps), total_steps
     )

@@ -6,8 +6,8 @@ import json
 
 import httpx
 import pytest
-
 from conftest import REPO, deploy_gateway
+
 from serve_app.config import load_config
 from serve_app.models import bbc
 from serve_app.settings import GatewaySettings

@@ -6,11 +6,11 @@ import concurrent.futures
 
 import httpx
 import pytest
-
 from conftest import deploy_gateway
+from tiny_models import TINY_LABELS
+
 from serve_app.config import parse_config
 from serve_app.settings import GatewaySettings
-from tiny_models import TINY_LABELS
 
 
 @pytest.fixture(scope="module")

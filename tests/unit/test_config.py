@@ -35,9 +35,11 @@ def test_errors_name_every_field_and_the_fix():
     ({}, "models"),
     ([1, 2], "top level must be a mapping"),
     ({"models": [MINIMAL["models"][0], MINIMAL["models"][0]]}, "appears twice"),
-    ({"models": [{**MINIMAL["models"][0], "generation": {"max_new_tokens": 5}}]}, "applies to task .summarization. only"),
+    ({"models": [{**MINIMAL["models"][0], "generation": {"max_new_tokens": 5}}]},
+     "applies to task .summarization. only"),
     ({"models": [{"name": "s", "task": "summarization", "source": "s",
-                  "generation": {"max_new_tokens": 300, "max_new_tokens_limit": 100}}]}, "above max_new_tokens_limit"),
+                  "generation": {"max_new_tokens": 300, "max_new_tokens_limit": 100}}]},
+     "above max_new_tokens_limit"),
     ({"models": [{**MINIMAL["models"][0], "batching": {"max_batch_size": 0}}]}, "batching.max_batch_size"),
 ])
 def test_invalid_configs_are_refused(data, fragment):

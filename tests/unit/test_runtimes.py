@@ -1,10 +1,10 @@
 """Model runtimes on tiny random-weight models, in-process (no Ray): shapes, truncation, limits, determinism."""
 
 import pytest
-
-from deployments.classifier import TextClassifier
-from deployments.summarizer import TextSummarizer
 from tiny_models import TINY_LABELS
+
+from serve_app.runtime.classifier import TextClassifier
+from serve_app.runtime.summarizer import TextSummarizer
 
 LONG = "word " * 400
 
@@ -61,3 +61,14 @@ def test_summarizer_is_deterministic_and_batch_consistent(summarizer):
 def test_missing_folder_names_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="make models"):
         TextClassifier(tmp_path / "nope")
+
+
+def test_a_seq2seq_checkpoint_also_serves_as_summarizer(tmp_path):
+    from tiny_models import build_tiny_seq2seq
+
+    runtime = TextSummarizer(build_tiny_seq2seq(tmp_path / "bart"), max_length=16)
+    assert runtime.seq2seq
+    results = runtime.summarize(["a short text", LONG], [4, 6], micro_batch=2)
+    assert [r["generated_tokens"] <= n for r, n in zip(results, [4, 6])] == [True, True]
+    assert [r["truncated"] for r in results] == [False, True]
+    assert runtime.summarize(["a short text", LONG], [4, 6], micro_batch=2) == results
