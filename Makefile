@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 models: venv
-	$(BIN)/gateway models
+	$(BIN)/gateway prepare
 
 run: models
 	$(BIN)/gateway run

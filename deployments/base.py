@@ -10,26 +10,41 @@ from pathlib import Path
 import torch
 
 from serve_app.processing import flatten, unflatten
+from serve_app.registry import IntegrityError, Registry
 from serve_app.versioning import content_hash, short
 
 log = logging.getLogger("ray.serve")
 
 
+def materialize(spec: dict) -> tuple[Path, str, str]:
+    """The local folder to load, the version label, and the verified content hash."""
+    if "registry" not in spec:
+        path = Path(spec["path"])
+        digest = content_hash(path)
+        return path, f"sha256:{short(digest)}", digest
+    reg = spec["registry"]
+    registry = Registry(reg["uri"], reg["options"], Path(reg["cache_dir"]))
+    version = registry.resolve(f"{spec['name']}@{spec['iteration']}")
+    if version.content_hash != spec["content_hash"]:
+        raise IntegrityError(f"{version.label} now hashes to {version.content_hash}, expected {spec['content_hash']}")
+    # Downloads once per content hash into the node's cache, and verifies the files on every load.
+    return registry.pull(version), str(version.iteration), version.content_hash
+
+
 class ModelDeployment:
     """Subclasses implement `_load(path) -> info dict` and an `@serve.batch` method named `_batched`.
 
-    `spec` is a `ModelConfig` dumped to JSON plus the resolved `path`; it crosses process boundaries.
+    `spec` is a `ModelConfig` dumped to JSON plus either a folder `path` or a registry version
+    (`registry`, `iteration`, `content_hash`); it crosses process boundaries.
     """
 
     def __init__(self, spec: dict):
         self.spec = spec
         self.name = spec["name"]
-        path = Path(spec["path"])
         threads = spec["resources"].get("threads")
         if threads:
             torch.set_num_threads(int(threads))
-        self.content_hash = content_hash(path)
-        self.version = spec.get("version") or f"sha256:{short(self.content_hash)}"
+        path, self.version, self.content_hash = materialize(spec)
         self._details = self._load(path)
         batching = spec["batching"]
         # One config drives @serve.batch: the decorator's arguments are only defaults.

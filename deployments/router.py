@@ -1,17 +1,27 @@
-"""The ingress deployment: HTTP in front, DeploymentHandles to the model deployments behind.
+"""The ingress deployment: HTTP in front, DeploymentHandles to the model versions behind.
 
-It holds no model logic: requests go through `serve_app.dataplane.DataPlane`, which reaches each model through
-a `HandleBackend`. Pipelines (chains, fan-out, fusion) will run here too.
+It holds no model logic: requests go through `serve_app.dataplane.DataPlane`; each model version is a Serve
+application of its own, reached through a `HandleBackend`, and `ServeModelManager` deploys or deletes such
+applications when an admin loads or unloads a version at run time.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from serve_app.config import GatewayConfig
+from serve_app.app import app_name, open_registry, plan_version, version_app
+from serve_app.config import GatewayConfig, ModelConfig
 from serve_app.dataplane import DataPlane
+from serve_app.errors import LoadFailed
 from serve_app.http_api import create_app
+from serve_app.routing import ModelRoutes
+from serve_app.settings import GatewaySettings
+
+log = logging.getLogger("ray.serve")
 
 
 class HandleBackend:
@@ -27,12 +37,51 @@ class HandleBackend:
         return await self.handle.info.remote()
 
 
+def backend_for(model: str, app: str) -> HandleBackend:
+    return HandleBackend(serve.get_deployment_handle(model, app_name=app))
+
+
+class ServeModelManager:
+    """Loads a registry version as its own Serve application; unloading deletes that application."""
+
+    def __init__(self, config: GatewayConfig, gpus_in_cluster: float):
+        self.config = config
+        self.gpus = gpus_in_cluster
+
+    async def load(self, model: ModelConfig, selector: str) -> tuple[str, HandleBackend]:
+        registry = open_registry(self.config)
+        version = await asyncio.to_thread(registry.resolve, f"{model.name}@{selector}")
+        # Verify before deploying: a corrupted version is refused here, and nothing serving is touched.
+        await asyncio.to_thread(registry.pull, version)
+        plan = plan_version(self.config, model, version, 0.0)
+        try:
+            # serve.run blocks until the version is running (or failed): keep it off the event loop.
+            await asyncio.to_thread(serve.run, version_app(model, plan.spec, self.gpus), name=plan.app_name,
+                                    route_prefix=None)
+        except Exception:
+            log.exception("deploying %s failed", plan.app_name)
+            await asyncio.to_thread(serve.delete, plan.app_name)
+            raise LoadFailed(f"{model.name}@{version.iteration} failed to start; see the server log") from None
+        return plan.label, backend_for(model.name, plan.app_name)
+
+    async def unload(self, model: ModelConfig, label: str) -> None:
+        await asyncio.to_thread(serve.delete, app_name(model.name, label))
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 0.1})
 @serve.ingress()  # late-bound: the app is built per replica, around that replica's dataplane
 class Gateway:
-    def __init__(self, config: dict, handles: dict[str, DeploymentHandle]):
+    def __init__(self, config: dict, table: dict[str, list[dict]], gpus_in_cluster: float = 0.0):
         self.config = GatewayConfig.model_validate(config)
-        self.dataplane = DataPlane(self.config, {name: HandleBackend(h) for name, h in handles.items()})
+        routes = {}
+        for model, versions in table.items():
+            routes[model] = ModelRoutes(model)
+            for v in versions:
+                routes[model].add(v["label"], backend_for(v["deployment"], v["app"]), v["weight"])
+        manager = ServeModelManager(self.config, gpus_in_cluster)
+        self.dataplane = DataPlane(self.config, routes, manager)
+        token = GatewaySettings().admin_token
+        self.admin_token = token.get_secret_value() if token else None
 
     def __serve_build_asgi_app__(self):
-        return create_app(lambda: self.dataplane)
+        return create_app(lambda: self.dataplane, self.admin_token)

@@ -1,10 +1,28 @@
-"""Build the Ray Serve application from the gateway config: one deployment per model, the gateway in front."""
+"""Turn the gateway config into Ray Serve applications.
+
+Each served model version is its own Serve application (`<model>--v<iteration>`, no HTTP route), so versions
+can be deployed and deleted at run time without touching the others; the `gateway` application is the HTTP
+ingress and reaches them through DeploymentHandles.
+"""
 
 from __future__ import annotations
 
-from ray.serve import Application
+from dataclasses import dataclass
 
 from serve_app.config import GatewayConfig, ModelConfig, Task
+from serve_app.registry import ModelVersion, Registry
+from serve_app.versioning import content_hash, short
+
+GATEWAY_APP = "gateway"
+
+
+@dataclass(frozen=True)
+class VersionPlan:
+    model: str
+    label: str  # "3" for registry iteration 3; "sha256:<12 hex>" for a folder source
+    app_name: str
+    weight: float
+    spec: dict  # what the model deployment receives
 
 
 def resolve_num_gpus(requested: float | str, gpus_in_cluster: float) -> float:
@@ -14,9 +32,49 @@ def resolve_num_gpus(requested: float | str, gpus_in_cluster: float) -> float:
     return float(requested)
 
 
-def model_spec(config: GatewayConfig, model: ModelConfig) -> dict:
-    """What a model deployment needs, as plain JSON: its config plus the resolved folder."""
-    return {**model.model_dump(mode="json"), "path": str(config.source_of(model))}
+def open_registry(config: GatewayConfig) -> Registry:
+    return Registry(config.registry_uri(), config.registry.options(), config.cache_dir())
+
+
+def registry_spec(config: GatewayConfig) -> dict:
+    return {"uri": config.registry_uri(), "options": config.registry.options(), "cache_dir": str(config.cache_dir())}
+
+
+def model_spec(config: GatewayConfig, model: ModelConfig, version: ModelVersion | None = None) -> dict:
+    """What a model deployment needs, as plain JSON: its config plus a folder or a registry version."""
+    spec = model.model_dump(mode="json")
+    if version is None:
+        return {**spec, "path": str(config.source_of(model))}
+    return {**spec, "registry": registry_spec(config), "iteration": version.iteration,
+            "content_hash": version.content_hash}
+
+
+def app_name(model: str, label: str) -> str:
+    return f"{model}--v{label}" if label.isdigit() else f"{model}--folder"
+
+
+def plan_version(config: GatewayConfig, model: ModelConfig, version: ModelVersion, weight: float) -> VersionPlan:
+    label = str(version.iteration)
+    return VersionPlan(model.name, label, app_name(model.name, label), weight, model_spec(config, model, version))
+
+
+def plan_versions(config: GatewayConfig, registry: Registry | None = None) -> list[VersionPlan]:
+    """Every version to deploy at start, with its traffic weight (selectors naming one version add up)."""
+    plans: list[VersionPlan] = []
+    for model in config.models:
+        if model.source is not None:
+            label = f"sha256:{short(content_hash(config.source_of(model)))}"
+            plans.append(VersionPlan(model.name, label, app_name(model.name, label), 1.0,
+                                     model_spec(config, model)))
+            continue
+        registry = registry or open_registry(config)
+        weights: dict[int, tuple[ModelVersion, float]] = {}
+        for selector, weight in model.selectors.items():
+            version = registry.resolve(f"{model.name}@{selector}")
+            previous = weights.get(version.iteration, (version, 0.0))[1]
+            weights[version.iteration] = (version, previous + weight)
+        plans += [plan_version(config, model, v, w) for v, w in weights.values()]
+    return plans
 
 
 def deployment_options(model: ModelConfig, gpus_in_cluster: float) -> dict:
@@ -30,21 +88,37 @@ def deployment_options(model: ModelConfig, gpus_in_cluster: float) -> dict:
     }
 
 
-def build_app(config: GatewayConfig, gpus_in_cluster: float = 0.0) -> Application:
+def version_app(model: ModelConfig, spec: dict, gpus_in_cluster: float):
     # Imported here so the pure config/dataplane modules stay importable without Ray.
     from deployments.classifier import ClassifierDeployment
-    from deployments.router import Gateway
     from deployments.summarizer import SummarizerDeployment
 
-    kinds = {Task.classification: ClassifierDeployment, Task.summarization: SummarizerDeployment}
-    handles = {
-        m.name: kinds[m.task].options(**deployment_options(m, gpus_in_cluster)).bind(model_spec(config, m))
-        for m in config.models
-    }
+    kind = {Task.classification: ClassifierDeployment, Task.summarization: SummarizerDeployment}[model.task]
+    return kind.options(**deployment_options(model, gpus_in_cluster)).bind(spec)
+
+
+def gateway_app(config: GatewayConfig, plans: list[VersionPlan], gpus_in_cluster: float):
+    from deployments.router import Gateway
+
+    table = {m.name: [] for m in config.models}
+    for p in plans:
+        table[p.model].append({"label": p.label, "app": p.app_name, "deployment": p.model, "weight": p.weight})
     server = config.server
     return Gateway.options(
-        name="gateway",
+        name=GATEWAY_APP,
         num_replicas=server.ingress_replicas,
         max_ongoing_requests=1000,
         ray_actor_options={"num_cpus": server.ingress_num_cpus},
-    ).bind(config.model_dump(mode="json"), handles)
+    ).bind(config.model_dump(mode="json"), table, gpus_in_cluster)
+
+
+def deploy(config: GatewayConfig, gpus_in_cluster: float = 0.0, registry: Registry | None = None) -> list[str]:
+    """Deploy every planned version and the gateway concurrently; return the application names."""
+    from ray import serve
+
+    plans = plan_versions(config, registry)
+    targets = [serve.RunTarget(version_app(config.model(p.model), p.spec, gpus_in_cluster), name=p.app_name,
+                               route_prefix=None) for p in plans]
+    targets.append(serve.RunTarget(gateway_app(config, plans, gpus_in_cluster), name=GATEWAY_APP, route_prefix="/"))
+    serve.run_many(targets)
+    return [t.name for t in targets]

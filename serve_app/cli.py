@@ -1,8 +1,9 @@
-"""`gateway` command: run the gateway, prepare models, check a config.
+"""`gateway` command: run the gateway, prepare models, manage the registry, check a config.
 
-    gateway run [--config PATH]      start Ray and the gateway; Ctrl-C stops both
-    gateway models [--force] [NAME]  build the default models into GATEWAY_MODELS_DIR
-    gateway check-config [PATH]      validate a config and print what it would serve
+    gateway run [--config PATH]       start Ray and the gateway; Ctrl-C stops both
+    gateway prepare [--force] [NAME]  build the default models and register them (alias `stable`)
+    gateway models list|show|register|alias|unalias|remove|pull|gc   the model registry
+    gateway check-config [PATH]       validate a config and print what it would serve
 """
 
 from __future__ import annotations
@@ -15,42 +16,65 @@ import time
 from pathlib import Path
 
 from serve_app.config import ConfigError, load_config
+from serve_app.errors import GatewayError
+from serve_app.registry.cli import add_parser as add_registry_parser
 from serve_app.settings import GatewaySettings
 
 
-def _cmd_models(args: argparse.Namespace, settings: GatewaySettings) -> int:
-    from serve_app.models.prepare import BUILDERS, prepare_models
+def _cmd_registry(args: argparse.Namespace, settings: GatewaySettings) -> int:
+    from serve_app.app import open_registry
+
+    return args.run(open_registry(load_config(args.config, settings)), args)
+
+
+def _cmd_prepare(args: argparse.Namespace, settings: GatewaySettings) -> int:
+    from serve_app.app import open_registry
+    from serve_app.models.prepare import BUILDERS, prepare_models, register_defaults
 
     unknown = set(args.names) - set(BUILDERS)
     if unknown:
         print(f"unknown model(s) {sorted(unknown)}; choose from {sorted(BUILDERS)}", file=sys.stderr)
         return 2
     reports = prepare_models(settings.models_dir, only=args.names or None, force=args.force)
+    register_defaults(open_registry(load_config(args.config, settings)), settings.models_dir, reports)
     if "classifier" in reports:
         print(f"classifier held-out accuracy: {reports['classifier']['held_out_accuracy']:.4f}")
     return 0
 
 
 def _cmd_check(args: argparse.Namespace, settings: GatewaySettings) -> int:
+    from serve_app.app import plan_versions
+
     config = load_config(args.config, settings)
+    missing = _missing_folders(config)
     for m in config.models:
-        src = config.source_of(m)
-        state = "found" if src.is_dir() else "MISSING (run `make models`)"
-        print(f"{m.name:<16} {m.task.value:<15} {m.runtime.value:<6} {src} [{state}]")
+        where = config.source_of(m) or f"{config.registry_uri()} {m.name}@" + ",".join(m.selectors)
+        print(f"{m.name:<16} {m.task.value:<15} {m.runtime.value:<6} {where}")
+    if missing:
+        print("MISSING (run `make models`):\n  " + "\n  ".join(missing))
+        return 1
+    for p in plan_versions(config):
+        print(f"  serves {p.model}@{p.label} (weight {p.weight:g}) as application {p.app_name}")
     return 0
 
 
+def _missing_folders(config) -> list[str]:
+    return [f"{m.name}: {config.source_of(m)}" for m in config.models
+            if m.source is not None and not config.source_of(m).is_dir()]
+
+
 def _cmd_run(args: argparse.Namespace, settings: GatewaySettings) -> int:
+    from serve_app.app import deploy, plan_versions
+
     config = load_config(args.config, settings)
-    missing = [f"{m.name}: {config.source_of(m)}" for m in config.models if not config.source_of(m).is_dir()]
+    missing = _missing_folders(config)
     if missing:
         print("model folders missing (fix: run `make models`):\n  " + "\n  ".join(missing), file=sys.stderr)
         return 2
+    plan_versions(config)  # fail fast, before Ray starts, on a version the registry cannot resolve
 
     import ray
     from ray import serve
-
-    from serve_app.app import build_app
 
     started = time.monotonic()
     ray.init(address=settings.ray_address, include_dashboard=False, logging_level="warning")
@@ -58,7 +82,7 @@ def _cmd_run(args: argparse.Namespace, settings: GatewaySettings) -> int:
     try:
         serve.start(http_options={"host": config.server.host, "port": config.server.http_port})
         gpus = ray.cluster_resources().get("GPU", 0.0)
-        serve.run(build_app(config, gpus), name="gateway", route_prefix="/", blocking=False)
+        deploy(config, gpus)
         base = f"http://{config.server.host}:{config.server.http_port}"
         where = f"{gpus:g} GPU(s)" if gpus else "CPU only"
         print(f"\ngateway ready in {time.monotonic() - started:.1f} s ({where})")
@@ -84,18 +108,25 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="start Ray and the gateway")
     run.add_argument("--config", type=Path, default=None, help="gateway YAML (default: GATEWAY_CONFIG)")
-    models = sub.add_parser("models", help="build the default models if missing")
-    models.add_argument("names", nargs="*", metavar="NAME", help="classifier and/or summarizer (default: both)")
-    models.add_argument("--force", action="store_true", help="rebuild even if present")
+    prepare = sub.add_parser("prepare", help="build the default models if missing and register them")
+    prepare.add_argument("names", nargs="*", metavar="NAME", help="classifier and/or summarizer (default: both)")
+    prepare.add_argument("--force", action="store_true", help="rebuild even if present")
     check = sub.add_parser("check-config", help="validate a gateway config")
     check.add_argument("config", type=Path, nargs="?", default=None)
+    registry = add_registry_parser(sub)
+    for p in (prepare, registry):  # both need the config for the registry's location
+        p.add_argument("--config", type=Path, default=None, help="gateway YAML (default: GATEWAY_CONFIG)")
     args = parser.parse_args(argv)
     settings = GatewaySettings()
+    commands = {"run": _cmd_run, "prepare": _cmd_prepare, "check-config": _cmd_check, "models": _cmd_registry}
     try:
-        return {"run": _cmd_run, "models": _cmd_models, "check-config": _cmd_check}[args.command](args, settings)
+        return commands[args.command](args, settings)
     except ConfigError as err:
         print(err, file=sys.stderr)
         return 2
+    except GatewayError as err:  # registry and model errors carry a message written for people
+        print(f"error: {err.message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -75,12 +75,17 @@ class Generation(_Strict):
 
 
 class ModelConfig(_Strict):
+    """A served model: either a folder (`source`) or versions of the registry model of the same name."""
+
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     task: Task
-    source: Annotated[str, Field(min_length=1)]
+    # A checkpoint folder (path or file://) served as is, named by its content hash. None: use the registry.
+    source: Annotated[str, Field(min_length=1)] | None = None
     runtime: Runtime = Runtime.torch
-    # A pinned version label or alias; None serves whatever `source` holds, named by its content hash.
-    version: str | None = None
+    # Registry selector after the '@': an iteration (7), alias (stable), hash prefix (sha256:3fa1) or UTC time.
+    version: Annotated[str, Field(min_length=1, max_length=80)] = "latest"
+    # Traffic split between registry versions: selector -> weight (normalised). Replaces `version`.
+    traffic: dict[str, Annotated[float, Field(gt=0)]] | None = None
     # Inputs longer than this many tokens are truncated (and the response says so). None: the model's own limit.
     max_length: Annotated[int, Field(ge=8, le=32_768)] | None = None
     batching: Batching = Batching()
@@ -93,12 +98,28 @@ class ModelConfig(_Strict):
             raise ValueError("'generation' applies to task 'summarization' only; remove it")
         return self
 
+    @model_validator(mode="after")
+    def _traffic_needs_the_registry(self) -> ModelConfig:
+        if self.traffic is not None:
+            if self.source is not None:
+                raise ValueError("'traffic' splits registry versions; remove 'source' or 'traffic'")
+            if not self.traffic:
+                raise ValueError("'traffic' needs at least one selector: weight entry")
+        return self
+
+    @property
+    def selectors(self) -> dict[str, float]:
+        """Registry selectors to serve at start, with their traffic weights."""
+        return dict(self.traffic) if self.traffic else {self.version: 1.0}
+
     @property
     def max_ongoing_requests(self) -> int:
         explicit = self.resources.max_ongoing_requests
         return explicit if explicit is not None else max(32, 2 * self.batching.max_batch_size)
 
-    def resolved_source(self, models_dir: Path) -> Path:
+    def resolved_source(self, models_dir: Path) -> Path | None:
+        if self.source is None:
+            return None
         path = Path(self.source.removeprefix("file://"))
         return path if path.is_absolute() else (models_dir / path).resolve()
 
@@ -111,16 +132,33 @@ class Limits(_Strict):
     max_body_bytes: Annotated[int, Field(ge=1024, le=1_073_741_824)] = 8 * 1024 * 1024
 
 
+class RegistryConfig(_Strict):
+    """Where registered versions live and where replicas cache them. S3 credentials: prefer the standard
+    AWS environment variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) over writing them here."""
+
+    uri: Annotated[str, Field(min_length=1)] = "registry"
+    cache_dir: str | None = None
+    endpoint_url: str | None = None
+    region: str | None = None
+    key: str | None = None
+    secret: str | None = None
+
+    def options(self) -> dict:
+        return {k: v for k, v in self.model_dump(include={"endpoint_url", "region", "key", "secret"}).items() if v}
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     http_port: Annotated[int, Field(ge=1, le=65535)] = 8000
     limits: Limits = Limits()
     ingress_num_cpus: Annotated[float, Field(gt=0, le=16)] = 0.1
-    ingress_replicas: Annotated[int, Field(ge=1, le=64)] = 1
+    # Admin endpoints (load/unload, traffic) change the state of the replica that answers: keep one ingress.
+    ingress_replicas: Annotated[int, Field(ge=1, le=1)] = 1
 
 
 class GatewayConfig(_Strict):
     server: ServerConfig = ServerConfig()
+    registry: RegistryConfig = RegistryConfig()
     models: Annotated[list[ModelConfig], Field(min_length=1)]
     # Where relative model sources resolve; filled from settings, not usually written in YAML.
     models_dir: Path = Path("models")
@@ -141,8 +179,20 @@ class GatewayConfig(_Strict):
     def default_model(self, task: Task) -> ModelConfig | None:
         return next((m for m in self.models if m.task is task), None)
 
-    def source_of(self, model: ModelConfig) -> Path:
+    def source_of(self, model: ModelConfig) -> Path | None:
         return model.resolved_source(self.models_dir)
+
+    def registry_uri(self) -> str:
+        """Relative local registry paths resolve like model sources: against models_dir's parent folder."""
+        uri = self.registry.uri
+        if "://" in uri or Path(uri).is_absolute():
+            return uri
+        return str((self.models_dir.parent / uri).resolve())
+
+    def cache_dir(self) -> Path:
+        if self.registry.cache_dir:
+            return Path(self.registry.cache_dir)
+        return self.models_dir.parent / ".cache" / "models"
 
 
 # Hints appended to pydantic's message, keyed by the last element of the field path.
@@ -212,6 +262,8 @@ def _apply_overrides(data: dict, settings: GatewaySettings) -> dict:
         server["http_port"] = settings.http_port
     data["server"] = server
     data.setdefault("models_dir", str(settings.models_dir))
+    if settings.registry_uri is not None:
+        data["registry"] = {**(data.get("registry") or {}), "uri": settings.registry_uri}
     if settings.num_gpus is not None and isinstance(data.get("models"), list):
         data["models"] = [
             {**m, "resources": {**(m.get("resources") or {}), "num_gpus": settings.num_gpus}}

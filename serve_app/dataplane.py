@@ -16,19 +16,30 @@ from pydantic import ValidationError
 
 from serve_app.config import GatewayConfig, Generation, ModelConfig, Task
 from serve_app.errors import GatewayError, InferenceFailed, InvalidInput, ModelNotFound, ModelNotReady, PayloadTooLarge
+from serve_app.routing import ModelRoutes, VersionEntry
 from serve_app.schemas import ClassifyRequest, SummarizeRequest
 
 READY_TIMEOUT_S = 2.0
 
 
 class ModelBackend(Protocol):
-    """What the dataplane needs from a served model."""
+    """What the dataplane needs from one served model version."""
 
     async def infer(self, texts: list[str], params: dict) -> dict:
         """Return {"results": [...one per text...], "version": ..., "max_length": ...}."""
 
     async def info(self) -> dict:
         """Return {"version": ..., "content_hash": ..., "max_length": ..., ...}."""
+
+
+class ModelManager(Protocol):
+    """Starts and stops model versions at run time (Ray Serve applications in production)."""
+
+    async def load(self, model: ModelConfig, selector: str) -> tuple[str, ModelBackend]:
+        """Deploy the registry version `selector` of `model`; return its label and backend."""
+
+    async def unload(self, model: ModelConfig, label: str) -> None:
+        """Stop the deployed version `label` of `model`."""
 
 
 def _describe(error: dict, schema) -> tuple[str, str]:
@@ -45,12 +56,13 @@ class Answer:
 
 
 class DataPlane:
-    def __init__(self, config: GatewayConfig, backends: dict[str, ModelBackend]):
-        missing = {m.name for m in config.models} - set(backends)
+    def __init__(self, config: GatewayConfig, routes: dict[str, ModelRoutes], manager: ModelManager | None = None):
+        missing = {m.name for m in config.models} - set(routes)
         if missing:
-            raise ValueError(f"no backend for configured models: {sorted(missing)}")
+            raise ValueError(f"no routes for configured models: {sorted(missing)}")
         self.config = config
-        self.backends = backends
+        self.routes = routes
+        self.manager = manager
 
     # -- decoding -----------------------------------------------------------------------------------------
     def decode_json(self, raw: bytes) -> object:
@@ -89,35 +101,43 @@ class DataPlane:
                                    f"{limits.max_text_chars}", field=f"texts.{i}")
         return req
 
-    def _model(self, name: str | None, task: Task) -> ModelConfig:
-        model = self.config.model(name) if name else self.config.default_model(task)
+    def _config_of(self, name: str) -> ModelConfig:
+        model = self.config.model(name)
         if model is None:
             known = ", ".join(m.name for m in self.config.models)
-            raise ModelNotFound(f"model '{name}' is not served; known models: {known}" if name
-                                else f"no {task.value} model is configured")
+            raise ModelNotFound(f"model '{name}' is not served; known models: {known}")
+        return model
+
+    def _model(self, requested: str | None, task: Task) -> tuple[ModelConfig, str | None]:
+        """The model config and the pinned version (from "name@version"), if any."""
+        name, _, pinned = (requested or "").partition("@")
+        model = self._config_of(name) if name else self.config.default_model(task)
+        if model is None:
+            raise ModelNotFound(f"no {task.value} model is configured")
         if model.task is not task:
             raise InvalidInput(f"model '{model.name}' does {model.task.value}, not {task.value}", field="model")
-        return model
+        return model, (pinned or None)
 
     # -- operations ---------------------------------------------------------------------------------------
     async def classify(self, body: object) -> Answer:
         req = self._parse(ClassifyRequest, body)
-        model = self._model(req.model, Task.classification)
-        return await self._infer(model, req.texts, {})
+        model, pinned = self._model(req.model, Task.classification)
+        return await self._infer(model, pinned, req.texts, {})
 
     async def summarize(self, body: object) -> Answer:
         req = self._parse(SummarizeRequest, body)
-        model = self._model(req.model, Task.summarization)
+        model, pinned = self._model(req.model, Task.summarization)
         gen = model.generation or Generation()
         limit = gen.max_new_tokens_limit
         n = req.max_new_tokens if req.max_new_tokens is not None else gen.max_new_tokens
         if not 1 <= n <= limit:
             raise InvalidInput(f"max_new_tokens: must be between 1 and {limit}, got {n}", field="max_new_tokens")
-        return await self._infer(model, req.texts, {"max_new_tokens": n})
+        return await self._infer(model, pinned, req.texts, {"max_new_tokens": n})
 
-    async def _infer(self, model: ModelConfig, texts: list[str], params: dict) -> Answer:
+    async def _infer(self, model: ModelConfig, pinned: str | None, texts: list[str], params: dict) -> Answer:
+        entry = self.routes[model.name].pick(pinned)
         try:
-            out = await self.backends[model.name].infer(texts, params)
+            out = await entry.backend.infer(texts, params)
         except GatewayError:
             raise
         except Exception:  # noqa: BLE001 - the cause is logged by the replica; clients get a generic message
@@ -125,17 +145,22 @@ class DataPlane:
         body = {"model": model.name, **out}
         return Answer(body, {"X-Model-Name": model.name, "X-Model-Version": str(out.get("version", ""))})
 
-    async def model_status(self, name: str) -> dict:
-        model = self.config.model(name)
-        if model is None:
-            raise ModelNotFound(f"model '{name}' is not served; known models: "
-                                + ", ".join(m.name for m in self.config.models))
-        entry = {"name": model.name, "task": model.task.value, "runtime": model.runtime.value}
+    async def _version_status(self, entry: VersionEntry, share: float) -> dict:
         try:
-            info = await asyncio.wait_for(self.backends[name].info(), READY_TIMEOUT_S)
+            info = await asyncio.wait_for(entry.backend.info(), READY_TIMEOUT_S)
         except Exception:  # noqa: BLE001 - any failure to answer means "not ready"
-            return {**entry, "ready": False}
-        return {**entry, "ready": True, **info}
+            return {"version": entry.label, "ready": False, "traffic_share": share}
+        return {**info, "version": entry.label, "ready": True, "traffic_share": share}
+
+    async def model_status(self, name: str) -> dict:
+        model = self._config_of(name)
+        routes = self.routes[name]
+        shares = routes.shares()
+        versions = await asyncio.gather(*(self._version_status(e, shares[e.label])
+                                          for e in routes.versions.values()))
+        return {"name": model.name, "task": model.task.value, "runtime": model.runtime.value,
+                "ready": any(v["ready"] and v["traffic_share"] > 0 for v in versions),
+                "versions": sorted(versions, key=lambda v: v["version"])}
 
     async def list_models(self) -> dict:
         models = await asyncio.gather(*(self.model_status(m.name) for m in self.config.models))
@@ -147,3 +172,37 @@ class DataPlane:
         if not_ready:
             raise ModelNotReady("models not ready: " + ", ".join(not_ready), models=not_ready)
         return {"ready": True}
+
+    # -- administration -----------------------------------------------------------------------------------
+    def _registry_model(self, name: str) -> ModelConfig:
+        model = self._config_of(name)
+        if model.source is not None:
+            raise InvalidInput(f"model '{name}' is served from a folder, not the registry; register it and "
+                               "drop 'source' to load versions at run time")
+        if self.manager is None:
+            raise InvalidInput("this gateway cannot load versions at run time")
+        return model
+
+    async def load(self, name: str, selector: str) -> dict:
+        """Deploy a registry version next to those already serving; it takes no traffic until weighted."""
+        model = self._registry_model(name)
+        label, backend = await self.manager.load(model, selector)
+        routes = self.routes[name]
+        if label not in routes.versions:
+            routes.add(label, backend, weight=0.0)
+        return await self.model_status(name)
+
+    async def unload(self, name: str, label: str) -> dict:
+        model = self._registry_model(name)
+        self.routes[name].remove(label)  # stop routing to it before it goes away
+        await self.manager.unload(model, label)
+        return await self.model_status(name)
+
+    async def set_traffic(self, name: str, body: object) -> dict:
+        self._config_of(name)
+        if not isinstance(body, dict) or not body or not all(
+                isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
+                for k, v in body.items()):
+            raise InvalidInput('traffic must be a JSON object of version: weight, e.g. {"3": 90, "4": 10}')
+        self.routes[name].set_weights({k: float(v) for k, v in body.items()})
+        return await self.model_status(name)

@@ -39,6 +39,22 @@ class PayloadTooLarge(InvalidInput):
     kind = "payload_too_large"
 
 
+class Unauthenticated(GatewayError):
+    """No or malformed credentials. HTTP 401 / UNAUTHENTICATED."""
+
+    http_status = 401
+    grpc_status = "UNAUTHENTICATED"
+    kind = "unauthenticated"
+
+
+class PermissionDenied(GatewayError):
+    """Credentials given but not accepted. HTTP 403 / PERMISSION_DENIED."""
+
+    http_status = 403
+    grpc_status = "PERMISSION_DENIED"
+    kind = "permission_denied"
+
+
 class ModelNotFound(GatewayError):
     """No model (or version) of that name. HTTP 404 / NOT_FOUND."""
 
@@ -77,6 +93,14 @@ class InferenceFailed(GatewayError):
     http_status = 500
     grpc_status = "INTERNAL"
     kind = "internal"
+
+
+class LoadFailed(GatewayError):
+    """A model version could not be started (its replica failed to load). HTTP 500 / INTERNAL."""
+
+    http_status = 500
+    grpc_status = "INTERNAL"
+    kind = "load_failed"
 
 
 # HTTP status -> gRPC status name, for errors that only have an HTTP status (e.g. from a web framework).

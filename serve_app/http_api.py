@@ -6,20 +6,26 @@
     GET  /v1/models/{name}     one model
     POST /v1/classify          {"texts": [...], "model"?}
     POST /v1/summarize         {"texts": [...], "model"?, "max_new_tokens"?}
+
+Admin (bearer token when GATEWAY_ADMIN_TOKEN is set):
+    POST /v1/admin/models/{name}/versions/{selector}/load     deploy a registry version (no traffic yet)
+    POST /v1/admin/models/{name}/versions/{version}/unload    stop a loaded version
+    PUT  /v1/admin/models/{name}/traffic                      {"3": 90, "4": 10}
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve_app.dataplane import Answer, DataPlane
-from serve_app.errors import GatewayError, InvalidInput, Overloaded, PayloadTooLarge
+from serve_app.errors import GatewayError, InvalidInput, Overloaded, PayloadTooLarge, PermissionDenied, Unauthenticated
 
 log = logging.getLogger("ray.serve")
 
@@ -29,9 +35,26 @@ def error_response(err: GatewayError) -> JSONResponse:
     return JSONResponse(err.to_body(), status_code=err.http_status, headers=headers)
 
 
-def create_app(get_dataplane: Callable[[], DataPlane]) -> FastAPI:
+def admin_guard(token: str | None) -> Callable[[Request], None]:
+    """A dependency that checks `Authorization: Bearer <token>` in constant time; no token configured: open."""
+    expected = token.encode() if token else None
+
+    def check(request: Request) -> None:
+        if expected is None:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            raise Unauthenticated("admin endpoints need an 'Authorization: Bearer <token>' header")
+        if not hmac.compare_digest(given.strip().encode(), expected):
+            raise PermissionDenied("the admin token is not valid")
+
+    return check
+
+
+def create_app(get_dataplane: Callable[[], DataPlane], admin_token: str | None = None) -> FastAPI:
     """`get_dataplane` is called per request: under Ray Serve the replica builds its dataplane after import."""
     app = FastAPI(title="Inference gateway", version="0.1.0")
+    admin = [Depends(admin_guard(admin_token))]
 
     @app.exception_handler(GatewayError)
     async def _gateway_error(request: Request, err: GatewayError):
@@ -92,5 +115,18 @@ def create_app(get_dataplane: Callable[[], DataPlane]) -> FastAPI:
     @app.post("/v1/summarize")
     async def summarize(request: Request):
         return await _call(request, lambda dp, body: dp.summarize(body))
+
+    @app.post("/v1/admin/models/{name}/versions/{selector}/load", dependencies=admin)
+    async def load_version(name: str, selector: str):
+        return await get_dataplane().load(name, selector)
+
+    @app.post("/v1/admin/models/{name}/versions/{version}/unload", dependencies=admin)
+    async def unload_version(name: str, version: str):
+        return await get_dataplane().unload(name, version)
+
+    @app.put("/v1/admin/models/{name}/traffic", dependencies=admin)
+    async def set_traffic(name: str, request: Request):
+        dataplane = get_dataplane()
+        return await dataplane.set_traffic(name, dataplane.decode_json(await request.body()))
 
     return app

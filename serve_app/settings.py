@@ -6,7 +6,7 @@ config by `config.load_config`; no other module reads `os.environ` for gateway b
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +29,12 @@ class GatewaySettings(BaseSettings):
     http_port: int | None = Field(default=None, description="Override server.http_port.")
     num_gpus: float | None = Field(
         default=None, description="Override every model's resources.num_gpus (0 forces CPU)."
+    )
+    registry_uri: str | None = Field(
+        default=None, description="Override registry.uri (a local path, file://, s3://, hdfs:// or webhdfs://)."
+    )
+    admin_token: SecretStr | None = Field(
+        default=None, description="Bearer token required by admin endpoints (load/unload, traffic); unset: open."
     )
     ray_address: str = Field(
         default="local",

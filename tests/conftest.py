@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -66,9 +67,16 @@ def serve_session():
     ray.shutdown()
 
 
-def deploy_gateway(config, name: str = "gateway"):
+@contextmanager
+def deployed(config, registry=None):
+    """Deploy the gateway and its model versions for one test module; delete every app afterwards."""
     from ray import serve
 
-    from serve_app.app import build_app
+    from serve_app.app import deploy
 
-    serve.run(build_app(config), name=name, route_prefix="/", blocking=False)
+    deploy(config, registry=registry)
+    try:
+        yield
+    finally:
+        for name in serve.status().applications:
+            serve.delete(name)

@@ -88,6 +88,24 @@ def build_classifier(out_dir: Path) -> dict:
 BUILDERS = {"classifier": (build_classifier, "training.json"), "summarizer": (convert_summarizer, "conversion.json")}
 
 
+def register_defaults(registry, models_dir: Path, reports: dict[str, dict]) -> None:
+    """Publish each built default model unless the registry already holds the same content; alias it `stable`."""
+    from serve_app.versioning import content_hash
+
+    for name, report in reports.items():
+        folder = models_dir / name
+        digest = content_hash(folder)
+        existing = next((v for v in registry.versions(name) if v.content_hash == digest), None)
+        if existing is None:
+            metrics = {"accuracy": report["held_out_accuracy"]} if "held_out_accuracy" in report else {}
+            existing = registry.register(name, folder, metrics=metrics, tags={"base": report["base_model"]},
+                                         source_uri=f"make models ({folder})")
+            console.print(f"[green]{name}[/]: registered as {existing.label} ({digest[:19]}…)")
+        if registry.aliases(name).get("stable") is None:
+            registry.set_alias(name, "stable", str(existing.iteration))
+            console.print(f"[green]{name}[/]: {name}@stable -> {existing.iteration}")
+
+
 def prepare_models(models_dir: Path, only: list[str] | None = None, force: bool = False) -> dict[str, dict]:
     """Build each default model that is missing (or all of them with `force`). Returns their reports."""
     from transformers.utils import logging as hf_logging

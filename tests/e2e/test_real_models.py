@@ -6,7 +6,7 @@ import json
 
 import httpx
 import pytest
-from conftest import REPO, deploy_gateway
+from conftest import REPO, deployed
 
 from serve_app.config import load_config
 from serve_app.models import bbc
@@ -17,15 +17,11 @@ MODELS = REPO / "models"
 
 @pytest.fixture(scope="module")
 def real_gateway(serve_session):
-    from ray import serve
-
-    if not (MODELS / "classifier" / "training.json").is_file() or not (MODELS / "summarizer").is_dir():
-        pytest.skip("real models are not prepared; run `make models` (make test does)")
+    if not (MODELS / "classifier" / "training.json").is_file() or not (REPO / "registry" / "summarizer").is_dir():
+        pytest.skip("real models are not prepared and registered; run `make models` (make test does)")
     config = load_config(REPO / "configs" / "gateway.yaml", GatewaySettings(models_dir=MODELS, num_gpus=0))
-    deploy_gateway(config)
-    with httpx.Client(base_url=serve_session, timeout=300) as client:
+    with deployed(config), httpx.Client(base_url=serve_session, timeout=300) as client:
         yield client
-    serve.delete("gateway")
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +48,10 @@ def test_held_out_articles_get_their_topic(real_gateway, held_out_by_topic):
     got = [x["label"] for x in r.json()["results"]]
     assert got == [a.label for a in held_out_by_topic]
     assert r.json()["max_length"] == 256
+    # The default config serves the registry's `stable` version, and every answer names it.
+    listing = real_gateway.get("/v1/models/classifier").json()
+    assert r.headers["x-model-version"] == r.json()["version"] == listing["versions"][0]["version"]
+    assert r.json()["version"].isdigit()
 
 
 def test_summary_is_shorter_than_the_article_and_deterministic(real_gateway, held_out_by_topic):

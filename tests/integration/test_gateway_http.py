@@ -6,7 +6,7 @@ import concurrent.futures
 
 import httpx
 import pytest
-from conftest import deploy_gateway
+from conftest import deployed
 from tiny_models import TINY_LABELS
 
 from serve_app.config import parse_config
@@ -15,8 +15,6 @@ from serve_app.settings import GatewaySettings
 
 @pytest.fixture(scope="module")
 def gateway(serve_session, tiny_models):
-    from ray import serve
-
     config = parse_config({
         "server": {"limits": {"max_texts": 8, "max_text_chars": 5000}},
         "models": [
@@ -28,19 +26,18 @@ def gateway(serve_session, tiny_models):
              "generation": {"max_new_tokens": 4, "max_new_tokens_limit": 8}},
         ],
     }, settings=GatewaySettings(models_dir=tiny_models))
-    deploy_gateway(config)
-    with httpx.Client(base_url=serve_session, timeout=60) as client:
+    with deployed(config), httpx.Client(base_url=serve_session, timeout=60) as client:
         yield client
-    serve.delete("gateway")
 
 
 def test_models_are_listed_ready_with_content_hash_versions(gateway):
     models = {m["name"]: m for m in gateway.get("/v1/models").json()["models"]}
     assert set(models) == {"tiny-clf", "tiny-sum"}
     assert all(m["ready"] for m in models.values())
-    assert models["tiny-clf"]["labels"] == TINY_LABELS
-    assert models["tiny-clf"]["content_hash"].startswith("sha256:")
-    assert models["tiny-clf"]["version"] == "sha256:" + models["tiny-clf"]["content_hash"][7:19]
+    [clf] = models["tiny-clf"]["versions"]
+    assert clf["labels"] == TINY_LABELS and clf["traffic_share"] == 1.0
+    assert clf["content_hash"].startswith("sha256:")
+    assert clf["version"] == "sha256:" + clf["content_hash"][7:19]
     assert gateway.get("/readyz").status_code == 200 and gateway.get("/healthz").status_code == 200
 
 
@@ -48,7 +45,7 @@ def test_classify_batch_over_http(gateway):
     r = gateway.post("/v1/classify", json={"texts": ["first text", "word " * 100]})
     assert r.status_code == 200, r.text
     body = r.json()
-    version = gateway.get("/v1/models/tiny-clf").json()["version"]
+    version = gateway.get("/v1/models/tiny-clf").json()["versions"][0]["version"]
     assert r.headers["x-model-version"] == version == body["version"]
     assert body["model"] == "tiny-clf" and body["max_length"] == 32
     assert [x["truncated"] for x in body["results"]] == [False, True]

@@ -1,13 +1,42 @@
+"""The `gateway` command: config checks, fail-fast start, and the registry round trip."""
+
+import json
+
+import pytest
+
 from serve_app.cli import main
+from serve_app.registry import Registry
 
 
-def test_check_config_lists_models_and_their_folders(capsys, tmp_path, monkeypatch):
-    monkeypatch.setenv("GATEWAY_MODELS_DIR", str(tmp_path))
-    (tmp_path / "classifier").mkdir()
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("GATEWAY_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("GATEWAY_REGISTRY_URI", str(tmp_path / "registry"))
+    return tmp_path
+
+
+def folder(path, content="w"):
+    path.mkdir(parents=True)
+    (path / "config.json").write_text("{}")
+    (path / "model.safetensors").write_text(content * 50)
+    return path
+
+
+def test_check_config_shows_what_would_be_served(env, capsys):
+    reg = Registry(str(env / "registry"))
+    for name in ("classifier", "summarizer"):
+        reg.register(name, folder(env / name))
+        reg.set_alias(name, "stable", "1")
     assert main(["check-config"]) == 0
     out = capsys.readouterr().out
-    assert "classifier" in out and "found" in out
-    assert "summarizer" in out and "MISSING (run `make models`)" in out
+    assert "serves classifier@1 (weight 1) as application classifier--v1" in out
+    assert "summarizer@stable" in out
+
+
+def test_an_empty_registry_fails_before_anything_starts(env, capsys):
+    assert main(["check-config"]) == 1
+    assert main(["run"]) == 1
+    assert "model 'classifier' has no versions" in capsys.readouterr().err
 
 
 def test_bad_config_exits_2_with_the_field_named(capsys, tmp_path):
@@ -17,12 +46,36 @@ def test_bad_config_exits_2_with_the_field_named(capsys, tmp_path):
     assert "models[0].resources.num_cpus" in capsys.readouterr().err
 
 
-def test_run_refuses_to_start_without_model_folders(capsys, tmp_path, monkeypatch):
-    monkeypatch.setenv("GATEWAY_MODELS_DIR", str(tmp_path))
-    assert main(["run"]) == 2
+def test_run_refuses_to_start_without_model_folders(capsys, tmp_path, env):
+    config = tmp_path / "c.yaml"
+    config.write_text("models:\n  - {name: c, task: classification, source: nowhere}\n")
+    assert main(["run", "--config", str(config)]) == 2
     assert "make models" in capsys.readouterr().err
 
 
-def test_models_refuses_unknown_names(capsys):
-    assert main(["models", "translator"]) == 2
+def test_prepare_refuses_unknown_names(capsys):
+    assert main(["prepare", "translator"]) == 2
     assert "choose from" in capsys.readouterr().err
+
+
+def test_registry_round_trip(env, capsys):
+    src = folder(env / "src", "a")
+    assert main(["models", "register", "clf", str(src), "--metric", "accuracy=0.97", "--tag", "team=nlp",
+                 "--alias", "stable"]) == 0
+    assert main(["models", "register", "clf", str(folder(env / "src2", "b")), "--parent", "1",
+                 "--transform", "int8"]) == 0
+    assert main(["models", "alias", "clf@2", "canary"]) == 0
+    capsys.readouterr()
+    assert main(["models", "show", "clf@canary"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["iteration"] == 2 and shown["lineage"] == "int8 of v1" and shown["aliases"] == ["canary"]
+    assert main(["models", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "clf" in listing and "stable" in listing and "int8 of v1" in listing
+    assert main(["models", "pull", "clf@stable"]) == 0
+    assert "verified" in capsys.readouterr().out
+    assert main(["models", "remove", "clf@1"]) == 0
+    assert main(["models", "show", "clf@stable"]) == 1  # its alias went with it
+    assert "no alias 'stable'" in capsys.readouterr().err
+    assert main(["models", "gc", "--min-age", "0"]) == 0
+    assert main(["models", "register", "clf", str(env / "missing")]) == 1

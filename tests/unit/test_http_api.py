@@ -9,6 +9,7 @@ import pytest
 from serve_app.config import parse_config
 from serve_app.dataplane import DataPlane
 from serve_app.http_api import create_app
+from serve_app.routing import ModelRoutes
 from serve_app.settings import GatewaySettings
 
 CONFIG = {
@@ -41,9 +42,22 @@ class FakeBackend:
         return {"version": f"{self.kind}-v1"}
 
 
+def routes_for(backends: dict) -> dict:
+    routes = {}
+    for name, backend in backends.items():
+        routes[name] = ModelRoutes(name)
+        routes[name].add(f"{backend.kind}-v1", backend, 1.0)
+    return routes
+
+
+def backend(dp, name):
+    [entry] = dp.routes[name].versions.values()
+    return entry.backend
+
+
 def make_client(**backends):
     config = parse_config(CONFIG, settings=GatewaySettings())
-    dp = DataPlane(config, {"clf": FakeBackend("clf"), "sum": FakeBackend("sum"), **backends})
+    dp = DataPlane(config, routes_for({"clf": FakeBackend("clf"), "sum": FakeBackend("sum"), **backends}))
     transport = httpx.ASGITransport(app=create_app(lambda: dp), raise_app_exceptions=False)
     return httpx.AsyncClient(transport=transport, base_url="http://test"), dp
 
@@ -61,15 +75,15 @@ def test_classify_routes_to_the_default_classifier_and_names_the_version():
     assert r.status_code == 200
     assert r.headers["x-model-name"] == "clf" and r.headers["x-model-version"] == "clf-v1"
     assert r.json()["model"] == "clf" and len(r.json()["results"]) == 2
-    assert dp.backends["clf"].calls == [(["hello", "world"], {})]
+    assert backend(dp, "clf").calls == [(["hello", "world"], {})]
 
 
 def test_summarize_uses_configured_default_and_requested_max_new_tokens():
     r, dp = call("POST", "/v1/summarize", json={"texts": ["abcdef"]})
     assert r.status_code == 200 and r.json()["results"][0]["summary"] == "abc"
     r2, dp2 = call("POST", "/v1/summarize", json={"texts": ["abcdef"], "max_new_tokens": 16, "model": "sum"})
-    assert dp.backends["sum"].calls[0][1] == {"max_new_tokens": 8}
-    assert dp2.backends["sum"].calls[0][1] == {"max_new_tokens": 16}
+    assert backend(dp, "sum").calls[0][1] == {"max_new_tokens": 8}
+    assert backend(dp2, "sum").calls[0][1] == {"max_new_tokens": 16}
 
 
 BAD_REQUESTS = [
@@ -100,7 +114,7 @@ def test_bad_input_gets_a_typed_json_error(path, body, status, fragment):
     assert r.status_code == status, r.text
     assert fragment in r.json()["error"]
     assert "Traceback" not in r.text and "Error'" not in r.text
-    assert not dp.backends["clf"].calls and not dp.backends["sum"].calls, "bad input must not reach a model"
+    assert not backend(dp, "clf").calls and not backend(dp, "sum").calls, "bad input must not reach a model"
 
 
 def test_model_failure_is_a_generic_500_without_internals():
@@ -123,7 +137,7 @@ def test_models_listing_and_readiness():
     assert call("GET", "/readyz")[0].status_code == 200
     assert call("GET", "/healthz")[0].json() == {"live": True}
     r, _ = call("GET", "/v1/models/sum")
-    assert r.json()["version"] == "sum-v1" and r.json()["task"] == "summarization"
+    assert r.json()["versions"][0]["version"] == "sum-v1" and r.json()["task"] == "summarization"
     assert call("GET", "/v1/models/zzz")[0].status_code == 404
 
 
