@@ -60,3 +60,26 @@ def test_an_object_altered_in_s3_is_refused_at_pull(s3_endpoint, tiny_models, tm
     with pytest.raises(IntegrityError, match="refusing to load"):
         reg.pull("tamper@1")
     assert not reg.cached_path(v).exists()
+
+
+def test_gateway_serves_a_version_pulled_from_s3(s3_endpoint, serve_session, tiny_models, tmp_path):
+    import httpx
+    from conftest import deployed
+
+    from serve_app.config import parse_config
+    from serve_app.settings import GatewaySettings
+
+    reg = s3_registry(s3_endpoint, tmp_path / "seed-cache")
+    version = reg.register("s3-clf", tiny_models / "tiny-classifier")
+    config = parse_config({
+        "registry": {"uri": "s3://models/registry", "endpoint_url": s3_endpoint, "region": CREDENTIALS["region"],
+                     "key": CREDENTIALS["key"], "secret": CREDENTIALS["secret"],
+                     "cache_dir": str(tmp_path / "replica-cache")},
+        "models": [{"name": "s3-clf", "task": "classification", "version": "latest", "max_length": 32,
+                    "resources": {"num_cpus": 0.1, "num_gpus": 0}}],
+    }, settings=GatewaySettings(models_dir=tmp_path))
+    with deployed(config), httpx.Client(base_url=serve_session, timeout=60) as client:
+        r = client.post("/v1/classify", json={"texts": ["served from s3"]})
+        assert r.status_code == 200, r.text
+        assert r.json()["version"] == str(version.iteration) and r.json()["results"][0]["label"] in TINY_LABELS
+    assert (tmp_path / "replica-cache" / version.content_hash.split(":")[1] / "config.json").is_file()
