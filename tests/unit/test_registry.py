@@ -199,3 +199,21 @@ def test_remove_hides_the_version_drops_its_aliases_and_gc_cleans_the_cache(reg,
     assert [v.iteration for v in reg.versions("clf")] == [1] and reg.aliases("clf") == {}
     assert reg.gc(min_age_s=0)["cache"] == [cached.name] and not cached.exists()
     assert reg.register("clf", make_folder(tmp_path / "c", "three")).iteration == 3
+
+
+def test_store_uris_fail_clearly_when_unsupported_or_missing_their_client():
+    from serve_app.registry import StoreError, open_store
+
+    with pytest.raises(StoreError, match="unsupported store URI"):
+        open_store("ftp://host/models")
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        with pytest.raises(StoreError, match="pip install pyarrow"):
+            open_store("hdfs://namenode:8020/models")
+
+
+def test_file_uri_and_plain_path_name_the_same_store(tmp_path):
+    a = Registry(f"file://{tmp_path / 's'}", cache_dir=tmp_path / "c")
+    a.register("clf", make_folder(tmp_path / "a"))
+    assert Registry(str(tmp_path / "s")).resolve("clf").iteration == 1
