@@ -1,0 +1,103 @@
+"""Pipeline graphs as YAML-friendly pydantic models, one class per node type (discriminated by `type`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from serve_app.pipelines.fusion import METHODS
+
+NODE_NAME = r"^[a-z][a-z0-9_-]{0,62}$"
+
+
+class _Node(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Per-node deadline; past it the request fails with 504 naming the node.
+    timeout_s: Annotated[float, Field(gt=0, le=3600)] | None = None
+
+
+class ModelNode(_Node):
+    """Call one served model; `model` may pin a loaded version (`classifier@3`)."""
+
+    type: Literal["model"] = "model"
+    model: Annotated[str, Field(min_length=1, max_length=120)]
+    params: dict[str, int | float | str | bool] = {}
+
+
+class ChainStep(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    node: Node
+    # Which field of the previous step's output becomes this step's input text ("text": the request's texts).
+    input: Annotated[str, Field(min_length=1)] = "text"
+
+
+class ChainNode(_Node):
+    """Model-serial: each step's output feeds the next; the answer merges every step's fields."""
+
+    type: Literal["chain"] = "chain"
+    steps: Annotated[list[ChainStep], Field(min_length=2)]
+
+
+class SplitNode(_Node):
+    """Data splitting.
+
+    serial: each text is cut into overlapping windows (characters, cut at whitespace); the windows go through
+    `node` and the results are joined in order (summaries concatenated, probabilities averaged); `reduce`, if
+    given, then runs on the joined text (map-reduce summarization).
+    parallel: the batch of texts is cut into chunks of `chunk_size`, run concurrently, reassembled in order.
+    """
+
+    type: Literal["split"] = "split"
+    mode: Literal["serial", "parallel"]
+    node: Node
+    window_chars: Annotated[int, Field(ge=100, le=1_000_000)] = 2000
+    overlap_chars: Annotated[int, Field(ge=0, le=100_000)] = 200
+    chunk_size: Annotated[int, Field(ge=1, le=1024)] = 4
+    reduce: Node | None = None
+
+
+class FanoutNode(_Node):
+    """Model-parallel: the same input to every branch concurrently; results kept per branch."""
+
+    type: Literal["fanout"] = "fanout"
+    branches: Annotated[dict[Annotated[str, Field(pattern=NODE_NAME)], Node], Field(min_length=2)]
+    policy: Literal["fail_fast", "best_effort"] = "fail_fast"
+    min_success: Annotated[int, Field(ge=1)] | None = None  # best_effort only; default 1
+
+
+class FuseNode(_Node):
+    """Combine a fan-out's classifier branches into one answer (see fusion.py for each method)."""
+
+    type: Literal["fuse"] = "fuse"
+    source: FanoutNode
+    method: Literal[METHODS]  # type: ignore[valid-type]
+    weights: dict[str, Annotated[float, Field(ge=0)]] | None = None
+    # Per branch, {its label: shared label}, for branches whose label sets differ.
+    label_map: dict[str, dict[str, str]] = {}
+
+
+class PipelineRef(_Node):
+    """Run another pipeline of this config as a node."""
+
+    type: Literal["pipeline"] = "pipeline"
+    pipeline: Annotated[str, Field(pattern=NODE_NAME)]
+
+
+Node = Annotated[ModelNode | ChainNode | SplitNode | FanoutNode | FuseNode | PipelineRef,
+                 Field(discriminator="type")]
+ChainStep.model_rebuild()
+ChainNode.model_rebuild()
+SplitNode.model_rebuild()
+FanoutNode.model_rebuild()
+FuseNode.model_rebuild()
+
+
+class Pipeline(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, Field(pattern=NODE_NAME)]
+    description: str = ""
+    graph: Node

@@ -1,0 +1,122 @@
+"""Load-time checks of pipelines against the served models: each error names the pipeline and the node."""
+
+from __future__ import annotations
+
+from serve_app.pipelines.fusion import normalise_weights
+from serve_app.pipelines.spec import ChainNode, FanoutNode, FuseNode, ModelNode, Node, Pipeline, PipelineRef, SplitNode
+
+# What each task's answer holds, by field, and the type of each field.
+TASK_FIELDS = {
+    "classification": {"label": "label", "score": "number", "probabilities": "probabilities"},
+    "summarization": {"summary": "text"},
+    "identity": {"text": "text"},
+}
+
+
+class PipelineError(ValueError):
+    pass
+
+
+class _Checker:
+    def __init__(self, pipelines: list[Pipeline], model_tasks: dict[str, str]):
+        self.pipelines = {p.name: p for p in pipelines}
+        self.model_tasks = model_tasks
+        self.stack: list[str] = []
+
+    def fail(self, path: str, message: str):
+        raise PipelineError(f"pipeline '{self.stack[-1]}', node '{path}': {message}")
+
+    def pipeline(self, name: str, path: str) -> dict[str, str]:
+        if name in self.stack:
+            self.fail(path, "cycle: " + " -> ".join([*self.stack[self.stack.index(name):], name]))
+        if name not in self.pipelines:
+            self.fail(path, f"unknown pipeline '{name}'; known: {', '.join(sorted(self.pipelines))}")
+        self.stack.append(name)
+        try:
+            return self.node(self.pipelines[name].graph, "graph")
+        finally:
+            self.stack.pop()
+
+    def node(self, node: Node, path: str) -> dict[str, str]:
+        """The fields (name -> type) of what `node` answers for each text; input is always text."""
+        if isinstance(node, ModelNode):
+            name = node.model.partition("@")[0]
+            if name not in self.model_tasks:
+                self.fail(path, f"unknown model '{name}'; served models: {', '.join(sorted(self.model_tasks))}")
+            return dict(TASK_FIELDS[self.model_tasks[name]])
+        if isinstance(node, ChainNode):
+            fields = {"text": "text"}
+            for i, step in enumerate(node.steps):
+                where = f"{path}.steps[{i}]"
+                if step.input not in fields:
+                    self.fail(where, f"input field '{step.input}' is not produced before this step; "
+                                     f"available: {', '.join(sorted(fields))}")
+                if fields[step.input] != "text":
+                    self.fail(where, f"feeds '{step.input}' ({fields[step.input]}) to a step that takes text")
+                fields.update(self.node(step.node, f"{where}.node"))
+            return fields
+        if isinstance(node, SplitNode):
+            inner = self.node(node.node, f"{path}.node")
+            if node.mode == "serial":
+                if node.overlap_chars >= node.window_chars:
+                    self.fail(path, "overlap_chars must be smaller than window_chars")
+                if "summary" not in inner and "probabilities" not in inner:
+                    self.fail(path, "serial split joins summaries or probabilities; its node gives neither")
+                if node.reduce is not None:
+                    if "summary" not in inner:
+                        self.fail(f"{path}.reduce", "reduce takes the joined summaries; the node gives none")
+                    return self.node(node.reduce, f"{path}.reduce")
+            elif node.reduce is not None:
+                self.fail(f"{path}.reduce", "reduce applies to mode 'serial' only")
+            return inner
+        if isinstance(node, FanoutNode):
+            if node.min_success is not None:
+                if node.policy != "best_effort":
+                    self.fail(path, "min_success applies to policy 'best_effort' only")
+                if node.min_success > len(node.branches):
+                    self.fail(path, f"min_success {node.min_success} exceeds the {len(node.branches)} branches")
+            for name, branch in node.branches.items():
+                self.node(branch, f"{path}.branches.{name}")
+            return {"branches": "branches"}
+        if isinstance(node, FuseNode):
+            source = f"{path}.source"
+            self.node(node.source, source)
+            for name, branch in node.source.branches.items():
+                fields = self.node(branch, f"{source}.branches.{name}")
+                if "probabilities" not in fields:
+                    self.fail(f"{source}.branches.{name}", "cannot fuse: this branch gives no probabilities "
+                                                           "(fusing text outputs is not defined)")
+            if node.method == "weighted_average":
+                if node.weights is None:
+                    self.fail(path, "weighted_average needs weights for every branch")
+                try:
+                    normalise_weights(node.weights, list(node.source.branches))
+                except ValueError as err:
+                    self.fail(path, f"bad weights: {err}")
+            elif node.weights is not None:
+                self.fail(path, f"weights apply to weighted_average only, not {node.method}")
+            unknown = sorted(set(node.label_map) - set(node.source.branches))
+            if unknown:
+                self.fail(path, f"label_map names unknown branches {unknown}")
+            return dict(TASK_FIELDS["classification"])
+        if isinstance(node, PipelineRef):
+            return self.pipeline(node.pipeline, path)
+        self.fail(path, f"unknown node type {type(node).__name__}")
+
+
+def check_pipelines(pipelines: list[Pipeline], model_tasks: dict[str, str]) -> None:
+    """Raise PipelineError for unknown models or pipelines, cycles, type mismatches and bad weights."""
+    names = [p.name for p in pipelines]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise PipelineError(f"pipeline names appear twice: {duplicates}")
+    clash = sorted(set(names) & set(model_tasks))
+    if clash:
+        raise PipelineError(f"pipelines and models share names {clash}; a name must address one thing")
+    checker = _Checker(pipelines, model_tasks)
+    for p in pipelines:
+        checker.pipeline(p.name, "graph")
+
+
+def output_fields(pipelines: list[Pipeline], model_tasks: dict[str, str], name: str) -> dict[str, str]:
+    return _Checker(pipelines, model_tasks).pipeline(name, "graph")
