@@ -24,7 +24,7 @@ def materialize(spec: dict) -> tuple[Path, str, str]:
         return path, f"sha256:{short(digest)}", digest
     reg = spec["registry"]
     registry = Registry(reg["uri"], reg["options"], Path(reg["cache_dir"]))
-    version = registry.resolve(f"{spec['name']}@{spec['iteration']}")
+    version = registry.resolve(f"{spec.get('registry_model') or spec['name']}@{spec['iteration']}")
     if version.content_hash != spec["content_hash"]:
         raise IntegrityError(f"{version.label} now hashes to {version.content_hash}, expected {spec['content_hash']}")
     # Downloads once per content hash into the node's cache, and verifies the files on every load.

@@ -50,7 +50,7 @@ class ServeModelManager:
 
     async def load(self, model: ModelConfig, selector: str) -> tuple[str, HandleBackend]:
         registry = open_registry(self.config)
-        version = await asyncio.to_thread(registry.resolve, f"{model.name}@{selector}")
+        version = await asyncio.to_thread(registry.resolve, f"{model.registry_name}@{selector}")
         # Verify before deploying: a corrupted version is refused here, and nothing serving is touched.
         await asyncio.to_thread(registry.pull, version)
         plan = plan_version(self.config, model, version, 0.0)

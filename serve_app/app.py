@@ -62,6 +62,10 @@ def plan_versions(config: GatewayConfig, registry: Registry | None = None) -> li
     """Every version to deploy at start, with its traffic weight (selectors naming one version add up)."""
     plans: list[VersionPlan] = []
     for model in config.models:
+        if model.task is Task.identity:
+            plans.append(VersionPlan(model.name, "builtin", f"{model.name}--builtin", 1.0,
+                                     model.model_dump(mode="json")))
+            continue
         if model.source is not None:
             label = f"sha256:{short(content_hash(config.source_of(model)))}"
             plans.append(VersionPlan(model.name, label, app_name(model.name, label), 1.0,
@@ -70,7 +74,7 @@ def plan_versions(config: GatewayConfig, registry: Registry | None = None) -> li
         registry = registry or open_registry(config)
         weights: dict[int, tuple[ModelVersion, float]] = {}
         for selector, weight in model.selectors.items():
-            version = registry.resolve(f"{model.name}@{selector}")
+            version = registry.resolve(f"{model.registry_name}@{selector}")
             previous = weights.get(version.iteration, (version, 0.0))[1]
             weights[version.iteration] = (version, previous + weight)
         plans += [plan_version(config, model, v, w) for v, w in weights.values()]
@@ -91,9 +95,11 @@ def deployment_options(model: ModelConfig, gpus_in_cluster: float) -> dict:
 def version_app(model: ModelConfig, spec: dict, gpus_in_cluster: float):
     # Imported here so the pure config/dataplane modules stay importable without Ray.
     from deployments.classifier import ClassifierDeployment
+    from deployments.identity import IdentityDeployment
     from deployments.summarizer import SummarizerDeployment
 
-    kind = {Task.classification: ClassifierDeployment, Task.summarization: SummarizerDeployment}[model.task]
+    kind = {Task.classification: ClassifierDeployment, Task.summarization: SummarizerDeployment,
+            Task.identity: IdentityDeployment}[model.task]
     return kind.options(**deployment_options(model, gpus_in_cluster)).bind(spec)
 
 

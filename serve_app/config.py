@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from serve_app.pipelines.spec import Pipeline
+from serve_app.pipelines.validate import PipelineError, check_pipelines
 from serve_app.settings import GatewaySettings
 
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
@@ -26,6 +28,7 @@ class ConfigError(ValueError):
 class Task(StrEnum):
     classification = "classification"
     summarization = "summarization"
+    identity = "identity"  # returns its input (after delay_ms): a no-op model for measuring hops
 
 
 class Runtime(StrEnum):
@@ -86,6 +89,10 @@ class ModelConfig(_Strict):
     version: Annotated[str, Field(min_length=1, max_length=80)] = "latest"
     # Traffic split between registry versions: selector -> weight (normalised). Replaces `version`.
     traffic: dict[str, Annotated[float, Field(gt=0)]] | None = None
+    # The registry model to serve, when it differs from `name` (e.g. a variant with another max_length).
+    registry_model: Annotated[str, Field(pattern=NAME_PATTERN)] | None = None
+    # identity models only: how long each call sleeps.
+    delay_ms: Annotated[float, Field(ge=0, le=60_000)] = 0.0
     # Inputs longer than this many tokens are truncated (and the response says so). None: the model's own limit.
     max_length: Annotated[int, Field(ge=8, le=32_768)] | None = None
     batching: Batching = Batching()
@@ -106,6 +113,18 @@ class ModelConfig(_Strict):
             if not self.traffic:
                 raise ValueError("'traffic' needs at least one selector: weight entry")
         return self
+
+    @model_validator(mode="after")
+    def _identity_has_no_files(self) -> ModelConfig:
+        if self.task is Task.identity and (self.source or self.traffic or self.registry_model):
+            raise ValueError("identity models have no files: remove source, traffic and registry_model")
+        if self.task is not Task.identity and self.delay_ms:
+            raise ValueError("'delay_ms' applies to task 'identity' only")
+        return self
+
+    @property
+    def registry_name(self) -> str:
+        return self.registry_model or self.name
 
     @property
     def selectors(self) -> dict[str, float]:
@@ -160,6 +179,7 @@ class GatewayConfig(_Strict):
     server: ServerConfig = ServerConfig()
     registry: RegistryConfig = RegistryConfig()
     models: Annotated[list[ModelConfig], Field(min_length=1)]
+    pipelines: list[Pipeline] = []
     # Where relative model sources resolve; filled from settings, not usually written in YAML.
     models_dir: Path = Path("models")
 
@@ -172,6 +192,17 @@ class GatewayConfig(_Strict):
                 raise ValueError(f"model name '{m.name}' appears twice; names must be unique")
             seen.add(m.name)
         return models
+
+    @model_validator(mode="after")
+    def _pipelines_fit_the_models(self) -> GatewayConfig:
+        try:
+            check_pipelines(self.pipelines, {m.name: m.task.value for m in self.models})
+        except PipelineError as err:
+            raise ValueError(str(err)) from None
+        return self
+
+    def pipeline(self, name: str) -> Pipeline | None:
+        return next((p for p in self.pipelines if p.name == name), None)
 
     def model(self, name: str) -> ModelConfig | None:
         return next((m for m in self.models if m.name == name), None)

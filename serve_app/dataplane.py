@@ -16,8 +16,10 @@ from pydantic import ValidationError
 
 from serve_app.config import GatewayConfig, Generation, ModelConfig, Task
 from serve_app.errors import GatewayError, InferenceFailed, InvalidInput, ModelNotFound, ModelNotReady, PayloadTooLarge
+from serve_app.pipelines.engine import run_pipeline
+from serve_app.pipelines.validate import output_fields
 from serve_app.routing import ModelRoutes, VersionEntry
-from serve_app.schemas import ClassifyRequest, SummarizeRequest
+from serve_app.schemas import ClassifyRequest, PipelineRequest, SummarizeRequest
 
 READY_TIMEOUT_S = 2.0
 
@@ -127,12 +129,59 @@ class DataPlane:
     async def summarize(self, body: object) -> Answer:
         req = self._parse(SummarizeRequest, body)
         model, pinned = self._model(req.model, Task.summarization)
+        return await self._infer(model, pinned, req.texts, self._params(model, {"max_new_tokens": req.max_new_tokens}))
+
+    def _params(self, model: ModelConfig, requested: dict) -> dict:
+        """Model parameters with the config's defaults, checked against its limits."""
+        if model.task is not Task.summarization:
+            return {}
         gen = model.generation or Generation()
-        limit = gen.max_new_tokens_limit
-        n = req.max_new_tokens if req.max_new_tokens is not None else gen.max_new_tokens
-        if not 1 <= n <= limit:
-            raise InvalidInput(f"max_new_tokens: must be between 1 and {limit}, got {n}", field="max_new_tokens")
-        return await self._infer(model, pinned, req.texts, {"max_new_tokens": n})
+        n = requested.get("max_new_tokens")
+        n = gen.max_new_tokens if n is None else n
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= gen.max_new_tokens_limit:
+            raise InvalidInput(f"max_new_tokens: must be between 1 and {gen.max_new_tokens_limit}, got {n}",
+                               field="max_new_tokens")
+        return {"max_new_tokens": n}
+
+    async def call_model(self, ref: str, texts: list[str], params: dict) -> dict:
+        """One model call for the pipeline engine: `ref` is a model name, optionally pinned (`name@3`)."""
+        name, _, pinned = ref.partition("@")
+        model = self._config_of(name)
+        entry = self.routes[name].pick(pinned or None)
+        try:
+            return await entry.backend.infer(texts, self._params(model, params))
+        except GatewayError:
+            raise
+        except Exception:  # noqa: BLE001 - the cause is logged by the replica
+            raise InferenceFailed(f"model '{name}' failed to answer; see the server log") from None
+
+    # -- pipelines ----------------------------------------------------------------------------------------
+    def _pipeline(self, name: str):
+        pipeline = self.config.pipeline(name)
+        if pipeline is None:
+            known = ", ".join(p.name for p in self.config.pipelines) or "none"
+            raise ModelNotFound(f"pipeline '{name}' is not configured; known pipelines: {known}")
+        return pipeline
+
+    async def run_pipeline(self, name: str, body: object) -> Answer:
+        pipeline = self._pipeline(name)
+        req = self._parse(PipelineRequest, body)
+        pipelines = {p.name: p for p in self.config.pipelines}
+        records, trace = await run_pipeline(pipelines, self.call_model, pipeline.name, req.texts)
+        answer = {"pipeline": name, "results": records}
+        if req.trace:
+            answer["trace"] = trace
+        return Answer(answer, {"X-Pipeline": name})
+
+    def describe_pipeline(self, name: str) -> dict:
+        pipeline = self._pipeline(name)
+        tasks = {m.name: m.task.value for m in self.config.models}
+        return {"name": pipeline.name, "description": pipeline.description,
+                "output_fields": output_fields(self.config.pipelines, tasks, name),
+                "graph": pipeline.graph.model_dump(mode="json", exclude_none=True)}
+
+    def list_pipelines(self) -> dict:
+        return {"pipelines": [self.describe_pipeline(p.name) for p in self.config.pipelines]}
 
     async def _infer(self, model: ModelConfig, pinned: str | None, texts: list[str], params: dict) -> Answer:
         entry = self.routes[model.name].pick(pinned)

@@ -6,6 +6,8 @@
     GET  /v1/models/{name}     one model
     POST /v1/classify          {"texts": [...], "model"?}
     POST /v1/summarize         {"texts": [...], "model"?, "max_new_tokens"?}
+    GET  /v1/pipelines         pipelines with their graphs
+    POST /v1/pipelines/{name}  {"texts": [...], "trace"?}
 
 Admin (bearer token when GATEWAY_ADMIN_TOKEN is set):
     POST /v1/admin/models/{name}/versions/{selector}/load     deploy a registry version (no traffic yet)
@@ -115,6 +117,18 @@ def create_app(get_dataplane: Callable[[], DataPlane], admin_token: str | None =
     @app.post("/v1/summarize")
     async def summarize(request: Request):
         return await _call(request, lambda dp, body: dp.summarize(body))
+
+    @app.get("/v1/pipelines")
+    async def list_pipelines():
+        return get_dataplane().list_pipelines()
+
+    @app.get("/v1/pipelines/{name}")
+    async def describe_pipeline(name: str):
+        return get_dataplane().describe_pipeline(name)
+
+    @app.post("/v1/pipelines/{name}")
+    async def run_pipeline(name: str, request: Request):
+        return await _call(request, lambda dp, body: dp.run_pipeline(name, body))
 
     @app.post("/v1/admin/models/{name}/versions/{selector}/load", dependencies=admin)
     async def load_version(name: str, selector: str):

@@ -18,6 +18,12 @@ class ClassifyRequest(_Request):
     """`{"texts": [...], "model": "classifier"}`: one label and probability table per text."""
 
 
+class PipelineRequest(_Request):
+    """`{"texts": [...], "trace": true}`: run a pipeline; `trace` adds each node's latency and version."""
+
+    trace: bool = False
+
+
 class SummarizeRequest(_Request):
     """`{"texts": [...], "max_new_tokens": 64}`: one summary per text."""
 
