@@ -63,3 +63,28 @@ def test_summary_is_shorter_than_the_article_and_deterministic(real_gateway, hel
     assert summary.strip() and len(summary) < len(article)
     again = real_gateway.post("/v1/summarize", json=payload).json()["results"][0]["summary"]
     assert again == summary
+
+
+def test_summarize_then_classify_gives_a_summary_and_the_topic(real_gateway, held_out_by_topic):
+    r = real_gateway.post("/v1/pipelines/summarize_then_classify",
+                          json={"texts": [a.text for a in held_out_by_topic], "trace": True})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    for article, result in zip(held_out_by_topic, results):
+        assert result["summary"].strip() and len(result["summary"]) < len(article.text)
+    got = [x["label"] for x in results]
+    assert got == [a.label for a in held_out_by_topic], got
+    assert {e.get("model") for e in r.json()["trace"]} >= {"summarizer", "classifier"}
+
+
+def test_classify_ensemble_and_long_document_summary(real_gateway, held_out_by_topic):
+    r = real_gateway.post("/v1/pipelines/classify_ensemble", json={"texts": [a.text for a in held_out_by_topic]})
+    assert r.status_code == 200, r.text
+    assert [x["label"] for x in r.json()["results"]] == [a.label for a in held_out_by_topic]
+    assert all(set(x["branches"]) == {"full", "lead"} for x in r.json()["results"])
+    long_text = " ".join(a.text for a in held_out_by_topic[:2])
+    r = real_gateway.post("/v1/pipelines/long_document_summary", json={"texts": [long_text]})
+    assert r.status_code == 200, r.text
+    result = r.json()["results"][0]
+    assert result["windows"] >= 2 and result["summary"].strip()
+    assert len(result["summary"]) < len(long_text) and len(result["partial_summary"]) < len(long_text)

@@ -15,6 +15,10 @@ def test_default_config_is_valid_and_serves_both_tasks():
     for m in config.models:
         assert 0 < m.resources.num_cpus < 1, "whole CPUs leave replicas unscheduled on small machines"
         assert m.max_ongoing_requests > m.batching.max_batch_size
+    asked = sum(m.resources.num_cpus * m.resources.replicas for m in config.models) + config.server.ingress_num_cpus
+    assert asked <= 1.5, "leave room on a 2-core machine for Serve's proxy and controller"
+    assert [p.name for p in config.pipelines] == ["summarize_then_classify", "classify_ensemble",
+                                                   "long_document_summary"]
 
 
 def test_errors_name_every_field_and_the_fix():
