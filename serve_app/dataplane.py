@@ -124,12 +124,18 @@ class DataPlane:
     async def classify(self, body: object) -> Answer:
         req = self._parse(ClassifyRequest, body)
         model, pinned = self._model(req.model, Task.classification)
-        return await self._infer(model, pinned, req.texts, {})
+        return self._answer(model, await self._call(model, pinned, req.texts, {}))
 
     async def summarize(self, body: object) -> Answer:
         req = self._parse(SummarizeRequest, body)
         model, pinned = self._model(req.model, Task.summarization)
-        return await self._infer(model, pinned, req.texts, self._params(model, {"max_new_tokens": req.max_new_tokens}))
+        out = await self._call(model, pinned, req.texts, {"max_new_tokens": req.max_new_tokens})
+        return self._answer(model, out)
+
+    @staticmethod
+    def _answer(model: ModelConfig, out: dict) -> Answer:
+        headers = {"X-Model-Name": model.name, "X-Model-Version": str(out.get("version", ""))}
+        return Answer({"model": model.name, **out}, headers)
 
     def _params(self, model: ModelConfig, requested: dict) -> dict:
         """Model parameters with the config's defaults, checked against its limits."""
@@ -143,17 +149,21 @@ class DataPlane:
                                field="max_new_tokens")
         return {"max_new_tokens": n}
 
+    async def _call(self, model: ModelConfig, pinned: str | None, texts: list[str], params: dict) -> dict:
+        """Pick the version (pinned, or by traffic split) and call it with checked parameters."""
+        params = self._params(model, params)
+        entry = self.routes[model.name].pick(pinned)
+        try:
+            return await entry.backend.infer(texts, params)
+        except GatewayError:
+            raise
+        except Exception:  # noqa: BLE001 - the cause is logged by the replica; clients get a generic message
+            raise InferenceFailed(f"model '{model.name}' failed to answer; see the server log") from None
+
     async def call_model(self, ref: str, texts: list[str], params: dict) -> dict:
         """One model call for the pipeline engine: `ref` is a model name, optionally pinned (`name@3`)."""
         name, _, pinned = ref.partition("@")
-        model = self._config_of(name)
-        entry = self.routes[name].pick(pinned or None)
-        try:
-            return await entry.backend.infer(texts, self._params(model, params))
-        except GatewayError:
-            raise
-        except Exception:  # noqa: BLE001 - the cause is logged by the replica
-            raise InferenceFailed(f"model '{name}' failed to answer; see the server log") from None
+        return await self._call(self._config_of(name), pinned or None, texts, params)
 
     # -- pipelines ----------------------------------------------------------------------------------------
     def _pipeline(self, name: str):
@@ -182,17 +192,6 @@ class DataPlane:
 
     def list_pipelines(self) -> dict:
         return {"pipelines": [self.describe_pipeline(p.name) for p in self.config.pipelines]}
-
-    async def _infer(self, model: ModelConfig, pinned: str | None, texts: list[str], params: dict) -> Answer:
-        entry = self.routes[model.name].pick(pinned)
-        try:
-            out = await entry.backend.infer(texts, params)
-        except GatewayError:
-            raise
-        except Exception:  # noqa: BLE001 - the cause is logged by the replica; clients get a generic message
-            raise InferenceFailed(f"model '{model.name}' failed to answer; see the server log") from None
-        body = {"model": model.name, **out}
-        return Answer(body, {"X-Model-Name": model.name, "X-Model-Version": str(out.get("version", ""))})
 
     async def _version_status(self, entry: VersionEntry, share: float) -> dict:
         try:
