@@ -91,17 +91,23 @@ class DataPlane:
         except ValidationError as err:
             problems = [_describe(e, schema) for e in err.errors()[:5]]
             raise InvalidInput("; ".join(p for _, p in problems), field=problems[0][0]) from None
+        self.check_texts(req.texts)
+        return req
+
+    def check_texts(self, texts: list[str]) -> None:
+        """The request limits every protocol shares."""
         limits = self.config.server.limits
-        if len(req.texts) > limits.max_texts:
-            raise InvalidInput(f"texts: {len(req.texts)} texts in one request; the limit is {limits.max_texts}",
+        if not texts:
+            raise InvalidInput("texts: send at least one text", field="texts")
+        if len(texts) > limits.max_texts:
+            raise InvalidInput(f"texts: {len(texts)} texts in one request; the limit is {limits.max_texts}",
                                field="texts")
-        for i, t in enumerate(req.texts):
+        for i, t in enumerate(texts):
             if not t.strip():
                 raise InvalidInput(f"texts.{i}: text is empty", field=f"texts.{i}")
             if len(t) > limits.max_text_chars:
                 raise InvalidInput(f"texts.{i}: text has {len(t)} characters; the limit is "
                                    f"{limits.max_text_chars}", field=f"texts.{i}")
-        return req
 
     def _config_of(self, name: str) -> ModelConfig:
         model = self.config.model(name)
@@ -159,6 +165,16 @@ class DataPlane:
             raise
         except Exception:  # noqa: BLE001 - the cause is logged by the replica; clients get a generic message
             raise InferenceFailed(f"model '{model.name}' failed to answer; see the server log") from None
+
+    async def infer_texts(self, name: str, version: str | None, texts: list[str], params: dict) -> tuple[list, str]:
+        """(records, version) for a model or a pipeline addressed by name, as the OIP/TF adapters need."""
+        self.check_texts(texts)
+        if self.config.model(name) is None and self.config.pipeline(name) is not None:
+            pipelines = {p.name: p for p in self.config.pipelines}
+            records, _ = await run_pipeline(pipelines, self.call_model, name, texts)
+            return records, ""
+        out = await self._call(self._config_of(name), version, texts, params)
+        return out["results"], str(out.get("version", ""))
 
     async def call_model(self, ref: str, texts: list[str], params: dict) -> dict:
         """One model call for the pipeline engine: `ref` is a model name, optionally pinned (`name@3`)."""
@@ -222,7 +238,7 @@ class DataPlane:
         return {"ready": True}
 
     # -- administration -----------------------------------------------------------------------------------
-    def _registry_model(self, name: str) -> ModelConfig:
+    def registry_model(self, name: str) -> ModelConfig:
         model = self._config_of(name)
         if model.source is not None:
             raise InvalidInput(f"model '{name}' is served from a folder, not the registry; register it and "
@@ -233,7 +249,7 @@ class DataPlane:
 
     async def load(self, name: str, selector: str) -> dict:
         """Deploy a registry version next to those already serving; it takes no traffic until weighted."""
-        model = self._registry_model(name)
+        model = self.registry_model(name)
         label, backend = await self.manager.load(model, selector)
         routes = self.routes[name]
         if label not in routes.versions:
@@ -241,7 +257,7 @@ class DataPlane:
         return await self.model_status(name)
 
     async def unload(self, name: str, label: str) -> dict:
-        model = self._registry_model(name)
+        model = self.registry_model(name)
         self.routes[name].remove(label)  # stop routing to it before it goes away
         await self.manager.unload(model, label)
         return await self.model_status(name)

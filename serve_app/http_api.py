@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve_app.dataplane import Answer, DataPlane
 from serve_app.errors import GatewayError, InvalidInput, Overloaded, PayloadTooLarge, PermissionDenied, Unauthenticated
+from serve_app.protocols.oip_http import add_oip_routes
 
 log = logging.getLogger("ray.serve")
 
@@ -117,6 +118,8 @@ def create_app(get_dataplane: Callable[[], DataPlane], admin_token: str | None =
     @app.post("/v1/summarize")
     async def summarize(request: Request):
         return await _call(request, lambda dp, body: dp.summarize(body))
+
+    add_oip_routes(app, get_dataplane, admin)
 
     @app.get("/v1/pipelines")
     async def list_pipelines():

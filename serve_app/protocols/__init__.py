@@ -1,0 +1,1 @@
+"""Wire protocols over the one dataplane: Open Inference Protocol v2 (KServe/Triton) and TF Serving REST."""
