@@ -1,0 +1,123 @@
+"""Stock tritonclient.http against the running gateway (real Ray Serve, tiny models), plus OIP schema checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.http as triton
+from conftest import REPO, deployed
+from tiny_models import TINY_LABELS
+from tritonclient.utils import InferenceServerException
+
+from serve_app.config import parse_config
+from serve_app.registry import Registry
+from serve_app.settings import GatewaySettings
+
+CPU = {"num_cpus": 0.1, "num_gpus": 0}
+OIP_SPEC = REPO.parent / "shared" / "schemas" / "oip" / "open_inference_rest.yaml"
+
+
+@pytest.fixture(scope="module")
+def gateway(serve_session, tiny_models, tmp_path_factory):
+    root = tmp_path_factory.mktemp("oip")
+    reg = Registry(str(root / "store"), cache_dir=root / "cache")
+    reg.register("tiny-clf", tiny_models / "tiny-classifier")
+    reg.register("tiny-clf", tiny_models / "tiny-classifier")
+    config = parse_config({
+        "registry": {"uri": str(root / "store"), "cache_dir": str(root / "cache")},
+        "models": [
+            {"name": "tiny-clf", "task": "classification", "version": "1", "max_length": 32, "resources": CPU},
+            {"name": "tiny-sum", "task": "summarization", "source": str(tiny_models / "tiny-summarizer"),
+             "max_length": 64, "resources": CPU, "generation": {"max_new_tokens": 4, "max_new_tokens_limit": 8}},
+        ],
+        "pipelines": [{"name": "stc", "graph": {"type": "chain", "steps": [
+            {"node": {"type": "model", "model": "tiny-sum"}},
+            {"node": {"type": "model", "model": "tiny-clf"}, "input": "summary"}]}}],
+    }, settings=GatewaySettings(models_dir=root))
+    with deployed(config):
+        yield serve_session
+
+
+def client(url: str) -> triton.InferenceServerClient:
+    return triton.InferenceServerClient(url.removeprefix("http://"), network_timeout=120)
+
+
+def text_input(texts, binary):
+    inp = triton.InferInput("text", [len(texts)], "BYTES")
+    inp.set_data_from_numpy(np.array([t.encode() for t in texts], dtype=np.object_), binary_data=binary)
+    return inp
+
+
+def test_health_and_metadata_through_tritonclient(gateway):
+    c = client(gateway)
+    assert c.is_server_live() and c.is_server_ready()
+    assert c.get_server_metadata()["name"] == "inference-gateway"
+    meta = c.get_model_metadata("tiny-clf")
+    assert meta["versions"] == ["1"] and meta["inputs"][0]["datatype"] == "BYTES"
+    assert c.is_model_ready("tiny-clf") and c.is_model_ready("tiny-clf", "1")
+    assert not c.is_model_ready("tiny-clf", "2")
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_classify_through_tritonclient(gateway, binary):
+    c = client(gateway)
+    outputs = [triton.InferRequestedOutput(n, binary_data=binary) for n in ("label", "probabilities")]
+    result = c.infer("tiny-clf", [text_input(["first text", "second text"], binary)], outputs=outputs)
+    labels = [x.decode() if isinstance(x, bytes) else x for x in result.as_numpy("label")]
+    assert all(label in TINY_LABELS for label in labels) and len(labels) == 2
+    probs = result.as_numpy("probabilities")
+    assert probs.shape == (2, 3) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    assert result.get_response()["model_version"] == "1"
+
+
+def test_summarize_and_pipeline_through_tritonclient(gateway):
+    c = client(gateway)
+    result = c.infer("tiny-sum", [text_input(["Markets rose."], True)], parameters={"max_new_tokens": 3})
+    assert result.as_numpy("generated_tokens")[0] <= 3 and result.as_numpy("summary").shape == (1,)
+    result = c.infer("stc", [text_input(["Markets rose."], True)])
+    assert result.as_numpy("label")[0].decode() in TINY_LABELS
+
+
+def test_repository_index_load_and_unload(gateway):
+    c = client(gateway)
+    index = {(e["name"], e["version"]): e["state"] for e in c.get_model_repository_index()}
+    assert index[("tiny-clf", "1")] == "READY" and index[("tiny-clf", "2")] == "UNAVAILABLE"
+    c.load_model("tiny-clf")  # no version: latest (2)
+    assert c.is_model_ready("tiny-clf", "2")
+    r = httpx.post(f"{gateway}/v2/repository/models/tiny-clf/unload", json={"parameters": {"version": "2"}})
+    assert r.status_code == 200 and not c.is_model_ready("tiny-clf", "2") and c.is_model_ready("tiny-clf", "1")
+
+
+def test_errors_reach_tritonclient_with_a_clean_message(gateway):
+    c = client(gateway)
+    with pytest.raises(InferenceServerException, match="model 'ghost' is not served"):
+        c.infer("ghost", [text_input(["x"], True)])
+    with pytest.raises(InferenceServerException, match="text is empty"):
+        c.infer("tiny-clf", [text_input([""], True)])
+    with pytest.raises(InferenceServerException, match="served from a folder"):
+        c.load_model("tiny-sum")
+
+
+def schema_validator(name: str):
+    import jsonschema
+    import yaml
+
+    if not OIP_SPEC.is_file():
+        pytest.skip(f"OIP spec not found at {OIP_SPEC}: the shared schemas folder is absent in this checkout")
+    doc = yaml.safe_load(Path(OIP_SPEC).read_text())
+    return jsonschema.Draft7Validator({"$ref": f"#/components/schemas/{name}", "components": doc["components"]})
+
+
+def test_rest_responses_validate_against_the_oip_schema(gateway):
+    schema_validator("metadata_server_response").validate(httpx.get(f"{gateway}/v2").json())
+    schema_validator("metadata_model_response").validate(httpx.get(f"{gateway}/v2/models/tiny-clf").json())
+    body = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2], "data": ["a", "b"]}]}
+    r = httpx.post(f"{gateway}/v2/models/tiny-clf/infer", json=body, timeout=60)
+    schema_validator("inference_response").validate(r.json())
+    bad = httpx.post(f"{gateway}/v2/models/tiny-clf/infer", json={"inputs": []}, timeout=60)
+    assert bad.status_code == 400
+    schema_validator("inference_error_response").validate(bad.json())
