@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from serve_app.dataplane import Answer, DataPlane
 from serve_app.errors import GatewayError, InvalidInput, Overloaded, PayloadTooLarge, PermissionDenied, Unauthenticated
 from serve_app.protocols.oip_http import add_oip_routes
+from serve_app.protocols.tfserving import add_tfserving_routes, version_status
 
 log = logging.getLogger("ray.serve")
 
@@ -109,7 +110,8 @@ def create_app(get_dataplane: Callable[[], DataPlane], admin_token: str | None =
 
     @app.get("/v1/models/{name}")
     async def model_status(name: str):
-        return await get_dataplane().model_status(name)
+        status = await get_dataplane().model_status(name)
+        return {**status, "model_version_status": version_status(status)}  # TF Serving's status, too
 
     @app.post("/v1/classify")
     async def classify(request: Request):
@@ -120,6 +122,7 @@ def create_app(get_dataplane: Callable[[], DataPlane], admin_token: str | None =
         return await _call(request, lambda dp, body: dp.summarize(body))
 
     add_oip_routes(app, get_dataplane, admin)
+    add_tfserving_routes(app, get_dataplane)
 
     @app.get("/v1/pipelines")
     async def list_pipelines():
