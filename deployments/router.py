@@ -18,6 +18,7 @@ from serve_app.config import GatewayConfig, ModelConfig
 from serve_app.dataplane import DataPlane
 from serve_app.errors import LoadFailed
 from serve_app.http_api import create_app
+from serve_app.protocols.oip_grpc import OipGrpcServicer
 from serve_app.routing import ModelRoutes
 from serve_app.settings import GatewaySettings
 
@@ -70,7 +71,9 @@ class ServeModelManager:
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1})
 @serve.ingress()  # late-bound: the app is built per replica, around that replica's dataplane
-class Gateway:
+class Gateway(OipGrpcServicer):
+    """HTTP through the ASGI app; gRPC (OIP) through the RPC-named methods of OipGrpcServicer."""
+
     def __init__(self, config: dict, table: dict[str, list[dict]], gpus_in_cluster: float = 0.0):
         self.config = GatewayConfig.model_validate(config)
         routes = {}

@@ -118,6 +118,21 @@ def gateway_app(config: GatewayConfig, plans: list[VersionPlan], gpus_in_cluster
     ).bind(config.model_dump(mode="json"), table, gpus_in_cluster)
 
 
+def start_serve(config: GatewayConfig, host: str | None = None, http_port: int | None = None,
+                grpc_port: int | None = None) -> None:
+    """Start Ray Serve's HTTP proxy and, unless the port is 0, its gRPC proxy with the OIP service."""
+    from ray import serve
+    from ray.serve.config import gRPCOptions
+
+    from serve_app.protocols.grpc_stubs import GRPC_SERVICER
+
+    grpc = config.server.grpc_port if grpc_port is None else grpc_port
+    serve.start(
+        http_options={"host": host or config.server.host, "port": http_port or config.server.http_port},
+        grpc_options=gRPCOptions(port=grpc, grpc_servicer_functions=[GRPC_SERVICER]) if grpc else None,
+    )
+
+
 def deploy(config: GatewayConfig, gpus_in_cluster: float = 0.0, registry: Registry | None = None) -> list[str]:
     """Deploy every planned version and the gateway concurrently; return the application names."""
     from ray import serve

@@ -64,7 +64,7 @@ def _missing_folders(config) -> list[str]:
 
 
 def _cmd_run(args: argparse.Namespace, settings: GatewaySettings) -> int:
-    from serve_app.app import deploy, plan_versions
+    from serve_app.app import deploy, plan_versions, start_serve
 
     config = load_config(args.config, settings)
     missing = _missing_folders(config)
@@ -80,14 +80,19 @@ def _cmd_run(args: argparse.Namespace, settings: GatewaySettings) -> int:
     ray.init(address=settings.ray_address, include_dashboard=False, logging_level="warning")
     stop = threading.Event()
     try:
-        serve.start(http_options={"host": config.server.host, "port": config.server.http_port})
+        start_serve(config)
         gpus = ray.cluster_resources().get("GPU", 0.0)
         deploy(config, gpus)
         base = f"http://{config.server.host}:{config.server.http_port}"
         where = f"{gpus:g} GPU(s)" if gpus else "CPU only"
         print(f"\ngateway ready in {time.monotonic() - started:.1f} s ({where})")
-        for line in (f"POST {base}/v1/classify", f"POST {base}/v1/summarize", f"GET  {base}/v1/models",
-                     f"GET  {base}/healthz   GET {base}/readyz"):
+        lines = [f"POST {base}/v1/classify", f"POST {base}/v1/summarize", f"GET  {base}/v1/models",
+                 f"POST {base}/v1/pipelines/<name>", f"OIP  {base}/v2/models/<name>/infer (tritonclient.http)",
+                 f"GET  {base}/healthz   GET {base}/readyz"]
+        if config.server.grpc_port:
+            lines.append(f"gRPC {config.server.host}:{config.server.grpc_port} inference.GRPCInferenceService "
+                         "(tritonclient.grpc)")
+        for line in lines:
             print("  " + line)
         print("Ctrl-C stops the gateway.", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -169,6 +169,8 @@ class RegistryConfig(_Strict):
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     http_port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    # OIP gRPC (inference.GRPCInferenceService) through Ray Serve's gRPC proxy; 0 turns it off.
+    grpc_port: Annotated[int, Field(ge=0, le=65535)] = 9000
     limits: Limits = Limits()
     ingress_num_cpus: Annotated[float, Field(gt=0, le=16)] = 0.1
     # Admin endpoints (load/unload, traffic) change the state of the replica that answers: keep one ingress.
@@ -291,6 +293,8 @@ def _apply_overrides(data: dict, settings: GatewaySettings) -> dict:
         server["host"] = settings.host
     if settings.http_port is not None:
         server["http_port"] = settings.http_port
+    if settings.grpc_port is not None:
+        server["grpc_port"] = settings.grpc_port
     data["server"] = server
     data.setdefault("models_dir", str(settings.models_dir))
     if settings.registry_uri is not None:

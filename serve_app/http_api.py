@@ -39,18 +39,22 @@ def error_response(err: GatewayError) -> JSONResponse:
     return JSONResponse(err.to_body(), status_code=err.http_status, headers=headers)
 
 
+def check_bearer(token: str | None, authorization: str) -> None:
+    """`Authorization: Bearer <token>` compared in constant time; no token configured: open. HTTP and gRPC."""
+    if not token:
+        return
+    scheme, _, given = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        raise Unauthenticated("admin endpoints need an 'Authorization: Bearer <token>' header")
+    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise PermissionDenied("the admin token is not valid")
+
+
 def admin_guard(token: str | None) -> Callable[[Request], None]:
-    """A dependency that checks `Authorization: Bearer <token>` in constant time; no token configured: open."""
-    expected = token.encode() if token else None
+    """A FastAPI dependency applying `check_bearer` to the request's Authorization header."""
 
     def check(request: Request) -> None:
-        if expected is None:
-            return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not given:
-            raise Unauthenticated("admin endpoints need an 'Authorization: Bearer <token>' header")
-        if not hmac.compare_digest(given.strip().encode(), expected):
-            raise PermissionDenied("the admin token is not valid")
+        check_bearer(token, request.headers.get("authorization", ""))
 
     return check
 

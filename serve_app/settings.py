@@ -27,6 +27,7 @@ class GatewaySettings(BaseSettings):
     )
     host: str | None = Field(default=None, description="Override server.host.")
     http_port: int | None = Field(default=None, description="Override server.http_port.")
+    grpc_port: int | None = Field(default=None, description="Override server.grpc_port (0: no gRPC).")
     num_gpus: float | None = Field(
         default=None, description="Override every model's resources.num_gpus (0 forces CPU)."
     )

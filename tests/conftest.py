@@ -53,15 +53,29 @@ def tiny_models(tmp_path_factory, smollm2_tokenizer_dir) -> Path:
     return root
 
 
+SERVE_ADDRESSES: dict[str, str] = {}
+
+
+@pytest.fixture(scope="session")
+def grpc_target(serve_session) -> str:
+    """host:port of Ray Serve's gRPC proxy (OIP service) in this session."""
+    return SERVE_ADDRESSES["grpc"]
+
+
 @pytest.fixture(scope="session")
 def serve_session():
     """One local Ray (never a leftover cluster) and one Serve instance on a free loopback port."""
     import ray
     from ray import serve
 
+    from serve_app.app import start_serve
+    from serve_app.config import parse_config
+
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="error")
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    port, grpc_port = free_port(), free_port()
+    # Any config will do: only its server section is read, and the ports are given here.
+    start_serve(parse_config({"models": [{"name": "x", "task": "identity"}]}), "127.0.0.1", port, grpc_port)
+    SERVE_ADDRESSES["grpc"] = f"127.0.0.1:{grpc_port}"
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()
     ray.shutdown()

@@ -121,3 +121,64 @@ def test_rest_responses_validate_against_the_oip_schema(gateway):
     bad = httpx.post(f"{gateway}/v2/models/tiny-clf/infer", json={"inputs": []}, timeout=60)
     assert bad.status_code == 400
     schema_validator("inference_error_response").validate(bad.json())
+
+
+# -- gRPC: stock tritonclient.grpc through Ray Serve's gRPC proxy ------------------------------------------------
+
+def grpc_client(target: str):
+    import tritonclient.grpc as tg
+
+    return tg.InferenceServerClient(target)
+
+
+def grpc_text_input(texts):
+    import tritonclient.grpc as tg
+
+    inp = tg.InferInput("text", [len(texts)], "BYTES")
+    inp.set_data_from_numpy(np.array([t.encode() for t in texts], dtype=np.object_))
+    return inp
+
+
+def test_grpc_health_metadata_and_classify(gateway, grpc_target):
+    import tritonclient.grpc as tg
+
+    c = grpc_client(grpc_target)
+    assert c.is_server_live() and c.is_server_ready()
+    assert c.get_server_metadata().name == "inference-gateway"
+    assert list(c.get_model_metadata("tiny-clf").versions) == ["1"]
+    assert c.is_model_ready("tiny-clf") and not c.is_model_ready("tiny-clf", "7")
+    outputs = [tg.InferRequestedOutput("label"), tg.InferRequestedOutput("probabilities")]
+    result = c.infer("tiny-clf", [grpc_text_input(["one", "two"])], outputs=outputs)
+    assert result.as_numpy("label").shape == (2,)
+    assert all(x.decode() in TINY_LABELS for x in result.as_numpy("label"))
+    np.testing.assert_allclose(result.as_numpy("probabilities").sum(axis=1), 1.0, rtol=1e-5)
+    assert result.get_response().model_version == "1"
+
+
+def test_grpc_summarize_pipeline_and_repository(gateway, grpc_target):
+    c = grpc_client(grpc_target)
+    result = c.infer("tiny-sum", [grpc_text_input(["Markets rose."])], parameters={"max_new_tokens": 2})
+    assert result.as_numpy("generated_tokens")[0] <= 2
+    assert result.as_numpy("label") is None
+    assert c.infer("stc", [grpc_text_input(["Rates fell."])]).as_numpy("label")[0].decode() in TINY_LABELS
+    index = {(m.name, m.version): m.state for m in c.get_model_repository_index().models}
+    assert index[("tiny-clf", "1")] == "READY"
+
+
+def test_grpc_errors_have_the_mapped_status_and_a_clean_message(gateway, grpc_target):
+    from tritonclient.utils import InferenceServerException
+
+    c = grpc_client(grpc_target)
+    cases = [
+        (lambda: c.infer("ghost", [grpc_text_input(["x"])]), "StatusCode.NOT_FOUND", "not served"),
+        (lambda: c.infer("tiny-clf", [grpc_text_input([""])]), "StatusCode.INVALID_ARGUMENT", "text is empty"),
+        (lambda: c.infer("tiny-clf", [grpc_text_input(["x"])], model_version="9"), "StatusCode.NOT_FOUND",
+         "not loaded"),
+        (lambda: c.get_model_config("tiny-clf"), "StatusCode.UNIMPLEMENTED", "not implemented"),
+        (lambda: c.load_model("tiny-sum"), "StatusCode.INVALID_ARGUMENT", "served from a folder"),
+    ]
+    for call, status, fragment in cases:
+        with pytest.raises(InferenceServerException) as err:
+            call()
+        assert err.value.status() == status, (status, str(err.value))
+        assert fragment in err.value.message() and "Traceback" not in err.value.message()

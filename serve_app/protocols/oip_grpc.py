@@ -1,0 +1,169 @@
+"""OIP v2 over gRPC (`inference.GRPCInferenceService`), as methods of the ingress deployment.
+
+Ray Serve's gRPC proxy calls the ingress method named like the RPC. Each method turns the protobuf request
+into the same OIP operation the REST routes use (`serve_app.protocols.oip`), and a `GatewayError` into its
+gRPC status from the shared table; nothing else reaches the client (no tracebacks). RPCs we do not serve
+answer UNIMPLEMENTED.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+
+from serve_app.errors import GatewayError, InvalidInput
+from serve_app.protocols import oip
+from serve_app.protocols.grpc_stubs import RPC_NAMES
+from serve_app.protocols.grpc_stubs import service_pb2 as pb
+from serve_app.protocols.tensors import TEXT_INPUT, pack_bytes
+
+log = logging.getLogger("ray.serve")
+
+
+def _param_value(p) -> object:
+    kind = p.WhichOneof("parameter_choice")
+    return getattr(p, kind) if kind else None
+
+
+def _request_dict(request) -> tuple[dict, bytes]:
+    """The REST-shaped request and binary tail for a ModelInferRequest (raw or typed contents)."""
+    inputs, tail = [], b""
+    for i, t in enumerate(request.inputs):
+        entry = {"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
+        if i < len(request.raw_input_contents):
+            raw = request.raw_input_contents[i]
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            tail += raw
+        else:
+            entry["data"] = list(t.contents.bytes_contents)
+            if entry["datatype"] == "BYTES":
+                raw = pack_bytes(entry.pop("data"))
+                entry["parameters"] = {"binary_data_size": len(raw)}
+                tail += raw
+        inputs.append(entry)
+    params = {k: _param_value(v) for k, v in request.parameters.items()}
+    outputs = [{"name": o.name, "parameters": {"binary_data": True}} for o in request.outputs]
+    body = {"id": request.id, "inputs": inputs, "parameters": {**params, "binary_data_output": True}}
+    if outputs:
+        body["outputs"] = outputs
+    return body, tail
+
+
+def _infer_response(response: dict, tail: bytes):
+    """ModelInferResponse with every output in raw_output_contents (tritonclient ignores typed contents)."""
+    msg = pb.ModelInferResponse(model_name=response["model_name"], model_version=response.get("model_version", ""),
+                                id=response.get("id", ""))
+    offset = 0
+    for out in response["outputs"]:
+        tensor = msg.outputs.add(name=out["name"], datatype=out["datatype"], shape=out["shape"])
+        for key, value in (out.get("parameters") or {}).items():
+            if key != "binary_data_size":
+                tensor.parameters[key].string_param = str(value)
+        size = out["parameters"]["binary_data_size"]
+        msg.raw_output_contents.append(tail[offset:offset + size])
+        offset += size
+    return msg
+
+
+def _unimplemented(name: str):
+    async def method(self, request, grpc_context):
+        grpc_context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        grpc_context.set_details(f"{name} is not implemented by this server")
+        return getattr(pb, f"{name}Response", pb.ServerLiveResponse)()
+
+    method.__name__ = name
+    return method
+
+
+class OipGrpcServicer:
+    """Mixin for the ingress deployment; expects `self.dataplane`."""
+
+    async def _guard(self, grpc_context, empty, work):
+        try:
+            return await work()
+        except GatewayError as err:
+            grpc_context.set_code(getattr(grpc.StatusCode, err.grpc_status))
+            grpc_context.set_details(err.message)
+        except Exception:  # noqa: BLE001 - logged here; the client gets a generic message
+            log.exception("gRPC request failed")
+            grpc_context.set_code(grpc.StatusCode.INTERNAL)
+            grpc_context.set_details("internal error; see the server log")
+        return empty
+
+    async def ServerLive(self, request, grpc_context):  # noqa: N802 - RPC names are fixed by the protocol
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request, grpc_context):  # noqa: N802
+        async def work():
+            try:
+                await self.dataplane.ready()
+            except GatewayError:
+                return pb.ServerReadyResponse(ready=False)
+            return pb.ServerReadyResponse(ready=True)
+        return await self._guard(grpc_context, pb.ServerReadyResponse(), work)
+
+    async def ModelReady(self, request, grpc_context):  # noqa: N802
+        async def work():
+            ready = await oip.model_ready(self.dataplane, request.name, request.version or None)
+            return pb.ModelReadyResponse(ready=ready)
+        return await self._guard(grpc_context, pb.ModelReadyResponse(), work)
+
+    async def ServerMetadata(self, request, grpc_context):  # noqa: N802
+        meta = oip.server_metadata()
+        return pb.ServerMetadataResponse(name=meta["name"], version=meta["version"], extensions=meta["extensions"])
+
+    async def ModelMetadata(self, request, grpc_context):  # noqa: N802
+        async def work():
+            meta = await oip.model_metadata(self.dataplane, request.name, request.version or None)
+            msg = pb.ModelMetadataResponse(name=meta["name"], versions=meta["versions"], platform=meta["platform"])
+            for kind in ("inputs", "outputs"):
+                for t in meta[kind]:
+                    getattr(msg, kind).add(name=t["name"], datatype=t["datatype"], shape=t["shape"])
+            return msg
+        return await self._guard(grpc_context, pb.ModelMetadataResponse(), work)
+
+    async def ModelInfer(self, request, grpc_context):  # noqa: N802
+        async def work():
+            if not request.inputs:
+                raise InvalidInput(f"send one BYTES input tensor named '{TEXT_INPUT}'")
+            body, tail = _request_dict(request)
+            response, out_tail = await oip.infer(self.dataplane, request.model_name,
+                                                 request.model_version or None, body, tail)
+            return _infer_response(response, out_tail)
+        return await self._guard(grpc_context, pb.ModelInferResponse(), work)
+
+    async def RepositoryIndex(self, request, grpc_context):  # noqa: N802
+        async def work():
+            msg = pb.RepositoryIndexResponse()
+            for e in await oip.repository_index(self.dataplane):
+                msg.models.add(name=e["name"], version=e["version"], state=e["state"], reason=e["reason"])
+            return msg
+        return await self._guard(grpc_context, pb.RepositoryIndexResponse(), work)
+
+    async def RepositoryModelLoad(self, request, grpc_context):  # noqa: N802
+        async def work():
+            self._check_admin(grpc_context)
+            params = {k: _param_value(v) for k, v in request.parameters.items()}
+            await oip.load(self.dataplane, request.model_name, {"parameters": params} if params else None)
+            return pb.RepositoryModelLoadResponse()
+        return await self._guard(grpc_context, pb.RepositoryModelLoadResponse(), work)
+
+    async def RepositoryModelUnload(self, request, grpc_context):  # noqa: N802
+        async def work():
+            self._check_admin(grpc_context)
+            params = {k: _param_value(v) for k, v in request.parameters.items()}
+            await oip.unload(self.dataplane, request.model_name, {"parameters": params} if params else None)
+            return pb.RepositoryModelUnloadResponse()
+        return await self._guard(grpc_context, pb.RepositoryModelUnloadResponse(), work)
+
+    def _check_admin(self, grpc_context) -> None:
+        from serve_app.http_api import check_bearer
+
+        metadata = dict(grpc_context.invocation_metadata())
+        check_bearer(self.admin_token, metadata.get("authorization", ""))
+
+
+for _name in RPC_NAMES:
+    if not hasattr(OipGrpcServicer, _name):
+        setattr(OipGrpcServicer, _name, _unimplemented(_name))
