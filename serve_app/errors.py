@@ -72,10 +72,10 @@ class ModelNotReady(GatewayError):
 
 
 class Overloaded(GatewayError):
-    """Queues are full; retry later. HTTP 503 with Retry-After / UNAVAILABLE."""
+    """Queues are full; retry later. HTTP 429 with Retry-After / RESOURCE_EXHAUSTED."""
 
-    http_status = 503
-    grpc_status = "UNAVAILABLE"
+    http_status = 429
+    grpc_status = "RESOURCE_EXHAUSTED"
     kind = "overloaded"
 
 
@@ -104,17 +104,19 @@ class LoadFailed(GatewayError):
 
 
 # HTTP status -> gRPC status name, for errors that only have an HTTP status (e.g. from a web framework).
+# Every GatewayError subclass agrees with it (tests/unit/test_errors.py).
 HTTP_TO_GRPC = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
     403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
     405: "UNIMPLEMENTED",
-    409: "ALREADY_EXISTS",
+    409: "FAILED_PRECONDITION",
     413: "INVALID_ARGUMENT",
     429: "RESOURCE_EXHAUSTED",
     500: "INTERNAL",
     501: "UNIMPLEMENTED",
+    502: "UNAVAILABLE",
     503: "UNAVAILABLE",
     504: "DEADLINE_EXCEEDED",
 }

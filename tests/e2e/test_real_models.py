@@ -88,3 +88,25 @@ def test_classify_ensemble_and_long_document_summary(real_gateway, held_out_by_t
     result = r.json()["results"][0]
     assert result["windows"] >= 2 and result["summary"].strip()
     assert len(result["summary"]) < len(long_text) and len(result["partial_summary"]) < len(long_text)
+
+
+def test_stock_triton_clients_classify_and_summarize_with_the_real_models(real_gateway, grpc_target,
+                                                                          held_out_by_topic):
+    import numpy as np
+    import tritonclient.grpc as tgrpc
+    import tritonclient.http as thttp
+
+    texts = np.array([a.text.encode() for a in held_out_by_topic], dtype=np.object_)
+    http_client = thttp.InferenceServerClient(str(real_gateway.base_url).removeprefix("http://").rstrip("/"),
+                                              network_timeout=300)
+    inp = thttp.InferInput("text", [len(texts)], "BYTES")
+    inp.set_data_from_numpy(texts)
+    labels = [x.decode() for x in http_client.infer("classifier", [inp]).as_numpy("label")]
+    assert labels == [a.label for a in held_out_by_topic]
+
+    grpc_client = tgrpc.InferenceServerClient(grpc_target)
+    ginp = tgrpc.InferInput("text", [1], "BYTES")
+    ginp.set_data_from_numpy(texts[:1])
+    assert grpc_client.infer("classifier", [ginp]).as_numpy("label")[0].decode() == held_out_by_topic[0].label
+    summary = grpc_client.infer("summarizer", [ginp], parameters={"max_new_tokens": 24}).as_numpy("summary")[0]
+    assert 0 < len(summary.decode().strip()) < len(held_out_by_topic[0].text)
