@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from deployments.metrics import RayMetrics
 from serve_app.processing import flatten, unflatten
 from serve_app.registry import IntegrityError, Registry
 from serve_app.versioning import content_hash, short
@@ -39,13 +41,19 @@ class ModelDeployment:
     """
 
     def __init__(self, spec: dict):
+        started = time.perf_counter()
         self.spec = spec
         self.name = spec["name"]
+        self.metrics = RayMetrics()
+        self.in_flight = 0
         threads = spec["resources"].get("threads")
         if threads:
             torch.set_num_threads(int(threads))
         path, self.version, self.content_hash = materialize(spec)
         self._details = self._load(path)
+        self.labels = {"model": self.name, "version": self.version}
+        self.metrics.set("gateway_model_load_seconds", self.labels, time.perf_counter() - started)
+        self.metrics.set("gateway_queue_depth", self.labels, 0)
         batching = spec["batching"]
         # One config drives @serve.batch: the decorator's arguments are only defaults.
         self._batched.set_max_batch_size(batching["max_batch_size"])
@@ -60,7 +68,18 @@ class ModelDeployment:
         return {"version": self.version, "content_hash": self.content_hash,
                 "device": str(self.runtime.placement.device), **self._details}
 
+    async def _submit(self, *args) -> list:
+        """Queue one request's texts for the batcher, keeping the in-flight gauge current."""
+        self.in_flight += 1
+        self.metrics.set("gateway_queue_depth", self.labels, self.in_flight)
+        try:
+            return await self._batched(*args)
+        finally:
+            self.in_flight -= 1
+            self.metrics.set("gateway_queue_depth", self.labels, self.in_flight)
+
     async def _run_flat(self, requests: list[list[str]], fn: Callable[[list[str]], list]) -> list[list]:
         """Run one model call over every batched request's texts, off the event loop, and split the results."""
         flat, sizes = flatten(requests)
+        self.metrics.observe("gateway_batch_size", self.labels, len(flat))
         return unflatten(await asyncio.to_thread(fn, flat), sizes)

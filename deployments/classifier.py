@@ -17,7 +17,7 @@ class ClassifierDeployment(ModelDeployment):
         return {"labels": self.runtime.labels, "max_length": self.runtime.max_length}
 
     async def infer(self, texts: list[str], params: dict) -> dict:
-        results = await self._batched(texts)
+        results = await self._submit(texts)
         return {"version": self.version, "max_length": self.runtime.max_length, "results": results}
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)

@@ -19,7 +19,7 @@ class SummarizerDeployment(ModelDeployment):
 
     async def infer(self, texts: list[str], params: dict) -> dict:
         n = int(params["max_new_tokens"])
-        results = await self._batched(texts, n)
+        results = await self._submit(texts, n)
         return {"version": self.version, "max_length": self.runtime.max_length, "max_new_tokens": n,
                 "results": results}
 

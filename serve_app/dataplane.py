@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 from pydantic import ValidationError
 
 from serve_app.config import GatewayConfig, Generation, ModelConfig, Task
 from serve_app.errors import GatewayError, InferenceFailed, InvalidInput, ModelNotFound, ModelNotReady, PayloadTooLarge
+from serve_app.metrics import Metrics, NullMetrics
 from serve_app.pipelines.engine import run_pipeline
 from serve_app.pipelines.validate import output_fields
 from serve_app.routing import ModelRoutes, VersionEntry
@@ -58,13 +62,34 @@ class Answer:
 
 
 class DataPlane:
-    def __init__(self, config: GatewayConfig, routes: dict[str, ModelRoutes], manager: ModelManager | None = None):
+    def __init__(self, config: GatewayConfig, routes: dict[str, ModelRoutes], manager: ModelManager | None = None,
+                 metrics: Metrics | None = None):
         missing = {m.name for m in config.models} - set(routes)
         if missing:
             raise ValueError(f"no routes for configured models: {sorted(missing)}")
         self.config = config
         self.routes = routes
         self.manager = manager
+        self.metrics = metrics or NullMetrics()
+        for name in routes:
+            self._publish_versions(name)
+
+    def _publish_versions(self, name: str) -> None:
+        self.metrics.set("gateway_loaded_versions", {"model": name}, len(self.routes[name].versions))
+
+    @asynccontextmanager
+    async def _observed(self, labels: dict[str, str]):
+        """Time a request and count its error kind; `labels` is filled in as the target becomes known."""
+        started = time.perf_counter()
+        try:
+            yield
+        except GatewayError as err:
+            self.metrics.inc("gateway_errors", {**labels, "kind": err.kind})
+            raise
+        except Exception:
+            self.metrics.inc("gateway_errors", {**labels, "kind": "internal"})
+            raise
+        self.metrics.observe("gateway_request_duration_seconds", labels, time.perf_counter() - started)
 
     # -- decoding -----------------------------------------------------------------------------------------
     def decode_json(self, raw: bytes) -> object:
@@ -128,14 +153,21 @@ class DataPlane:
 
     # -- operations ---------------------------------------------------------------------------------------
     async def classify(self, body: object) -> Answer:
-        req = self._parse(ClassifyRequest, body)
-        model, pinned = self._model(req.model, Task.classification)
-        return self._answer(model, await self._call(model, pinned, req.texts, {}))
+        labels = {"model": "", "pipeline": ""}
+        async with self._observed(labels):
+            req = self._parse(ClassifyRequest, body)
+            model, pinned = self._model(req.model, Task.classification)
+            labels["model"] = model.name
+            out = await self._call(model, pinned, req.texts, {})
+        return self._answer(model, out)
 
     async def summarize(self, body: object) -> Answer:
-        req = self._parse(SummarizeRequest, body)
-        model, pinned = self._model(req.model, Task.summarization)
-        out = await self._call(model, pinned, req.texts, {"max_new_tokens": req.max_new_tokens})
+        labels = {"model": "", "pipeline": ""}
+        async with self._observed(labels):
+            req = self._parse(SummarizeRequest, body)
+            model, pinned = self._model(req.model, Task.summarization)
+            labels["model"] = model.name
+            out = await self._call(model, pinned, req.texts, {"max_new_tokens": req.max_new_tokens})
         return self._answer(model, out)
 
     @staticmethod
@@ -155,31 +187,45 @@ class DataPlane:
                                field="max_new_tokens")
         return {"max_new_tokens": n}
 
-    async def _call(self, model: ModelConfig, pinned: str | None, texts: list[str], params: dict) -> dict:
+    async def _call(self, model: ModelConfig, pinned: str | None, texts: list[str], params: dict,
+                    pipeline: str = "") -> dict:
         """Pick the version (pinned, or by traffic split) and call it with checked parameters."""
         params = self._params(model, params)
         entry = self.routes[model.name].pick(pinned)
         try:
-            return await entry.backend.infer(texts, params)
+            out = await entry.backend.infer(texts, params)
         except GatewayError:
             raise
         except Exception:  # noqa: BLE001 - the cause is logged by the replica; clients get a generic message
             raise InferenceFailed(f"model '{model.name}' failed to answer; see the server log") from None
+        self.metrics.inc("gateway_requests", {"model": model.name, "version": entry.label, "pipeline": pipeline})
+        return out
 
     async def infer_texts(self, name: str, version: str | None, texts: list[str], params: dict) -> tuple[list, str]:
         """(records, version) for a model or a pipeline addressed by name, as the OIP/TF adapters need."""
-        self.check_texts(texts)
-        if self.config.model(name) is None and self.config.pipeline(name) is not None:
-            pipelines = {p.name: p for p in self.config.pipelines}
-            records, _ = await run_pipeline(pipelines, self.call_model, name, texts)
-            return records, ""
-        out = await self._call(self._config_of(name), version, texts, params)
+        is_pipeline = self.config.model(name) is None and self.config.pipeline(name) is not None
+        labels = {"model": "" if is_pipeline or self.config.model(name) is None else name,
+                  "pipeline": name if is_pipeline else ""}
+        async with self._observed(labels):
+            self.check_texts(texts)
+            if is_pipeline:
+                records, _ = await self._run_graph(name, texts)
+                return records, ""
+            out = await self._call(self._config_of(name), version, texts, params)
         return out["results"], str(out.get("version", ""))
 
-    async def call_model(self, ref: str, texts: list[str], params: dict) -> dict:
+    async def call_model(self, ref: str, texts: list[str], params: dict, pipeline: str = "") -> dict:
         """One model call for the pipeline engine: `ref` is a model name, optionally pinned (`name@3`)."""
         name, _, pinned = ref.partition("@")
-        return await self._call(self._config_of(name), pinned or None, texts, params)
+        return await self._call(self._config_of(name), pinned or None, texts, params, pipeline)
+
+    async def _run_graph(self, name: str, texts: list[str]) -> tuple[list, list]:
+        pipelines = {p.name: p for p in self.config.pipelines}
+        records, trace = await run_pipeline(pipelines, partial(self.call_model, pipeline=name), name, texts)
+        for entry in trace:
+            self.metrics.observe("gateway_pipeline_node_duration_seconds", {"pipeline": name, "node": entry["node"]},
+                                 entry["latency_ms"] / 1000)
+        return records, trace
 
     # -- pipelines ----------------------------------------------------------------------------------------
     def _pipeline(self, name: str):
@@ -191,9 +237,9 @@ class DataPlane:
 
     async def run_pipeline(self, name: str, body: object) -> Answer:
         pipeline = self._pipeline(name)
-        req = self._parse(PipelineRequest, body)
-        pipelines = {p.name: p for p in self.config.pipelines}
-        records, trace = await run_pipeline(pipelines, self.call_model, pipeline.name, req.texts)
+        async with self._observed({"model": "", "pipeline": pipeline.name}):
+            req = self._parse(PipelineRequest, body)
+            records, trace = await self._run_graph(pipeline.name, req.texts)
         answer = {"pipeline": name, "results": records}
         if req.trace:
             answer["trace"] = trace
@@ -254,11 +300,13 @@ class DataPlane:
         routes = self.routes[name]
         if label not in routes.versions:
             routes.add(label, backend, weight=0.0)
+        self._publish_versions(name)
         return await self.model_status(name)
 
     async def unload(self, name: str, label: str) -> dict:
         model = self.registry_model(name)
         self.routes[name].remove(label)  # stop routing to it before it goes away
+        self._publish_versions(name)
         await self.manager.unload(model, label)
         return await self.model_status(name)
 

@@ -1,0 +1,71 @@
+"""Gateway metrics: names, labels and buckets in one place, recorded through a `Metrics` object.
+
+The dataplane records through the `Metrics` protocol; under Ray Serve that is `deployments.metrics.RayMetrics`,
+which goes through Ray's metrics system so values from every replica and node aggregate (Ray exports them
+with a `ray_` prefix, e.g. `ray_gateway_requests_total`). Labels take only configured names (models,
+pipelines, versions, error kinds), never client input, so cardinality stays bounded.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+LATENCY_BUCKETS_S = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+
+# name -> (kind, description, label names); Prometheus naming: base units, _total for counters.
+METRICS = {
+    "gateway_requests": ("counter", "Model calls answered, by model, version and pipeline ('' if direct)",
+                         ("model", "version", "pipeline")),
+    "gateway_errors": ("counter", "Requests that ended in an error, by target and error kind",
+                       ("model", "pipeline", "kind")),
+    "gateway_request_duration_seconds": ("histogram", "End-to-end latency of a request to a model or pipeline",
+                                         ("model", "pipeline")),
+    "gateway_pipeline_node_duration_seconds": ("histogram", "Latency of each pipeline node (hop)",
+                                               ("pipeline", "node")),
+    "gateway_batch_size": ("histogram", "Texts per batched model call inside a replica", ("model", "version")),
+    "gateway_queue_depth": ("gauge", "Requests in flight in a model replica", ("model", "version")),
+    "gateway_model_load_seconds": ("gauge", "Seconds a model version took to load", ("model", "version")),
+    "gateway_loaded_versions": ("gauge", "Model versions loaded and routable", ("model",)),
+}
+
+
+class Metrics(Protocol):
+    def inc(self, name: str, labels: dict[str, str], value: float = 1.0) -> None: ...
+
+    def observe(self, name: str, labels: dict[str, str], value: float) -> None: ...
+
+    def set(self, name: str, labels: dict[str, str], value: float) -> None: ...
+
+
+class NullMetrics:
+    """Records nothing: for unit tests and tools that run the dataplane without Ray."""
+
+    def inc(self, name, labels, value=1.0):
+        pass
+
+    def observe(self, name, labels, value):
+        pass
+
+    def set(self, name, labels, value):
+        pass
+
+
+class MemoryMetrics:
+    """Keeps every recorded value in memory: lets unit tests assert what the dataplane records."""
+
+    def __init__(self):
+        self.records: list[tuple[str, str, dict, float]] = []
+
+    def inc(self, name, labels, value=1.0):
+        self.records.append(("inc", name, dict(labels), value))
+
+    def observe(self, name, labels, value):
+        self.records.append(("observe", name, dict(labels), value))
+
+    def set(self, name, labels, value):
+        self.records.append(("set", name, dict(labels), value))
+
+    def total(self, name: str, **labels) -> float:
+        return sum(v for op, n, lab, v in self.records
+                   if op == "inc" and n == name and all(lab.get(k) == x for k, x in labels.items()))
