@@ -77,7 +77,8 @@ def _cmd_run(args: argparse.Namespace, settings: GatewaySettings) -> int:
     from ray import serve
 
     started = time.monotonic()
-    ray.init(address=settings.ray_address, include_dashboard=False, logging_level="warning")
+    ray.init(address=settings.ray_address, include_dashboard=False, logging_level="warning",
+             _metrics_export_port=settings.metrics_port)
     stop = threading.Event()
     try:
         start_serve(config)
@@ -89,6 +90,8 @@ def _cmd_run(args: argparse.Namespace, settings: GatewaySettings) -> int:
         lines = [f"POST {base}/v1/classify", f"POST {base}/v1/summarize", f"GET  {base}/v1/models",
                  f"POST {base}/v1/pipelines/<name>", f"OIP  {base}/v2/models/<name>/infer (tritonclient.http)",
                  f"GET  {base}/healthz   GET {base}/readyz"]
+        lines.append(f"METRICS http://{config.server.host}:{settings.metrics_port}/metrics "
+                     "(Prometheus text; the gateway's series are ray_gateway_*)")
         if config.server.grpc_port:
             lines.append(f"gRPC {config.server.host}:{config.server.grpc_port} inference.GRPCInferenceService "
                          "(tritonclient.grpc)")

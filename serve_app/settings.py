@@ -37,6 +37,9 @@ class GatewaySettings(BaseSettings):
     admin_token: SecretStr | None = Field(
         default=None, description="Bearer token required by admin endpoints (load/unload, traffic); unset: open."
     )
+    metrics_port: int = Field(
+        default=8080, description="Port of Ray's metrics exporter (gateway_* series appear as ray_gateway_*)."
+    )
     ray_address: str = Field(
         default="local",
         description="Ray address for `gateway run`; 'local' starts a fresh single-node Ray.",

@@ -71,8 +71,10 @@ def serve_session():
     from serve_app.app import start_serve
     from serve_app.config import parse_config
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="error")
-    port, grpc_port = free_port(), free_port()
+    port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="error",
+             _metrics_export_port=metrics_port)
+    SERVE_ADDRESSES["metrics"] = f"http://127.0.0.1:{metrics_port}/metrics"
     # Any config will do: only its server section is read, and the ports are given here.
     start_serve(parse_config({"models": [{"name": "x", "task": "identity"}]}), "127.0.0.1", port, grpc_port)
     SERVE_ADDRESSES["grpc"] = f"127.0.0.1:{grpc_port}"

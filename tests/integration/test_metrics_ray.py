@@ -1,0 +1,62 @@
+"""Gateway metrics as Ray exports them (Prometheus text on the node's metrics port), under known traffic."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import httpx
+import pytest
+from conftest import SERVE_ADDRESSES, deployed
+
+from serve_app.config import parse_config
+from serve_app.settings import GatewaySettings
+
+SERIES = re.compile(r'^(?P<name>[a-z_]+)\{(?P<labels>[^}]*)\} (?P<value>\S+)$')
+
+
+def scrape_sum(name: str, **labels) -> float:
+    """Sum of a series over every worker that reports it (Ray labels each process separately)."""
+    total = 0.0
+    for line in httpx.get(SERVE_ADDRESSES["metrics"], timeout=10).text.splitlines():
+        m = SERIES.match(line)
+        if not m or m["name"] != name:
+            continue
+        got = dict(re.findall(r'(\w+)="([^"]*)"', m["labels"]))
+        if all(got.get(k) == v for k, v in labels.items()):
+            total += float(m["value"])
+    return total
+
+
+def wait_for(name: str, expected: float, **labels) -> float:
+    deadline = time.monotonic() + 60  # Ray exports on an interval of a few seconds
+    while True:
+        value = scrape_sum(name, **labels)
+        if value >= expected or time.monotonic() > deadline:
+            return value
+        time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def gateway(serve_session, tiny_models):
+    config = parse_config({"models": [
+        {"name": "metered", "task": "classification", "source": "tiny-classifier", "max_length": 32,
+         "resources": {"num_cpus": 0.1, "num_gpus": 0}}]}, settings=GatewaySettings(models_dir=tiny_models))
+    with deployed(config), httpx.Client(base_url=serve_session, timeout=60) as client:
+        yield client
+
+
+def test_counts_and_errors_match_the_traffic_sent(gateway):
+    ok, bad = 7, 3
+    errors_before = scrape_sum("ray_gateway_errors_total", model="", kind="invalid_input")
+    for _ in range(ok):
+        assert gateway.post("/v1/classify", json={"texts": ["a", "b"]}).status_code == 200
+    for _ in range(bad):
+        assert gateway.post("/v1/classify", json={"texts": [], "model": "metered"}).status_code == 400
+    assert wait_for("ray_gateway_requests_total", ok, model="metered", pipeline="") == ok
+    expected_errors = errors_before + bad
+    assert wait_for("ray_gateway_errors_total", expected_errors, model="", kind="invalid_input") == expected_errors
+    assert wait_for("ray_gateway_request_duration_seconds_count", ok, model="metered") == ok
+    assert wait_for("ray_gateway_batch_size_count", 1, model="metered") >= 1
+    assert wait_for("ray_gateway_loaded_versions", 1, model="metered") == 1
+    assert wait_for("ray_gateway_model_load_seconds", 0.001, model="metered") > 0
