@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -77,14 +78,18 @@ def _cmd_run(args: argparse.Namespace, settings: GatewaySettings) -> int:
     from ray import serve
 
     started = time.monotonic()
+    base = f"http://{config.server.host}:{config.server.http_port}"
+    sidecar = None
     ray.init(address=settings.ray_address, include_dashboard=False, logging_level="warning",
              _metrics_export_port=settings.metrics_port)
     stop = threading.Event()
     try:
+        if settings.sidecar_port:
+            sidecar = subprocess.Popen([sys.executable, "-m", "serve_app.sidecar", "--port",
+                                        str(settings.sidecar_port), "--host", config.server.host, "--gateway", base])
         start_serve(config)
         gpus = ray.cluster_resources().get("GPU", 0.0)
         deploy(config, gpus)
-        base = f"http://{config.server.host}:{config.server.http_port}"
         where = f"{gpus:g} GPU(s)" if gpus else "CPU only"
         print(f"\ngateway ready in {time.monotonic() - started:.1f} s ({where})")
         lines = [f"POST {base}/v1/classify", f"POST {base}/v1/summarize", f"GET  {base}/v1/models",
@@ -92,6 +97,9 @@ def _cmd_run(args: argparse.Namespace, settings: GatewaySettings) -> int:
                  f"GET  {base}/healthz   GET {base}/readyz"]
         lines.append(f"METRICS http://{config.server.host}:{settings.metrics_port}/metrics "
                      "(Prometheus text; the gateway's series are ray_gateway_*)")
+        if sidecar:
+            lines.append(f"METRICS http://{config.server.host}:{settings.sidecar_port}/metrics "
+                         "(sidecar: host, replica, GPU, probe)")
         if config.server.grpc_port:
             lines.append(f"gRPC {config.server.host}:{config.server.grpc_port} inference.GRPCInferenceService "
                          "(tritonclient.grpc)")
@@ -104,6 +112,8 @@ def _cmd_run(args: argparse.Namespace, settings: GatewaySettings) -> int:
         pass
     finally:
         print("\nstopping gateway...", flush=True)
+        if sidecar:
+            sidecar.terminate()
         try:
             serve.shutdown()
         finally:

@@ -40,6 +40,7 @@ class GatewaySettings(BaseSettings):
     metrics_port: int = Field(
         default=8080, description="Port of Ray's metrics exporter (gateway_* series appear as ray_gateway_*)."
     )
+    sidecar_port: int = Field(default=9101, description="Port of the metrics sidecar `make run` starts; 0: none.")
     ray_address: str = Field(
         default="local",
         description="Ray address for `gateway run`; 'local' starts a fresh single-node Ray.",

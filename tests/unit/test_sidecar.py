@@ -1,0 +1,56 @@
+"""The metrics sidecar for real on this machine: host, replica processes found by title, no-GPU path, probe."""
+
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from serve_app.sidecar import SidecarCollector
+
+
+class Ready(BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        self.send_response(self.status)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def scrape(collector) -> dict[str, float]:
+    registry = CollectorRegistry()
+    registry.register(collector)
+    samples = {}
+    for line in generate_latest(registry).decode().splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.rsplit(" ", 1)
+            samples[key] = float(value)
+    return samples
+
+
+def test_sidecar_exports_host_replicas_no_gpu_and_probe():
+    server = HTTPServer(("127.0.0.1", 0), Ready)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # A stand-in replica: Ray puts "ray::ServeReplica:<app>:<deployment>" in the process title.
+    fake = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "ray::ServeReplica:clf--v1:clf"])
+    try:
+        collector = SidecarCollector(f"http://127.0.0.1:{server.server_port}")
+        samples = scrape(collector)
+        assert 0 <= samples["gateway_host_cpu_utilization_ratio"] <= 1
+        assert samples['gateway_host_memory_bytes{state="total"}'] > 1e9
+        key = f'gateway_replica_resident_memory_bytes{{application="clf--v1",deployment="clf",pid="{fake.pid}"}}'
+        assert samples[key] > 1e6
+        assert samples["gateway_gpu_count"] == 0  # this machine has no GPU: a zero, and no error
+        assert not any(k.startswith("gateway_gpu_utilization") for k in samples)
+        assert samples["gateway_probe_success"] == 1 and samples["gateway_probe_duration_seconds"] < 5
+        Ready.status = 503
+        assert scrape(collector)["gateway_probe_success"] == 0
+        server.shutdown()
+        assert scrape(collector)["gateway_probe_success"] == 0  # nothing listening
+    finally:
+        fake.kill()
+        Ready.status = 200
