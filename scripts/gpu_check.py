@@ -72,6 +72,15 @@ def main():
     out = summ.summarize(texts[:1], [32])[0]
     report["summarize_1_fp16_ms_32_tokens"] = median_ms(lambda: summ.summarize(texts[:1], [32]), n=3)
     report["summarize_generated_tokens"] = out["generated_tokens"]
+    # The sidecar's GPU path (NVML): the metric lines it would export on this machine.
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from serve_app.sidecar import SidecarCollector
+
+    registry = CollectorRegistry()
+    registry.register(SidecarCollector(None))
+    report["sidecar_gpu_lines"] = [line for line in generate_latest(registry).decode().splitlines()
+                                   if line.startswith("gateway_gpu")]
     print(json.dumps(report, indent=2))
 
 
