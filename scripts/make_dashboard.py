@@ -1,0 +1,71 @@
+"""Write k8s/monitoring/grafana-dashboard.json from the panel list below (one place to edit panels).
+
+    .venv/bin/python scripts/make_dashboard.py
+"""
+
+import json
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent.parent / "k8s" / "monitoring" / "grafana-dashboard.json"
+Q = "histogram_quantile({q}, sum by (le, {by}) (rate(ray_gateway_{h}_bucket{sel}[1m])))"
+
+# (title, unit, [(legend, PromQL)]); GPU panels are empty on machines without GPUs (gateway_gpu_count 0).
+PANELS = [
+    ("Traffic (requests/s)", "reqps",
+     [("{{model}} {{pipeline}}", "sum by (model, pipeline) (rate(ray_gateway_requests_total[1m]))")]),
+    ("Errors by kind (/s)", "reqps", [("{{kind}}", "sum by (kind) (rate(ray_gateway_errors_total[1m]))")]),
+    ("Error ratio", "percentunit",
+     [("errors / requests", "sum(rate(ray_gateway_errors_total[1m])) / clamp_min(sum(rate("
+       "ray_gateway_request_duration_seconds_count[1m])) + sum(rate(ray_gateway_errors_total[1m])), 1e-9)")]),
+    ("Latency per model (p50, p95, p99)", "s",
+     [(f"p{int(q * 100)} {{{{model}}}}", Q.format(q=q, by="model", h="request_duration_seconds", sel='{pipeline=""}'))
+      for q in (0.5, 0.95, 0.99)]),
+    ("Latency per pipeline (p50, p95, p99)", "s",
+     [(f"p{int(q * 100)} {{{{pipeline}}}}", Q.format(q=q, by="pipeline", h="request_duration_seconds",
+                                                    sel='{pipeline!=""}')) for q in (0.5, 0.95, 0.99)]),
+    ("Per-hop latency p95", "s",
+     [("{{pipeline}} {{node}}", Q.format(q=0.95, by="pipeline, node", h="pipeline_node_duration_seconds", sel=""))]),
+    ("Mean batch size", "none",
+     [("{{model}}", "sum by (model) (rate(ray_gateway_batch_size_sum[1m])) / "
+                    "sum by (model) (rate(ray_gateway_batch_size_count[1m]))")]),
+    ("Queue depth", "none", [("{{model}}", "sum by (model) (ray_gateway_queue_depth)")]),
+    ("Loaded versions", "none", [("{{model}}", "sum by (model) (ray_gateway_loaded_versions)")]),
+    ("Host CPU", "percentunit", [("host", "gateway_host_cpu_utilization_ratio")]),
+    ("Replica CPU (cores)", "none",
+     [("{{application}}", "sum by (application) (gateway_replica_cpu_utilization_ratio)")]),
+    ("Memory", "bytes", [("host used", 'gateway_host_memory_bytes{state="used"}'),
+                         ("{{application}}", "sum by (application) (gateway_replica_resident_memory_bytes)")]),
+    ("GPUs", "none", [("GPUs", "gateway_gpu_count")]),
+    ("GPU utilization", "percentunit", [("GPU {{gpu}}", "gateway_gpu_utilization_ratio")]),
+    ("GPU memory used", "percentunit",
+     [("GPU {{gpu}}", 'gateway_gpu_memory_bytes{state="used"} / ignoring(state) '
+                      'gateway_gpu_memory_bytes{state="total"}')]),
+    ("Gateway probe", "none", [("ready", "gateway_probe_success"), ("seconds", "gateway_probe_duration_seconds")]),
+]
+GPU_SERIES = ("gateway_gpu_utilization_ratio", "gateway_gpu_memory_bytes")
+
+
+def dashboard() -> dict:
+    panels = []
+    for i, (title, unit, targets) in enumerate(PANELS):
+        panels.append({
+            "id": i + 1, "type": "timeseries", "title": title,
+            "datasource": {"type": "prometheus", "uid": "${datasource}"},
+            "gridPos": {"h": 8, "w": 12, "x": (i % 2) * 12, "y": (i // 2) * 8},
+            "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+            "targets": [{"refId": chr(65 + j), "expr": expr, "legendFormat": legend}
+                        for j, (legend, expr) in enumerate(targets)],
+        })
+    return {
+        "title": "Inference gateway", "uid": "inference-gateway", "schemaVersion": 39, "version": 1,
+        "tags": ["inference-gateway"], "timezone": "utc", "refresh": "10s",
+        "time": {"from": "now-1h", "to": "now"},
+        "templating": {"list": [{"name": "datasource", "type": "datasource", "query": "prometheus",
+                                 "label": "Prometheus"}]},
+        "panels": panels,
+    }
+
+
+if __name__ == "__main__":
+    OUT.write_text(json.dumps(dashboard(), indent=2) + "\n")
+    print(f"wrote {OUT}")
