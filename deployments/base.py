@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from deployments.metrics import RayMetrics
+from deployments.metrics import metrics_for
 from serve_app.processing import flatten, unflatten
 from serve_app.registry import IntegrityError, Registry
 from serve_app.versioning import content_hash, short
@@ -44,7 +44,7 @@ class ModelDeployment:
         started = time.perf_counter()
         self.spec = spec
         self.name = spec["name"]
-        self.metrics = RayMetrics()
+        self.metrics = metrics_for(spec.get("metrics", True))
         self.in_flight = 0
         threads = spec["resources"].get("threads")
         if threads:

@@ -7,6 +7,13 @@ from ray.util import metrics as ray_metrics
 from serve_app.metrics import BATCH_BUCKETS, LATENCY_BUCKETS_S, METRICS
 
 
+def metrics_for(enabled: bool):
+    """RayMetrics, or NullMetrics when the config turns metrics off."""
+    from serve_app.metrics import NullMetrics
+
+    return RayMetrics() if enabled else NullMetrics()
+
+
 class RayMetrics:
     def __init__(self):
         self._made: dict[str, object] = {}

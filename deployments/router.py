@@ -13,7 +13,7 @@ import logging
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from deployments.metrics import RayMetrics
+from deployments.metrics import metrics_for
 from serve_app.app import app_name, open_registry, plan_version, version_app
 from serve_app.config import GatewayConfig, ModelConfig
 from serve_app.dataplane import DataPlane
@@ -83,7 +83,7 @@ class Gateway(OipGrpcServicer):
             for v in versions:
                 routes[model].add(v["label"], backend_for(v["deployment"], v["app"]), v["weight"])
         manager = ServeModelManager(self.config, gpus_in_cluster)
-        self.dataplane = DataPlane(self.config, routes, manager, RayMetrics())
+        self.dataplane = DataPlane(self.config, routes, manager, metrics_for(self.config.server.metrics))
         token = GatewaySettings().admin_token
         self.admin_token = token.get_secret_value() if token else None
 

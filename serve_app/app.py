@@ -42,7 +42,7 @@ def registry_spec(config: GatewayConfig) -> dict:
 
 def model_spec(config: GatewayConfig, model: ModelConfig, version: ModelVersion | None = None) -> dict:
     """What a model deployment needs, as plain JSON: its config plus a folder or a registry version."""
-    spec = model.model_dump(mode="json")
+    spec = {**model.model_dump(mode="json"), "metrics": config.server.metrics}
     if version is None:
         return {**spec, "path": str(config.source_of(model))}
     return {**spec, "registry": registry_spec(config), "iteration": version.iteration,

@@ -173,6 +173,8 @@ class ServerConfig(_Strict):
     grpc_port: Annotated[int, Field(ge=0, le=65535)] = 9000
     limits: Limits = Limits()
     ingress_num_cpus: Annotated[float, Field(gt=0, le=16)] = 0.1
+    # Record gateway metrics through Ray (off: nothing is recorded; for measuring their overhead).
+    metrics: bool = True
     # Admin endpoints (load/unload, traffic) change the state of the replica that answers: keep one ingress.
     ingress_replicas: Annotated[int, Field(ge=1, le=1)] = 1
 
