@@ -13,6 +13,9 @@ Admin (bearer token when GATEWAY_ADMIN_TOKEN is set):
     POST /v1/admin/models/{name}/versions/{selector}/load     deploy a registry version (no traffic yet)
     POST /v1/admin/models/{name}/versions/{version}/unload    stop a loaded version
     PUT  /v1/admin/models/{name}/traffic                      {"3": 90, "4": 10}
+
+Registered here as well: OIP v2 (/v2/..., protocols/oip_http.py) and TF Serving's :predict
+(protocols/tfserving.py), over the same dataplane and error handlers.
 """
 
 from __future__ import annotations
