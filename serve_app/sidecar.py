@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 
 # Ray titles replica processes "ray::ServeReplica:<application>:<deployment>".
 REPLICA = re.compile(r"ray::ServeReplica:(?P<app>[^:\s]+):(?P<deployment>\S+)")
+RESCAN_S = 15.0  # replicas come and go on deploys and restarts, not per second
 
 
 def _nvml():
@@ -41,7 +42,11 @@ class SidecarCollector(Collector):
         self.probe_path = probe_path
         self.replica_pattern = replica_pattern
         self.nvml = _nvml()
-        self._procs: dict[int, psutil.Process] = {}  # kept between scrapes so cpu_percent has a baseline
+        # One client for every probe: a new one per scrape reloads the TLS trust store, most of a scrape's CPU.
+        self._http = httpx.Client(timeout=5)
+        # pid -> (process, application, deployment), kept between scrapes so cpu_percent has a baseline.
+        self._procs: dict[int, tuple[psutil.Process, str, str]] = {}
+        self._scanned_at = float("-inf")
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         yield from self._host()
@@ -61,27 +66,33 @@ class SidecarCollector(Collector):
         yield mem
         yield GaugeMetricFamily("gateway_host_cpu_count", "Logical CPUs of the host", value=psutil.cpu_count())
 
+    def _find_replicas(self) -> None:
+        """Walk the process table for Ray Serve replicas; the costly part of a scrape, so done every RESCAN_S."""
+        found = {}
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            match = self.replica_pattern.search(" ".join(proc.info["cmdline"] or []))
+            if match:
+                pid = proc.info["pid"]
+                old = self._procs.get(pid)
+                found[pid] = old if old else (proc, match["app"], match["deployment"])
+        self._procs = found
+        self._scanned_at = time.monotonic()
+
     def _replicas(self):
+        if time.monotonic() - self._scanned_at >= RESCAN_S:
+            self._find_replicas()
         cpu = GaugeMetricFamily("gateway_replica_cpu_utilization_ratio",
                                 "CPU used by a Ray Serve replica process, in cores (1.0 = one core busy)",
                                 labels=["application", "deployment", "pid"])
         rss = GaugeMetricFamily("gateway_replica_resident_memory_bytes", "Resident memory of a replica process",
                                 labels=["application", "deployment", "pid"])
-        alive = {}
-        for proc in psutil.process_iter(["pid", "cmdline"]):
-            match = self.replica_pattern.search(" ".join(proc.info["cmdline"] or []))
-            if not match:
-                continue
-            pid = proc.info["pid"]
-            proc = self._procs.get(pid, proc)
-            alive[pid] = proc
+        for pid, (proc, app, deployment) in list(self._procs.items()):
             try:
-                labels = [match["app"], match["deployment"], str(pid)]
+                labels = [app, deployment, str(pid)]
                 cpu.add_metric(labels, proc.cpu_percent(interval=None) / 100)
                 rss.add_metric(labels, float(proc.memory_info().rss))
-            except psutil.Error:  # the process ended between listing and reading
-                alive.pop(pid, None)
-        self._procs = alive
+            except psutil.Error:  # the process ended: drop it now, a new one appears at the next rescan
+                del self._procs[pid]
         yield cpu
         yield rss
 
@@ -108,7 +119,7 @@ class SidecarCollector(Collector):
     def _probe(self):
         started = time.perf_counter()
         try:
-            ok = httpx.get(self.gateway_url + self.probe_path, timeout=5).status_code == 200
+            ok = self._http.get(self.gateway_url + self.probe_path).status_code == 200
         except httpx.HTTPError:
             ok = False
         yield GaugeMetricFamily("gateway_probe_success", f"1 if GET {self.probe_path} answered 200", value=int(ok))
