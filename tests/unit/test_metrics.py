@@ -3,42 +3,15 @@
 import asyncio
 
 import pytest
+from fakes import chain_dataplane
 
-from serve_app.config import parse_config
-from serve_app.dataplane import DataPlane
 from serve_app.errors import GatewayError
 from serve_app.metrics import METRICS, MemoryMetrics
-from serve_app.routing import ModelRoutes
-from serve_app.settings import GatewaySettings
-
-CONFIG = {
-    "models": [{"name": "clf", "task": "classification", "source": "c"},
-               {"name": "sum", "task": "summarization", "source": "s"}],
-    "pipelines": [{"name": "stc", "graph": {"type": "chain", "steps": [
-        {"node": {"type": "model", "model": "sum"}},
-        {"node": {"type": "model", "model": "clf"}, "input": "summary"}]}}],
-}
-
-
-class Fake:
-    def __init__(self, task):
-        self.task = task
-
-    async def infer(self, texts, params):
-        if self.task == "sum":
-            return {"version": "2", "results": [{"summary": t} for t in texts]}
-        return {"version": "5", "results": [{"label": "a", "probabilities": {"a": 1.0}} for _ in texts]}
-
-    async def info(self):
-        return {}
 
 
 def dataplane():
     metrics = MemoryMetrics()
-    routes = {"clf": ModelRoutes("clf"), "sum": ModelRoutes("sum")}
-    routes["clf"].add("5", Fake("clf"), 1.0)
-    routes["sum"].add("2", Fake("sum"), 1.0)
-    return DataPlane(parse_config(CONFIG, settings=GatewaySettings()), routes, metrics=metrics), metrics
+    return chain_dataplane(metrics), metrics
 
 
 def test_requests_errors_and_latencies_are_recorded_with_bounded_labels():

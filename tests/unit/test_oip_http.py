@@ -6,45 +6,14 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
+from fakes import chain_dataplane
 
-from serve_app.config import parse_config
-from serve_app.dataplane import DataPlane
 from serve_app.http_api import create_app
-from serve_app.routing import ModelRoutes
-from serve_app.settings import GatewaySettings
-
-CONFIG = {
-    "models": [{"name": "clf", "task": "classification", "source": "c"},
-               {"name": "sum", "task": "summarization", "source": "s"}],
-    "pipelines": [{"name": "stc", "graph": {"type": "chain", "steps": [
-        {"node": {"type": "model", "model": "sum"}},
-        {"node": {"type": "model", "model": "clf"}, "input": "summary"}]}}],
-}
-
-
-class Fake:
-    def __init__(self, task):
-        self.task = task
-
-    async def infer(self, texts, params):
-        if self.task == "sum":
-            return {"version": "2", "results": [{"summary": t.upper(), "truncated": False} for t in texts]}
-        return {"version": "5", "results": [
-            {"label": "b" if "b" in t.lower() else "a", "score": 0.75, "truncated": False, "input_tokens": len(t),
-             "probabilities": {"a": 0.25, "b": 0.75} if "b" in t.lower() else {"a": 0.75, "b": 0.25}}
-            for t in texts]}
-
-    async def info(self):
-        return {}
 
 
 def call(method, path, **kw):
-    config = parse_config(CONFIG, settings=GatewaySettings())
-    routes = {}
-    for name in ("clf", "sum"):
-        routes[name] = ModelRoutes(name)
-        routes[name].add("5" if name == "clf" else "2", Fake(name), 1.0)
-    app = create_app(lambda: DataPlane(config, routes))
+    dataplane = chain_dataplane()
+    app = create_app(lambda: dataplane)
 
     async def go():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
