@@ -42,7 +42,6 @@ PANELS = [
                       'gateway_gpu_memory_bytes{state="total"}')]),
     ("Gateway probe", "none", [("ready", "gateway_probe_success"), ("seconds", "gateway_probe_duration_seconds")]),
 ]
-GPU_SERIES = ("gateway_gpu_utilization_ratio", "gateway_gpu_memory_bytes")
 
 
 def dashboard() -> dict:

@@ -6,7 +6,6 @@ A config error names the field and says how to fix it, e.g.
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
@@ -309,6 +308,3 @@ def _apply_overrides(data: dict, settings: GatewaySettings) -> dict:
         ]
     return data
 
-
-def valid_name(name: str) -> bool:
-    return re.fullmatch(NAME_PATTERN, name) is not None

@@ -142,20 +142,18 @@ class OipGrpcServicer:
         return await self._guard(grpc_context, pb.RepositoryIndexResponse(), work)
 
     async def RepositoryModelLoad(self, request, grpc_context):  # noqa: N802
-        async def work():
-            self._check_admin(grpc_context)
-            params = {k: _param_value(v) for k, v in request.parameters.items()}
-            await oip.load(self.dataplane, request.model_name, {"parameters": params} if params else None)
-            return pb.RepositoryModelLoadResponse()
-        return await self._guard(grpc_context, pb.RepositoryModelLoadResponse(), work)
+        return await self._repository_change(request, grpc_context, oip.load, pb.RepositoryModelLoadResponse)
 
     async def RepositoryModelUnload(self, request, grpc_context):  # noqa: N802
+        return await self._repository_change(request, grpc_context, oip.unload, pb.RepositoryModelUnloadResponse)
+
+    async def _repository_change(self, request, grpc_context, change, response_cls):
         async def work():
             self._check_admin(grpc_context)
             params = {k: _param_value(v) for k, v in request.parameters.items()}
-            await oip.unload(self.dataplane, request.model_name, {"parameters": params} if params else None)
-            return pb.RepositoryModelUnloadResponse()
-        return await self._guard(grpc_context, pb.RepositoryModelUnloadResponse(), work)
+            await change(self.dataplane, request.model_name, {"parameters": params} if params else None)
+            return response_cls()
+        return await self._guard(grpc_context, response_cls(), work)
 
     def _check_admin(self, grpc_context) -> None:
         from serve_app.http_api import check_bearer

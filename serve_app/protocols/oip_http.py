@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from serve_app.dataplane import DataPlane
-from serve_app.errors import ModelNotReady, PayloadTooLarge
+from serve_app.errors import ModelNotFound, ModelNotReady, PayloadTooLarge
 from serve_app.protocols import oip
 from serve_app.protocols.tensors import split_body
 
@@ -63,16 +63,12 @@ def add_oip_routes(app: FastAPI, get_dataplane: Callable[[], DataPlane], admin: 
     async def repository_index():
         return await oip.repository_index(get_dataplane())
 
-    @app.post("/v2/repository/models/{name}/load", dependencies=admin)
-    async def repository_load(name: str, request: Request):
+    @app.post("/v2/repository/models/{name}/{action}", dependencies=admin)
+    async def repository_change(name: str, action: str, request: Request):
+        change = {"load": oip.load, "unload": oip.unload}.get(action)
+        if change is None:
+            raise ModelNotFound(f"no repository action '{action}'; use load or unload")
         dp = get_dataplane()
-        raw = await request.body()
-        await oip.load(dp, name, dp.decode_json(raw) if raw.strip() else None)
-        return {}
-
-    @app.post("/v2/repository/models/{name}/unload", dependencies=admin)
-    async def repository_unload(name: str, request: Request):
-        dp = get_dataplane()
-        raw = await request.body()
-        await oip.unload(dp, name, dp.decode_json(raw) if raw.strip() else None)
+        raw = await request.body()  # the body is optional: {"parameters": {"version": "3"}}
+        await change(dp, name, dp.decode_json(raw) if raw.strip() else None)
         return {}

@@ -7,10 +7,6 @@ from pathlib import Path
 
 import torch
 
-# Only these file types are ever read from a model folder; pickled checkpoints are refused by
-# `use_safetensors=True` at load.
-SAFE_SUFFIXES = (".safetensors", ".json", ".txt", ".model", ".jinja", ".onnx")
-
 
 @dataclass(frozen=True)
 class Placement:

@@ -77,6 +77,8 @@ def test_health_and_metadata():
     assert call("GET", "/v2/models/clf/versions/5/ready").status_code == 200
     assert call("GET", "/v2/models/clf/versions/4/ready").status_code == 503
     assert call("GET", "/v2/models/nope").status_code == 404
+    r = call("POST", "/v2/repository/models/clf/reload")
+    assert r.status_code == 404 and "use load or unload" in r.json()["error"]
 
 
 @pytest.mark.parametrize("request_json, fragment", [
