@@ -17,6 +17,9 @@ from serve_app.versioning import content_hash, short
 
 log = logging.getLogger("ray.serve")
 
+# Model calls failing in a row before the replica reports itself unhealthy (Ray Serve then replaces it).
+UNHEALTHY_AFTER_FAILURES = 5
+
 
 def materialize(spec: dict) -> tuple[Path, str, str]:
     """The local folder to load, the version label, and the verified content hash."""
@@ -46,6 +49,7 @@ class ModelDeployment:
         self.name = spec["name"]
         self.metrics = metrics_for(spec.get("metrics", True))
         self.in_flight = 0
+        self.failures_in_a_row = 0
         threads = spec["resources"].get("threads")
         if threads:
             torch.set_num_threads(int(threads))
@@ -63,6 +67,12 @@ class ModelDeployment:
 
     def _load(self, path: Path) -> dict:
         raise NotImplementedError
+
+    def check_health(self) -> None:
+        """Called by Ray Serve's controller every health_check_period_s; raising makes it replace the replica.
+        A replica whose model calls keep failing (a wedged device, a broken runtime) is not worth keeping."""
+        if self.failures_in_a_row >= UNHEALTHY_AFTER_FAILURES:
+            raise RuntimeError(f"{self.name} v{self.version}: the last {self.failures_in_a_row} model calls failed")
 
     async def info(self) -> dict:
         return {"version": self.version, "content_hash": self.content_hash,
@@ -82,4 +92,10 @@ class ModelDeployment:
         """Run one model call over every batched request's texts, off the event loop, and split the results."""
         flat, sizes = flatten(requests)
         self.metrics.observe("gateway_batch_size", self.labels, len(flat))
-        return unflatten(await asyncio.to_thread(fn, flat), sizes)
+        try:
+            outputs = await asyncio.to_thread(fn, flat)
+        except Exception:
+            self.failures_in_a_row += 1
+            raise
+        self.failures_in_a_row = 0
+        return unflatten(outputs, sizes)

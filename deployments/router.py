@@ -11,13 +11,15 @@ import asyncio
 import logging
 
 from ray import serve
+from ray.exceptions import ActorUnavailableError, RayActorError
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 
 from deployments.metrics import metrics_for
 from serve_app.app import app_name, open_registry, plan_version, version_app
 from serve_app.config import GatewayConfig, ModelConfig
 from serve_app.dataplane import DataPlane
-from serve_app.errors import LoadFailed
+from serve_app.errors import LoadFailed, ModelNotReady, Overloaded
 from serve_app.http_api import create_app
 from serve_app.protocols.oip_grpc import OipGrpcServicer
 from serve_app.routing import ModelRoutes
@@ -26,21 +28,38 @@ from serve_app.settings import GatewaySettings
 log = logging.getLogger("ray.serve")
 
 
-class HandleBackend:
-    """`ModelBackend` over a Ray Serve DeploymentHandle."""
+# A replica that died or cannot be reached: the call may succeed on another (or the replacement) replica.
+_REPLICA_LOST = (RayActorError, ActorUnavailableError, ReplicaUnavailableError, DeploymentUnavailableError)
 
-    def __init__(self, handle: DeploymentHandle):
+
+class HandleBackend:
+    """`ModelBackend` over a Ray Serve DeploymentHandle; Ray's faults become typed, retryable gateway errors."""
+
+    def __init__(self, handle: DeploymentHandle, name: str = ""):
         self.handle = handle
+        self.name = name or handle.deployment_name
 
     async def infer(self, texts: list[str], params: dict) -> dict:
-        return await self.handle.infer.remote(texts, params)
+        return await self._call(self.handle.infer.remote(texts, params))
 
     async def info(self) -> dict:
-        return await self.handle.info.remote()
+        return await self._call(self.handle.info.remote())
+
+    async def _call(self, response):
+        try:
+            return await response
+        except BackPressureError as err:
+            # The ingress already holds max_queued_requests calls waiting for this model: refuse at once.
+            raise Overloaded(f"model '{self.name}' is at capacity; retry shortly",
+                             retry_after_s=getattr(err, "retry_after_s", None) or 1) from None
+        except _REPLICA_LOST:
+            log.warning("a replica of %s was lost during a call", self.name)
+            raise ModelNotReady(f"model '{self.name}' lost a replica while answering; retry shortly",
+                                retry_after_s=1) from None
 
 
 def backend_for(model: str, app: str) -> HandleBackend:
-    return HandleBackend(serve.get_deployment_handle(model, app_name=app))
+    return HandleBackend(serve.get_deployment_handle(model, app_name=app), model)
 
 
 class ServeModelManager:
@@ -84,8 +103,9 @@ class Gateway(OipGrpcServicer):
                 routes[model].add(v["label"], backend_for(v["deployment"], v["app"]), v["weight"])
         manager = ServeModelManager(self.config, gpus_in_cluster)
         self.dataplane = DataPlane(self.config, routes, manager, metrics_for(self.config.server.metrics))
-        token = GatewaySettings().admin_token
-        self.admin_token = token.get_secret_value() if token else None
+        settings = GatewaySettings()
+        self.admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
+        self.inference_token = settings.inference_token.get_secret_value() if settings.inference_token else None
 
     def __serve_build_asgi_app__(self):
-        return create_app(lambda: self.dataplane, self.admin_token)
+        return create_app(lambda: self.dataplane, self.admin_token, self.inference_token)

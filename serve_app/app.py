@@ -88,6 +88,7 @@ def deployment_options(model: ModelConfig, gpus_in_cluster: float) -> dict:
         "name": model.name,
         "num_replicas": res.replicas,
         "max_ongoing_requests": model.max_ongoing_requests,
+        "max_queued_requests": res.max_queued_requests or -1,  # -1: Ray Serve's "no limit"
         "ray_actor_options": actor,
     }
 

@@ -57,6 +57,9 @@ class Resources(_Strict):
     threads: Annotated[int, Field(ge=1, le=256)] | None = None
     # Ray Serve's default (5) silently caps @serve.batch; derived from batching when unset.
     max_ongoing_requests: Annotated[int, Field(ge=1, le=10_000)] | None = None
+    # Requests waiting at the ingress for a busy replica beyond this answer 429 with Retry-After at once,
+    # instead of queueing without bound. None: no limit (Ray Serve's default).
+    max_queued_requests: Annotated[int, Field(ge=1, le=100_000)] | None = None
 
 
 class Generation(_Strict):
@@ -148,6 +151,17 @@ class Limits(_Strict):
     max_texts: Annotated[int, Field(ge=1, le=10_000)] = 64
     max_text_chars: Annotated[int, Field(ge=1, le=10_000_000)] = 100_000
     max_body_bytes: Annotated[int, Field(ge=1024, le=1_073_741_824)] = 8 * 1024 * 1024
+    # Deadline of a request that names none (X-Request-Timeout header / x-request-timeout gRPC metadata),
+    # and the most a request may ask for (larger asks are cut to it). Past it: 504 / DEADLINE_EXCEEDED.
+    request_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    max_request_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 300.0
+
+    @model_validator(mode="after")
+    def _default_within_max(self) -> Limits:
+        if self.request_timeout_s > self.max_request_timeout_s:
+            raise ValueError(f"request_timeout_s ({self.request_timeout_s}) is above max_request_timeout_s "
+                             f"({self.max_request_timeout_s}); lower it or raise the maximum")
+        return self
 
 
 class RegistryConfig(_Strict):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,7 +19,15 @@ from typing import Protocol
 from pydantic import ValidationError
 
 from serve_app.config import GatewayConfig, Generation, ModelConfig, Task
-from serve_app.errors import GatewayError, InferenceFailed, InvalidInput, ModelNotFound, ModelNotReady, PayloadTooLarge
+from serve_app.errors import (
+    DeadlineExceeded,
+    GatewayError,
+    InferenceFailed,
+    InvalidInput,
+    ModelNotFound,
+    ModelNotReady,
+    PayloadTooLarge,
+)
 from serve_app.metrics import Metrics, NullMetrics
 from serve_app.pipelines.engine import run_pipeline
 from serve_app.pipelines.validate import output_fields
@@ -90,6 +99,30 @@ class DataPlane:
             self.metrics.inc("gateway_errors", {**labels, "kind": "internal"})
             raise
         self.metrics.observe("gateway_request_duration_seconds", labels, time.perf_counter() - started)
+
+    # -- deadlines ----------------------------------------------------------------------------------------
+    def deadline_s(self, requested: str | None) -> float:
+        """A request's deadline in seconds from what it asked for (text, seconds), within the configured bounds."""
+        limits = self.config.server.limits
+        if requested is None or not requested.strip():
+            return limits.request_timeout_s
+        try:
+            value = float(requested)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value <= 0:
+            raise InvalidInput(f"request timeout {requested[:40]!r}: give a positive number of seconds, at most "
+                               f"{limits.max_request_timeout_s:g}", field="timeout")
+        return min(value, limits.max_request_timeout_s)
+
+    async def within(self, timeout_s: float, work):
+        """Run `work` under a deadline. Past it the work is cancelled (and with it the model calls it awaits,
+        which Ray Serve cancels in turn) and the client gets 504 / DEADLINE_EXCEEDED."""
+        try:
+            return await asyncio.wait_for(work, timeout_s)
+        except TimeoutError:
+            self.metrics.inc("gateway_errors", {"model": "", "pipeline": "", "kind": DeadlineExceeded.kind})
+            raise DeadlineExceeded(f"the request did not finish within its deadline of {timeout_s:g} s") from None
 
     # -- decoding -----------------------------------------------------------------------------------------
     def decode_json(self, raw: bytes) -> object:

@@ -9,6 +9,9 @@
     GET  /v1/pipelines         pipelines with their graphs
     POST /v1/pipelines/{name}  {"texts": [...], "trace"?}
 
+Inference and metadata need `Authorization: Bearer <GATEWAY_INFERENCE_TOKEN>` when that is set (health never does).
+Every model call has a deadline: `X-Request-Timeout: <seconds>` or `limits.request_timeout_s` (504 past it).
+
 Admin (bearer token when GATEWAY_ADMIN_TOKEN is set):
     POST /v1/admin/models/{name}/versions/{selector}/load     deploy a registry version (no traffic yet)
     POST /v1/admin/models/{name}/versions/{version}/unload    stop a loaded version
@@ -20,8 +23,8 @@ Registered here as well: OIP v2 (/v2/..., protocols/oip_http.py) and TF Serving'
 
 from __future__ import annotations
 
-import hmac
 import logging
+import math
 from collections.abc import Awaitable, Callable
 
 from fastapi import Depends, FastAPI, Request
@@ -29,42 +32,50 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from serve_app.auth import check_bearer, realm_of
 from serve_app.dataplane import Answer, DataPlane
-from serve_app.errors import GatewayError, InvalidInput, Overloaded, PayloadTooLarge, PermissionDenied, Unauthenticated
+from serve_app.errors import GatewayError, InvalidInput, ModelNotReady, Overloaded, PayloadTooLarge
 from serve_app.protocols.oip_http import add_oip_routes
 from serve_app.protocols.tfserving import add_tfserving_routes, version_status
 
 log = logging.getLogger("ray.serve")
 
+TIMEOUT_HEADER = "x-request-timeout"
+
 
 def error_response(err: GatewayError) -> JSONResponse:
-    headers = {"Retry-After": "1"} if isinstance(err, Overloaded) else None
+    """The error's JSON body and status; retryable ones (overloaded, not ready) say when to retry."""
+    headers = None
+    if isinstance(err, Overloaded | ModelNotReady):
+        retry_after = err.details.get("retry_after_s", 1)
+        headers = {"Retry-After": str(max(1, math.ceil(retry_after)))}
     return JSONResponse(err.to_body(), status_code=err.http_status, headers=headers)
-
-
-def check_bearer(token: str | None, authorization: str) -> None:
-    """`Authorization: Bearer <token>` compared in constant time; no token configured: open. HTTP and gRPC."""
-    if not token:
-        return
-    scheme, _, given = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not given:
-        raise Unauthenticated("admin endpoints need an 'Authorization: Bearer <token>' header")
-    if not hmac.compare_digest(given.strip().encode(), token.encode()):
-        raise PermissionDenied("the admin token is not valid")
 
 
 def admin_guard(token: str | None) -> Callable[[Request], None]:
     """A FastAPI dependency applying `check_bearer` to the request's Authorization header."""
 
     def check(request: Request) -> None:
-        check_bearer(token, request.headers.get("authorization", ""))
+        check_bearer(token, request.headers.get("authorization", ""), "admin")
 
     return check
 
 
-def create_app(get_dataplane: Callable[[], DataPlane], admin_token: str | None = None) -> FastAPI:
+def inference_guard(token: str | None) -> Callable[[Request], None]:
+    """App-wide dependency: every route needs the inference token except health probes and admin routes (those
+    have their own token). Applied to all routes so a new route is guarded unless deliberately opened."""
+
+    def check(request: Request) -> None:
+        if realm_of(request.url.path) == "inference":
+            check_bearer(token, request.headers.get("authorization", ""), "inference")
+
+    return check
+
+
+def create_app(get_dataplane: Callable[[], DataPlane], admin_token: str | None = None,
+               inference_token: str | None = None) -> FastAPI:
     """`get_dataplane` is called per request: under Ray Serve the replica builds its dataplane after import."""
-    app = FastAPI(title="Inference gateway", version="0.1.0")
+    app = FastAPI(title="Inference gateway", version="0.1.0", dependencies=[Depends(inference_guard(inference_token))])
     admin = [Depends(admin_guard(admin_token))]
 
     @app.exception_handler(GatewayError)
@@ -100,7 +111,7 @@ def create_app(get_dataplane: Callable[[], DataPlane], admin_token: str | None =
         if declared and declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
         body = dataplane.decode_json(await request.body())
-        answer = await op(dataplane, body)
+        answer = await dataplane.within(deadline_of(request, dataplane), op(dataplane, body))
         return JSONResponse(answer.body, headers=answer.headers)
 
     @app.get("/healthz")
@@ -128,8 +139,8 @@ def create_app(get_dataplane: Callable[[], DataPlane], admin_token: str | None =
     async def summarize(request: Request):
         return await _call(request, lambda dp, body: dp.summarize(body))
 
-    add_oip_routes(app, get_dataplane, admin)
-    add_tfserving_routes(app, get_dataplane)
+    add_oip_routes(app, get_dataplane, admin, deadline_of)
+    add_tfserving_routes(app, get_dataplane, deadline_of)
 
     @app.get("/v1/pipelines")
     async def list_pipelines():
@@ -157,3 +168,8 @@ def create_app(get_dataplane: Callable[[], DataPlane], admin_token: str | None =
         return await dataplane.set_traffic(name, dataplane.decode_json(await request.body()))
 
     return app
+
+
+def deadline_of(request: Request, dataplane: DataPlane) -> float:
+    """Seconds this request may take: its X-Request-Timeout header, else the configured default."""
+    return dataplane.deadline_s(request.headers.get(TIMEOUT_HEADER))

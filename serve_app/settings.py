@@ -37,6 +37,11 @@ class GatewaySettings(BaseSettings):
     admin_token: SecretStr | None = Field(
         default=None, description="Bearer token required by admin endpoints (load/unload, traffic); unset: open."
     )
+    inference_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token required by inference and metadata calls (HTTP and gRPC); health stays open. "
+        "Separate from the admin token; unset: open.",
+    )
     metrics_port: int = Field(
         default=8080, description="Port of Ray's metrics exporter (gateway_* series appear as ray_gateway_*)."
     )

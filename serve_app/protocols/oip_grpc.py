@@ -4,15 +4,22 @@ Ray Serve's gRPC proxy calls the ingress method named like the RPC. Each method 
 into the same OIP operation the REST routes use (`serve_app.protocols.oip`), and a `GatewayError` into its
 gRPC status from the shared table; nothing else reaches the client (no tracebacks). RPCs we do not serve
 answer UNIMPLEMENTED.
+
+Auth and deadlines read the call's metadata: `authorization: Bearer <token>` (the inference token for model
+RPCs, the admin token for repository load/unload; ServerLive/ServerReady stay open) and `x-request-timeout`
+(seconds; the configured default otherwise). A client-side gRPC deadline is kept by the client and Ray Serve's
+proxy; the gateway's own deadline answers DEADLINE_EXCEEDED.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 
 import grpc
 
-from serve_app.errors import GatewayError, InvalidInput
+from serve_app.auth import check_bearer
+from serve_app.errors import GatewayError, InvalidInput, ModelNotReady, Overloaded
 from serve_app.protocols import oip
 from serve_app.protocols.grpc_stubs import RPC_NAMES
 from serve_app.protocols.grpc_stubs import service_pb2 as pb
@@ -85,6 +92,9 @@ class OipGrpcServicer:
         except GatewayError as err:
             grpc_context.set_code(getattr(grpc.StatusCode, err.grpc_status))
             grpc_context.set_details(err.message)
+            if isinstance(err, Overloaded | ModelNotReady):
+                retry_after = max(1, math.ceil(err.details.get("retry_after_s", 1)))
+                grpc_context.set_trailing_metadata([("retry-after", str(retry_after))])
         except Exception:  # noqa: BLE001 - logged here; the client gets a generic message
             log.exception("gRPC request failed")
             grpc_context.set_code(grpc.StatusCode.INTERNAL)
@@ -105,16 +115,22 @@ class OipGrpcServicer:
 
     async def ModelReady(self, request, grpc_context):  # noqa: N802
         async def work():
+            self._check_inference(grpc_context)
             ready = await oip.model_ready(self.dataplane, request.name, request.version or None)
             return pb.ModelReadyResponse(ready=ready)
         return await self._guard(grpc_context, pb.ModelReadyResponse(), work)
 
     async def ServerMetadata(self, request, grpc_context):  # noqa: N802
-        meta = oip.server_metadata()
-        return pb.ServerMetadataResponse(name=meta["name"], version=meta["version"], extensions=meta["extensions"])
+        async def work():
+            self._check_inference(grpc_context)
+            meta = oip.server_metadata()
+            return pb.ServerMetadataResponse(name=meta["name"], version=meta["version"],
+                                             extensions=meta["extensions"])
+        return await self._guard(grpc_context, pb.ServerMetadataResponse(), work)
 
     async def ModelMetadata(self, request, grpc_context):  # noqa: N802
         async def work():
+            self._check_inference(grpc_context)
             meta = await oip.model_metadata(self.dataplane, request.name, request.version or None)
             msg = pb.ModelMetadataResponse(name=meta["name"], versions=meta["versions"], platform=meta["platform"])
             for kind in ("inputs", "outputs"):
@@ -125,16 +141,19 @@ class OipGrpcServicer:
 
     async def ModelInfer(self, request, grpc_context):  # noqa: N802
         async def work():
+            self._check_inference(grpc_context)
+            deadline = self.dataplane.deadline_s(_metadata(grpc_context).get("x-request-timeout"))
             if not request.inputs:
                 raise InvalidInput(f"send one BYTES input tensor named '{TEXT_INPUT}'")
             body, tail = _request_dict(request)
-            response, out_tail = await oip.infer(self.dataplane, request.model_name,
-                                                 request.model_version or None, body, tail)
+            response, out_tail = await self.dataplane.within(deadline, oip.infer(
+                self.dataplane, request.model_name, request.model_version or None, body, tail))
             return _infer_response(response, out_tail)
         return await self._guard(grpc_context, pb.ModelInferResponse(), work)
 
     async def RepositoryIndex(self, request, grpc_context):  # noqa: N802
         async def work():
+            self._check_inference(grpc_context)
             msg = pb.RepositoryIndexResponse()
             for e in await oip.repository_index(self.dataplane):
                 msg.models.add(name=e["name"], version=e["version"], state=e["state"], reason=e["reason"])
@@ -156,10 +175,16 @@ class OipGrpcServicer:
         return await self._guard(grpc_context, response_cls(), work)
 
     def _check_admin(self, grpc_context) -> None:
-        from serve_app.http_api import check_bearer
+        check_bearer(getattr(self, "admin_token", None), _metadata(grpc_context).get("authorization", ""), "admin")
 
-        metadata = dict(grpc_context.invocation_metadata())
-        check_bearer(self.admin_token, metadata.get("authorization", ""))
+    def _check_inference(self, grpc_context) -> None:
+        check_bearer(getattr(self, "inference_token", None), _metadata(grpc_context).get("authorization", ""),
+                     "inference")
+
+
+def _metadata(grpc_context) -> dict[str, str]:
+    """Call metadata by lower-case key (gRPC keys are lower-case on the wire; binary values are skipped)."""
+    return {k.lower(): v for k, v in grpc_context.invocation_metadata() if isinstance(v, str)}
 
 
 for _name in RPC_NAMES:

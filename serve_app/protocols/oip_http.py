@@ -16,7 +16,8 @@ from serve_app.protocols.tensors import split_body
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
-def add_oip_routes(app: FastAPI, get_dataplane: Callable[[], DataPlane], admin: list) -> None:
+def add_oip_routes(app: FastAPI, get_dataplane: Callable[[], DataPlane], admin: list,
+                   deadline_of: Callable[[Request, DataPlane], float]) -> None:
     @app.get("/v2/health/live")
     async def live():
         return {"live": True}
@@ -52,7 +53,7 @@ def add_oip_routes(app: FastAPI, get_dataplane: Callable[[], DataPlane], admin: 
             raise PayloadTooLarge(f"request body is {len(raw)} bytes; the limit is {limit}")
         header, tail = split_body(raw, request.headers.get(HEADER_LENGTH))
         body = dp.decode_json(header)
-        response, out_tail = await oip.infer(dp, name, version, body, tail)
+        response, out_tail = await dp.within(deadline_of(request, dp), oip.infer(dp, name, version, body, tail))
         if not out_tail and not any("binary_data_size" in (o.get("parameters") or {}) for o in response["outputs"]):
             return JSONResponse(response)
         head = json.dumps(response).encode()

@@ -54,13 +54,14 @@ def version_status(status: dict) -> list[dict]:
             for v in status["versions"]]
 
 
-def add_tfserving_routes(app: FastAPI, get_dataplane: Callable[[], DataPlane]) -> None:
+def add_tfserving_routes(app: FastAPI, get_dataplane: Callable[[], DataPlane],
+                         deadline_of: Callable[[Request, DataPlane], float]) -> None:
     @app.post("/v1/models/{name}:predict")
     @app.post("/v1/models/{name}/versions/{version}:predict")
     async def predict(name: str, request: Request, version: str | None = None):
         dp = get_dataplane()
         texts, rows = parse_predict(dp.decode_json(await request.body()))
-        records, _ = await dp.infer_texts(name, version, texts, {})
+        records, _ = await dp.within(deadline_of(request, dp), dp.infer_texts(name, version, texts, {}))
         if rows:
             return {"predictions": records}
         return {"outputs": {field: [r[field] for r in records] for field in records[0]}}
