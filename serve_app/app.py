@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from serve_app.config import GatewayConfig, ModelConfig, Task
+from serve_app.config import GatewayConfig, ModelConfig, Resources, Task
 from serve_app.registry import ModelVersion, Registry
 from serve_app.versioning import content_hash, short
 
@@ -81,12 +81,19 @@ def plan_versions(config: GatewayConfig, registry: Registry | None = None) -> li
     return plans
 
 
+def replica_options(res: Resources) -> dict:
+    """A fixed replica count, or Ray Serve's `autoscaling_config` when the model declares autoscaling."""
+    if res.autoscaling is None:
+        return {"num_replicas": res.replicas}
+    return {"autoscaling_config": res.autoscaling.model_dump(exclude_none=True)}
+
+
 def deployment_options(model: ModelConfig, gpus_in_cluster: float) -> dict:
     res = model.resources
     actor = {"num_cpus": res.num_cpus, "num_gpus": resolve_num_gpus(res.num_gpus, gpus_in_cluster)}
     return {
         "name": model.name,
-        "num_replicas": res.replicas,
+        **replica_options(res),
         "max_ongoing_requests": model.max_ongoing_requests,
         "max_queued_requests": res.max_queued_requests or -1,  # -1: Ray Serve's "no limit"
         "ray_actor_options": actor,

@@ -46,6 +46,32 @@ class Batching(_Strict):
     batch_wait_timeout_s: Annotated[float, Field(ge=0, le=5)] = 0.01
 
 
+class Autoscaling(_Strict):
+    """Ray Serve replica autoscaling (its `autoscaling_config`): replicas follow the requests in flight.
+
+    Replicas are added when the average ongoing requests per replica stay above `target_ongoing_requests` for
+    `upscale_delay_s`, and removed when they stay below it for `downscale_delay_s`. On KubeRay the in-tree
+    autoscaler then adds or removes worker pods for replicas that do not fit.
+    """
+
+    min_replicas: Annotated[int, Field(ge=1, le=64)] = 1
+    max_replicas: Annotated[int, Field(ge=1, le=64)] = 2
+    initial_replicas: Annotated[int, Field(ge=1, le=64)] | None = None
+    target_ongoing_requests: Annotated[float, Field(gt=0, le=10_000)] = 2.0
+    upscale_delay_s: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    downscale_delay_s: Annotated[float, Field(ge=0, le=3600)] = 600.0
+    # The window the request counts are averaged over.
+    look_back_period_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> Autoscaling:
+        initial = self.initial_replicas if self.initial_replicas is not None else self.min_replicas
+        if not self.min_replicas <= initial <= self.max_replicas:
+            raise ValueError(f"need min_replicas <= initial_replicas <= max_replicas, got {self.min_replicas}, "
+                             f"{initial}, {self.max_replicas}")
+        return self
+
+
 class Resources(_Strict):
     """What one replica asks Ray for. `num_gpus: auto` takes one GPU per replica when the cluster has GPUs."""
 
@@ -60,6 +86,14 @@ class Resources(_Strict):
     # Requests waiting at the ingress for a busy replica beyond this answer 429 with Retry-After at once,
     # instead of queueing without bound. None: no limit (Ray Serve's default).
     max_queued_requests: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    # Replicas that follow the load; replaces a fixed `replicas` (which must then stay 1, its default).
+    autoscaling: Autoscaling | None = None
+
+    @model_validator(mode="after")
+    def _replicas_or_autoscaling(self) -> Resources:
+        if self.autoscaling is not None and self.replicas != 1:
+            raise ValueError("give either 'replicas' or 'autoscaling' (min_replicas/max_replicas), not both")
+        return self
 
 
 class Generation(_Strict):
