@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv models run test test-unit test-integration test-e2e check-config clean
+.PHONY: venv models run test test-unit test-integration test-e2e check-config k8s clean
 
 venv: $(STAMP)
 
@@ -29,6 +29,11 @@ run: models
 
 check-config: venv
 	$(BIN)/gateway check-config
+
+# The generated Kubernetes files: serveConfigV2 from configs/gateway.yaml, the PrometheusRule from the alert
+# rules (a unit test fails while a committed copy is stale). Then: kubectl apply -k k8s/overlays/gpu
+k8s: venv
+	$(BIN)/python -m serve_app.k8s_render
 
 test: models
 	$(BIN)/python -m pytest

@@ -1,0 +1,91 @@
+"""Application builders for a declarative Serve config (a KubeRay RayService's `serveConfigV2`).
+
+`gateway run` resolves registry versions first and then deploys one Serve application per version
+(`serve_app.app.deploy`). A RayService instead names its applications up front, in YAML, before any registry is
+reachable: one application per configured (model, selector), whose builder resolves the selector when Ray Serve
+builds it, inside the cluster, against the registry the pods see (`GATEWAY_REGISTRY_URI`, S3 credentials).
+
+    import_path: serve_app.k8s_entry:build_version   args: {config: {...one model...}, selector: stable, gpus: 1}
+    import_path: serve_app.k8s_entry:build_gateway   args: {config: {...the whole config...}, gpus: 1}
+
+`declared_versions` is the naming rule both sides share; it needs neither Ray nor a registry.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from serve_app.app import VersionPlan, gateway_app, model_spec, open_registry, version_app
+from serve_app.config import GatewayConfig, ModelConfig, Task, parse_config
+from serve_app.versioning import content_hash, short
+
+BUILD_VERSION = "serve_app.k8s_entry:build_version"
+BUILD_GATEWAY = "serve_app.k8s_entry:build_gateway"
+
+
+@dataclass(frozen=True)
+class DeclaredVersion:
+    model: str
+    selector: str  # a registry selector, "builtin" (identity) or "folder" (a `source` model)
+    app_name: str
+    weight: float
+
+
+def selector_slug(selector: str) -> str:
+    """`7` -> `v7`, `stable` -> `stable`, `sha256:3fa1` -> `sha256-3fa1`: safe in Ray's process titles."""
+    if selector.isdigit():
+        return f"v{selector}"
+    return re.sub(r"[^a-z0-9-]+", "-", selector.lower()).strip("-") or "x"
+
+
+def declared_versions(config: GatewayConfig) -> list[DeclaredVersion]:
+    """Every application a declarative deploy starts for the models, with its traffic weight."""
+    out: list[DeclaredVersion] = []
+    for model in config.models:
+        if model.task is Task.identity:
+            out.append(DeclaredVersion(model.name, "builtin", f"{model.name}--builtin", 1.0))
+        elif model.source is not None:
+            out.append(DeclaredVersion(model.name, "folder", f"{model.name}--folder", 1.0))
+        else:
+            out += [DeclaredVersion(model.name, sel, f"{model.name}--{selector_slug(sel)}", w)
+                    for sel, w in model.selectors.items()]
+    return out
+
+
+def _config(args: dict) -> GatewayConfig:
+    # Environment overrides (GATEWAY_REGISTRY_URI, GATEWAY_MODELS_DIR...) of the pod building the app apply.
+    return parse_config(args["config"], origin="serveConfigV2 args")
+
+
+def _resolve(config: GatewayConfig, model: ModelConfig, selector: str, registry=None) -> tuple[str, dict]:
+    """The version label ("3", "sha256:...", "builtin") and the spec the model deployment receives."""
+    if model.task is Task.identity:
+        return "builtin", model.model_dump(mode="json")
+    if model.source is not None:
+        return f"sha256:{short(content_hash(config.source_of(model)))}", model_spec(config, model)
+    version = (registry or open_registry(config)).resolve(f"{model.registry_name}@{selector}")
+    return str(version.iteration), model_spec(config, model, version)
+
+
+def build_version(args: dict, registry=None):
+    """One model version as a Serve application: args `config` (holding that one model), `selector`, `gpus`."""
+    config = _config(args)
+    model = config.models[0]
+    _, spec = _resolve(config, model, args.get("selector", model.version), registry)
+    return version_app(model, spec, float(args.get("gpus", 0)))
+
+
+def build_gateway(args: dict, registry=None):
+    """The HTTP/gRPC ingress, routing to the applications `declared_versions` names: args `config`, `gpus`."""
+    config = _config(args)
+    if registry is None and any(m.source is None and m.task is not Task.identity for m in config.models):
+        registry = open_registry(config)
+    plans: dict[tuple[str, str], VersionPlan] = {}
+    for d in declared_versions(config):
+        label, _ = _resolve(config, config.model(d.model), d.selector, registry)
+        # Two selectors naming one version (stable and 3): one route with both weights; the second app idles.
+        first = plans.get((d.model, label))
+        weight = d.weight + (first.weight if first else 0.0)
+        plans[(d.model, label)] = VersionPlan(d.model, label, first.app_name if first else d.app_name, weight, {})
+    return gateway_app(config, list(plans.values()), float(args.get("gpus", 0)))
