@@ -48,6 +48,11 @@ class HandleBackend:
     async def _call(self, response):
         try:
             return await response
+        except asyncio.CancelledError:
+            # A deadline passed or the client left. Ray Serve does not cancel a handle call whose awaiter is
+            # cancelled; without this the model would go on computing an answer nobody reads.
+            response.cancel()
+            raise
         except BackPressureError as err:
             # The ingress already holds max_queued_requests calls waiting for this model: refuse at once.
             raise Overloaded(f"model '{self.name}' is at capacity; retry shortly",

@@ -111,7 +111,16 @@ def version_app(model: ModelConfig, spec: dict, gpus_in_cluster: float):
     return kind.options(**deployment_options(model, gpus_in_cluster)).bind(spec)
 
 
-def gateway_app(config: GatewayConfig, plans: list[VersionPlan], gpus_in_cluster: float):
+# Environment of the ingress replica. Its handles re-try a request waiting for a full model replica with
+# exponential backoff capped at Ray's default 0.5 s; a queued request then waits up to 0.5 s past the moment a
+# slot frees. Capped at 50 ms, a request admitted under load (max_queued_requests) takes a freed slot within
+# 50 ms; the cost is a queue-length probe per waiting request every 50 ms.
+INGRESS_ENV = {"RAY_SERVE_ROUTER_RETRY_MAX_BACKOFF_S": "0.05"}
+
+
+def gateway_app(config: GatewayConfig, plans: list[VersionPlan], gpus_in_cluster: float,
+                env: dict[str, str] | None = None):
+    """The ingress application; `env` adds environment variables to its replica (e.g. GATEWAY_* settings)."""
     from deployments.router import Gateway
 
     table = {m.name: [] for m in config.models}
@@ -122,7 +131,8 @@ def gateway_app(config: GatewayConfig, plans: list[VersionPlan], gpus_in_cluster
         name=GATEWAY_APP,
         num_replicas=server.ingress_replicas,
         max_ongoing_requests=1000,
-        ray_actor_options={"num_cpus": server.ingress_num_cpus},
+        ray_actor_options={"num_cpus": server.ingress_num_cpus,
+                           "runtime_env": {"env_vars": {**INGRESS_ENV, **(env or {})}}},
     ).bind(config.model_dump(mode="json"), table, gpus_in_cluster)
 
 

@@ -273,6 +273,28 @@ def test_ray_backpressure_becomes_overloaded_with_retry_after():
     assert ctx.code == grpc.StatusCode.RESOURCE_EXHAUSTED and ctx.trailing == [("retry-after", "1")]
 
 
+class SlowResponse:
+    def __init__(self):
+        self.cancelled = False
+
+    def __await__(self):
+        return asyncio.sleep(30).__await__()
+
+    def cancel(self):
+        self.cancelled = True
+
+
+def test_a_cancelled_handle_call_is_cancelled_in_ray_serve_too():
+    response = SlowResponse()
+    backend = HandleBackend(Handle(None))
+
+    async def go():
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(backend._call(response), 0.01)
+    asyncio.run(go())
+    assert response.cancelled
+
+
 def test_a_lost_replica_is_a_retryable_503():
     backend = HandleBackend(Handle(ActorDiedError()))
     with pytest.raises(ModelNotReady):
