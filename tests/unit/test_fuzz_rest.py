@@ -215,6 +215,8 @@ def test_huge_bodies_are_413(client, path, declared):
 
 def test_case_count():
     """Runs last in this module: the generated cases above add up to the issue's 1000."""
+    if not {"simple", "oip", "tfserving", "routes"} <= set(CASES):
+        pytest.skip("counts the cases of the whole module; run it with the module")
     total = sum(CASES.values())
     print("fuzz cases:", dict(CASES), "total", total, {k: dict(v) for k, v in STATUSES.items()})
     assert total >= 1000, CASES

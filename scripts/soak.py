@@ -1,0 +1,268 @@
+"""Soak test: steady load at ~70% of measured capacity, with known inputs and the answers they must get.
+
+    python scripts/soak.py                     # 10 minutes (SOAK_SECONDS overrides), real classifier if prepared
+    python scripts/soak.py --short             # 30 s on an identity model (what CI runs, via tests/integration)
+    python scripts/soak.py --url http://127.0.0.1:8000 --model classifier   # against a gateway already running
+
+Steps: warm up and record each input's reference answer; measure capacity with a closed loop; sample the RSS
+of every Ray process; send an open-loop stream at `--load` x capacity for the soak's length, checking every
+answer against its reference; sample RSS again. The JSON report gives requests, errors, wrong answers,
+latency percentiles and RSS before/after (total and per serving process, growth in %). Exit status 1 when
+there were errors, wrong answers, or RSS growth of 5% or more (R1 of the reliability issue).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+
+REPO = Path(__file__).resolve().parent.parent
+RSS_GROWTH_LIMIT_PCT = 5.0
+
+TEXTS = [
+    "Shares in the bank fell 5% after quarterly profits missed analysts' forecasts.",
+    "The striker scored twice as the home side won the cup final in extra time.",
+    "Parliament will vote next week on the government's plans to reform the health service.",
+    "The band's new album went straight to number one in the charts on its release.",
+    "The company unveiled a faster chip for smartphones at its annual developer conference.",
+    "Oil prices rose sharply after producers agreed to cut output for another six months.",
+    "The film won best picture and best director at the awards ceremony on Sunday night.",
+    "The minister resigned after a row over the handling of the inquiry into party funding.",
+]
+
+
+@dataclass
+class Target:
+    """How to call one model and what counts as the right answer."""
+
+    base_url: str
+    model: str
+    task: str  # identity | classification
+    headers: dict = field(default_factory=dict)
+
+    def request(self, text: str) -> tuple[str, dict]:
+        if self.task == "identity":
+            return f"/v2/models/{self.model}/infer", {"inputs": [
+                {"name": "text", "datatype": "BYTES", "shape": [1], "data": [text]}]}
+        return "/v1/classify", {"texts": [text], "model": self.model}
+
+    def answer(self, body: dict) -> object:
+        if self.task == "identity":
+            return body["outputs"][0]["data"][0]
+        result = body["results"][0]
+        return result["label"], {k: round(v, 4) for k, v in result["probabilities"].items()}
+
+    @staticmethod
+    def same(expected: object, got: object) -> bool:
+        if isinstance(expected, tuple):  # label exact, probabilities within 1e-3 (batching changes fp order)
+            return expected[0] == got[0] and all(abs(expected[1][k] - got[1].get(k, -1)) < 1e-3 for k in expected[1])
+        return expected == got
+
+
+def ray_processes() -> dict[int, tuple[str, int]]:
+    """pid -> (name, RSS bytes) for Ray's processes on this machine: workers and replicas (process titles
+    `ray::...`), raylet, GCS and their helpers."""
+    found = {}
+    for p in psutil.process_iter(["name", "cmdline", "memory_info"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        helper = "/ray/" in cmd and any(k in cmd for k in ("raylet", "gcs_server", "ray/_private", "ray/dashboard"))
+        if cmd.startswith("ray::") or helper:
+            if p.info["memory_info"] is not None:
+                found[p.pid] = (cmd.split(" ")[0][:60], p.info["memory_info"].rss)
+    return found
+
+
+def rss_report(before: dict, after: dict) -> dict:
+    """Growth of the processes alive at both samples (new or gone processes are listed, not summed)."""
+    both = sorted(set(before) & set(after))
+    total_before = sum(before[p][1] for p in both)
+    total_after = sum(after[p][1] for p in both)
+    serving = [p for p in both if "ServeReplica" in before[p][0] or "Proxy" in before[p][0]]
+    return {
+        "processes": len(both),
+        "rss_before_mb": round(total_before / 2**20, 1),
+        "rss_after_mb": round(total_after / 2**20, 1),
+        "rss_growth_pct": round(100 * (total_after - total_before) / max(total_before, 1), 2),
+        "serving": {before[p][0]: {"before_mb": round(before[p][1] / 2**20, 1),
+                                   "after_mb": round(after[p][1] / 2**20, 1),
+                                   "growth_pct": round(100 * (after[p][1] - before[p][1]) / max(before[p][1], 1), 2)}
+                    for p in serving},
+        "started_during_soak": len(set(after) - set(before)),
+        "ended_during_soak": len(set(before) - set(after)),
+    }
+
+
+def call(client: httpx.Client, target: Target, text: str) -> tuple[object | None, float, int | str]:
+    path, body = target.request(text)
+    started = time.perf_counter()
+    try:
+        r = client.post(path, json=body)
+    except httpx.HTTPError as err:
+        return None, time.perf_counter() - started, type(err).__name__
+    elapsed = time.perf_counter() - started
+    if r.status_code != 200:
+        return None, elapsed, r.status_code
+    return target.answer(r.json()), elapsed, 200
+
+
+def measure_capacity(client: httpx.Client, target: Target, seconds: float, workers: int) -> float:
+    """Requests per second answered by a closed loop of `workers` clients."""
+    done, stop = [0], time.perf_counter() + seconds
+
+    def loop(i: int):
+        while time.perf_counter() < stop:
+            _, _, status = call(client, target, TEXTS[i % len(TEXTS)])
+            if status == 200:
+                done[0] += 1
+
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        list(pool.map(loop, range(workers)))
+    return done[0] / seconds
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+def run_soak(target: Target, seconds: float, load: float = 0.7, capacity_s: float = 5.0, workers: int = 8,
+             log=print) -> dict:
+    """Drive a running gateway; return the report (see the module docstring)."""
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    with httpx.Client(base_url=target.base_url, headers=target.headers, timeout=30, limits=limits) as client:
+        reference = {}
+        for text in TEXTS:
+            answer, _, status = call(client, target, text)
+            if status != 200:
+                raise RuntimeError(f"warm-up call failed with {status}: is {target.model} served at {target.base_url}?")
+            reference[text] = answer
+        if target.task == "identity":
+            assert all(reference[t] == t for t in TEXTS), "the identity model must echo its input"
+        capacity = measure_capacity(client, target, capacity_s, workers)
+        rate = load * capacity
+        log(f"capacity {capacity:.1f} req/s; soaking at {rate:.1f} req/s for {seconds:.0f} s")
+        rss_before = ray_processes()
+        latencies, errors, wrong, statuses = [], [], [], {}
+        lock = threading.Lock()
+
+        def one(i: int):
+            text = TEXTS[i % len(TEXTS)]
+            answer, elapsed, status = call(client, target, text)
+            with lock:
+                statuses[str(status)] = statuses.get(str(status), 0) + 1
+                if status != 200:
+                    errors.append(status)
+                elif not target.same(reference[text], answer):
+                    wrong.append((text, answer))
+                else:
+                    latencies.append(elapsed)
+
+        started = time.perf_counter()
+        n = int(rate * seconds)
+        with concurrent.futures.ThreadPoolExecutor(64) as pool:
+            futures = []
+            for i in range(n):  # open loop: send on schedule, whatever the answers
+                time.sleep(max(0.0, started + i / rate - time.perf_counter()))
+                futures.append(pool.submit(one, i))
+            for f in futures:
+                f.result()
+        elapsed = time.perf_counter() - started
+        rss_after = ray_processes()
+    return {
+        "model": target.model, "task": target.task, "seconds": round(elapsed, 1),
+        "capacity_rps": round(capacity, 1), "target_rps": round(rate, 1), "achieved_rps": round(n / elapsed, 1),
+        "requests": n, "errors": len(errors), "wrong_answers": len(wrong), "statuses": statuses,
+        "latency_p50_ms": round(1000 * percentile(latencies, 50), 1),
+        "latency_p99_ms": round(1000 * percentile(latencies, 99), 1),
+        **rss_report(rss_before, rss_after),
+    }
+
+
+def passed(report: dict) -> bool:
+    return report["errors"] == 0 and report["wrong_answers"] == 0 and report["rss_growth_pct"] < RSS_GROWTH_LIMIT_PCT
+
+
+def soak_config(model: str) -> dict:
+    """identity: no weights (CI); classifier: the prepared BBC classifier from ./models (make models)."""
+    cpu = {"num_gpus": 0, "num_cpus": 0.1}
+    if model == "identity":
+        return {"models": [{"name": "soak-echo", "task": "identity", "delay_ms": 20,
+                            "resources": {**cpu, "max_ongoing_requests": 64}}]}
+    return {"models": [{"name": "classifier", "task": "classification", "source": "classifier", "max_length": 128,
+                        "batching": {"max_batch_size": 16, "batch_wait_timeout_s": 0.01},
+                        "resources": {"num_cpus": 0.5, "num_gpus": "auto", "threads": 1}}]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=float(os.environ.get("SOAK_SECONDS", 600)))
+    parser.add_argument("--short", action="store_true", help="30 s on an identity model (CI)")
+    parser.add_argument("--model", choices=["auto", "identity", "classifier"], default="auto",
+                        help="auto: the prepared classifier when ./models/classifier exists, else identity")
+    parser.add_argument("--load", type=float, default=0.7, help="fraction of measured capacity to send")
+    parser.add_argument("--url", help="soak a gateway already running here instead of starting one")
+    parser.add_argument("--token", default=os.environ.get("GATEWAY_INFERENCE_TOKEN"), help="inference token")
+    parser.add_argument("--json-out", type=Path, help="also write the report here")
+    args = parser.parse_args(argv)
+    if args.short:
+        args.seconds, args.model = min(args.seconds, 30.0), "identity"
+    if args.model == "auto":
+        args.model = "classifier" if (REPO / "models" / "classifier" / "config.json").is_file() else "identity"
+    headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+    name = "soak-echo" if args.model == "identity" else "classifier"
+    task = "identity" if args.model == "identity" else "classification"
+
+    if args.url:
+        report = run_soak(Target(args.url, name, task, headers), args.seconds, args.load)
+    else:
+        report = _run_local(args, name, task, headers)
+    print(json.dumps(report, indent=2))
+    if args.json_out:
+        args.json_out.write_text(json.dumps(report, indent=2))
+    ok = passed(report)
+    print("soak:", "PASS" if ok else "FAIL", f"(errors {report['errors']}, wrong {report['wrong_answers']}, "
+          f"RSS growth {report['rss_growth_pct']}% < {RSS_GROWTH_LIMIT_PCT}%)", file=sys.stderr)
+    return 0 if ok else 1
+
+
+def _run_local(args, name: str, task: str, headers: dict) -> dict:
+    """Start a local Ray and Serve on free ports, deploy the soak config, soak it, and shut down."""
+    import socket
+
+    import ray
+    from ray import serve
+
+    sys.path.insert(0, str(REPO))
+    from serve_app.app import deploy, start_serve
+    from serve_app.config import parse_config
+    from serve_app.settings import GatewaySettings
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = parse_config({**soak_config(args.model), "server": {"grpc_port": 0}},
+                          settings=GatewaySettings(models_dir=REPO / "models"))
+    ray.init(address="local", include_dashboard=False, logging_level="error")
+    try:
+        start_serve(config, "127.0.0.1", port, 0)
+        deploy(config, gpus_in_cluster=ray.cluster_resources().get("GPU", 0))
+        return run_soak(Target(f"http://127.0.0.1:{port}", name, task, headers), args.seconds, args.load)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""The soak's short mode in CI: ~30 s at 70% of measured capacity on an identity model, every answer checked."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+import pytest
+from conftest import REPO, deployed
+
+from serve_app.config import parse_config
+from serve_app.settings import GatewaySettings
+
+
+def load_soak():
+    spec = importlib.util.spec_from_file_location("soak", REPO / "scripts" / "soak.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["soak"] = module  # its dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def soak():
+    return load_soak()
+
+
+def test_short_soak_has_no_errors_no_wrong_answers_and_flat_memory(serve_session, soak):
+    seconds = float(os.environ.get("SOAK_SECONDS", 30))
+    with deployed(parse_config(soak.soak_config("identity"), settings=GatewaySettings())):
+        report = soak.run_soak(soak.Target(serve_session, "soak-echo", "identity"), seconds, capacity_s=3)
+    print("soak:", report)
+    assert report["requests"] >= 0.5 * report["target_rps"] * seconds, "the load generator fell far behind"
+    assert report["errors"] == 0 and report["wrong_answers"] == 0, report
+    assert report["serving"], "the RSS of the serving processes (replicas, proxies) must be measured"
+    assert report["rss_growth_pct"] < soak.RSS_GROWTH_LIMIT_PCT, report
+
+
+def test_wrong_answers_are_detected(soak):
+    assert soak.Target.same("a", "a") and not soak.Target.same("a", "b")
+    assert soak.Target.same(("x", {"x": 0.9, "y": 0.1}), ("x", {"x": 0.9004, "y": 0.0996}))
+    assert not soak.Target.same(("x", {"x": 0.9, "y": 0.1}), ("y", {"x": 0.9, "y": 0.1}))
+    assert not soak.Target.same(("x", {"x": 0.9, "y": 0.1}), ("x", {"x": 0.8, "y": 0.2}))
