@@ -1,4 +1,5 @@
-"""Ray Serve deployment of the text classifier: batching and threading around `TextClassifier`."""
+"""Ray Serve deployment of the text classifier: batching and threading around a classifier runtime
+(torch, or onnxruntime for an ONNX variant)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,15 @@ from pathlib import Path
 from ray import serve
 
 from deployments.base import ModelDeployment
-from serve_app.runtime.classifier import TextClassifier
+from serve_app.runtime.classifier import load_classifier
 
 
 @serve.deployment
 class ClassifierDeployment(ModelDeployment):
     def _load(self, path: Path) -> dict:
-        self.runtime = TextClassifier(path, self.spec.get("max_length"))
-        return {"labels": self.runtime.labels, "max_length": self.runtime.max_length}
+        self.runtime = load_classifier(path, self.spec.get("max_length"), self.spec.get("runtime", "auto"))
+        return {"labels": self.runtime.labels, "max_length": self.runtime.max_length,
+                "runtime": self.runtime.variant.runtime, "transforms": self.runtime.variant.transforms}
 
     async def infer(self, texts: list[str], params: dict) -> dict:
         results = await self._submit(texts)

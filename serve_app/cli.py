@@ -4,6 +4,9 @@
     gateway prepare [--force] [NAME]  build the default models and register them (alias `stable`)
     gateway models list|show|register|alias|unalias|remove|pull|gc   the model registry
     gateway check-config [PATH]       validate a config and print what it would serve
+    gateway optimize SELECTOR [...]   prune/quantize/export a version, evaluate, gate, register it
+    gateway optimize-report           every variant of both default models: table, JSON, plot
+    gateway edge-bundle SELECTOR DIR  an ONNX classifier with a runner that needs only onnxruntime
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 
 from serve_app.config import ConfigError, load_config
 from serve_app.errors import GatewayError
+from serve_app.optimize.cli import add_parsers as add_optimize_parsers
 from serve_app.registry.cli import add_parser as add_registry_parser
 from serve_app.settings import GatewaySettings
 
@@ -26,6 +30,12 @@ def _cmd_registry(args: argparse.Namespace, settings: GatewaySettings) -> int:
     from serve_app.app import open_registry
 
     return args.run(open_registry(load_config(args.config, settings)), args)
+
+
+def _cmd_optimizer(args: argparse.Namespace, settings: GatewaySettings) -> int:
+    from serve_app.app import open_registry
+
+    return args.handler(open_registry(load_config(args.config, settings)), args)
 
 
 def _cmd_prepare(args: argparse.Namespace, settings: GatewaySettings) -> int:
@@ -132,11 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check-config", help="validate a gateway config")
     check.add_argument("config", type=Path, nargs="?", default=None)
     registry = add_registry_parser(sub)
+    add_optimize_parsers(sub)
     for p in (prepare, registry):  # both need the config for the registry's location
         p.add_argument("--config", type=Path, default=None, help="gateway YAML (default: GATEWAY_CONFIG)")
     args = parser.parse_args(argv)
     settings = GatewaySettings()
-    commands = {"run": _cmd_run, "prepare": _cmd_prepare, "check-config": _cmd_check, "models": _cmd_registry}
+    commands = {"run": _cmd_run, "prepare": _cmd_prepare, "check-config": _cmd_check, "models": _cmd_registry,
+                "optimize": _cmd_optimizer, "optimize-report": _cmd_optimizer, "edge-bundle": _cmd_optimizer}
     try:
         return commands[args.command](args, settings)
     except ConfigError as err:

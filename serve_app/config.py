@@ -31,7 +31,9 @@ class Task(StrEnum):
 
 
 class Runtime(StrEnum):
+    auto = "auto"  # what the model folder asks for: onnx for an ONNX variant (runtime.json), else torch
     torch = "torch"
+    onnx = "onnx"  # classifiers only: onnxruntime (CPU, or CUDA with onnxruntime-gpu)
 
 
 class _Strict(BaseModel):
@@ -120,7 +122,7 @@ class ModelConfig(_Strict):
     task: Task
     # A checkpoint folder (path or file://) served as is, named by its content hash. None: use the registry.
     source: Annotated[str, Field(min_length=1)] | None = None
-    runtime: Runtime = Runtime.torch
+    runtime: Runtime = Runtime.auto
     # Registry selector after the '@': an iteration (7), alias (stable), hash prefix (sha256:3fa1) or UTC time.
     version: Annotated[str, Field(min_length=1, max_length=80)] = "latest"
     # Traffic split between registry versions: selector -> weight (normalised). Replaces `version`.
@@ -156,6 +158,12 @@ class ModelConfig(_Strict):
             raise ValueError("identity models have no files: remove source, traffic and registry_model")
         if self.task is not Task.identity and self.delay_ms:
             raise ValueError("'delay_ms' applies to task 'identity' only")
+        return self
+
+    @model_validator(mode="after")
+    def _onnx_only_for_classifiers(self) -> ModelConfig:
+        if self.runtime is Runtime.onnx and self.task is not Task.classification:
+            raise ValueError("runtime 'onnx' serves classifiers only; use 'torch' or 'auto'")
         return self
 
     @property

@@ -1,42 +1,151 @@
-"""Text classifier runtime: any `AutoModelForSequenceClassification` checkpoint folder."""
+"""Text classifier runtimes: any `AutoModelForSequenceClassification` checkpoint folder, run by torch, or its
+ONNX export run by onnxruntime. `load_classifier` picks the runtime a folder asks for (see variant.py)."""
 
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from serve_app.processing import chunks, classification_result
 from serve_app.runtime.placement import Placement, check_model_folder, pick_placement
+from serve_app.runtime.variant import VariantSpec, read_variant
+
+log = logging.getLogger(__name__)
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-class TextClassifier:
-    """Holds tokenizer and model; `predict` is synchronous and meant to run in a worker thread."""
+class _Classifier:
+    """Tokenizer, labels and length limit, shared by both runtimes; subclasses turn a batch into probabilities."""
 
-    def __init__(self, path: Path, max_length: int | None = None, placement: Placement | None = None):
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    tensor_type = "pt"
+
+    def __init__(self, path: Path, max_length: int | None, placement: Placement):
+        from transformers import AutoConfig, AutoTokenizer
 
         check_model_folder(path)
-        self.placement = placement or pick_placement()
+        self.path = Path(path)
+        self.placement = placement
+        self.variant = read_variant(path)
+        self.config = AutoConfig.from_pretrained(path)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForSequenceClassification.from_pretrained(
-            path, dtype=self.placement.dtype, use_safetensors=True
-        ).to(self.placement.device).eval()
-        cfg = self.model.config
-        self.labels = [cfg.id2label[i] for i in range(cfg.num_labels)]
-        model_limit = min(self.tokenizer.model_max_length, getattr(cfg, "max_position_embeddings", 512))
+        self.labels = [self.config.id2label[i] for i in range(self.config.num_labels)]
+        model_limit = min(self.tokenizer.model_max_length, getattr(self.config, "max_position_embeddings", 512))
         self.max_length = min(max_length, model_limit) if max_length else model_limit
 
-    @torch.inference_mode()
+    def _probs(self, enc) -> list[list[float]]:
+        raise NotImplementedError
+
     def predict(self, texts: list[str], micro_batch: int = 16) -> list[dict]:
         # Untruncated lengths tell each caller whether its text was cut; the Rust tokenizer makes this cheap.
         lengths = [len(ids) for ids in self.tokenizer(texts)["input_ids"]]
         results: list[dict] = []
         for start, chunk in zip(range(0, len(texts), micro_batch), chunks(texts, micro_batch)):
             enc = self.tokenizer(list(chunk), truncation=True, max_length=self.max_length, padding=True,
-                                 return_tensors="pt").to(self.placement.device)
-            probs = torch.softmax(self.model(**enc).logits.float(), dim=-1).cpu().tolist()
-            for i, p in enumerate(probs):
+                                 return_tensors=self.tensor_type)
+            for i, p in enumerate(self._probs(enc)):
                 n = lengths[start + i]
                 results.append(classification_result(p, self.labels, n > self.max_length, min(n, self.max_length)))
         return results
+
+
+class TextClassifier(_Classifier):
+    """torch runtime. Honours a variant's dtype, removed heads and load-time dynamic int8 quantization."""
+
+    def __init__(self, path: Path, max_length: int | None = None, placement: Placement | None = None):
+        super().__init__(path, max_length, placement or pick_placement())
+        self.model = load_torch_model(self.path, self.variant, self.placement).eval()
+        self.placement = Placement(self.placement.device, next(self.model.parameters(), torch.empty(0)).dtype)
+
+    @torch.inference_mode()
+    def _probs(self, enc) -> list[list[float]]:
+        logits = self.model(**enc.to(self.placement.device)).logits
+        return torch.softmax(logits.float(), dim=-1).cpu().tolist()
+
+
+def load_torch_model(path: Path, variant: VariantSpec, placement: Placement, auto_class=None):
+    """The model of a checkpoint folder as its variant describes it, on `placement.device`."""
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    auto_class = auto_class or AutoModelForSequenceClassification
+    on_gpu = placement.device != "cpu"
+    dtype = DTYPES[variant.dtype] if variant.dtype else placement.dtype
+    if variant.quantization == "dynamic-int8" and not on_gpu:
+        dtype = torch.float32  # quantize_dynamic takes fp32 Linear layers
+    if variant.pruned_heads:
+        from serve_app.runtime.structure import remove_heads
+
+        # from_pretrained cannot build layers of different widths: build, slice, then load the weights.
+        model = auto_class.from_config(AutoConfig.from_pretrained(path))
+        remove_heads(model, variant.pruned_heads)
+        state = {}
+        for file in sorted(Path(path).glob("*.safetensors")):
+            state |= load_file(file)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.endswith(("position_ids", "token_type_ids"))]  # buffers
+        if missing or unexpected:
+            raise ValueError(f"{path}: weights do not fit the pruned shapes (missing {missing[:3]}, "
+                             f"unexpected {unexpected[:3]})")
+        model = model.to(dtype)
+    else:
+        model = auto_class.from_pretrained(path, dtype=dtype, use_safetensors=True)
+    model = model.to(placement.device)
+    if variant.quantization == "dynamic-int8":
+        if on_gpu:
+            log.warning("%s: dynamic int8 is a CPU runtime; running it in %s on the GPU", path, dtype)
+        else:
+            with warnings.catch_warnings():  # torch.ao.quantization is deprecated in favour of torchao, still works
+                warnings.simplefilter("ignore")
+                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    return model
+
+
+class OnnxClassifier(_Classifier):
+    """onnxruntime with all graph optimisations; CUDAExecutionProvider when onnxruntime-gpu sees a GPU."""
+
+    tensor_type = "np"
+
+    def __init__(self, path: Path, max_length: int | None = None, placement: Placement | None = None,
+                 threads: int | None = None):
+        import onnxruntime as ort
+
+        placement = placement or pick_placement()
+        super().__init__(path, max_length, placement)
+        onnx_file = self.path / (self.variant.onnx_file or "model.onnx")
+        if not onnx_file.is_file():
+            raise FileNotFoundError(f"{path} has no {onnx_file.name}; export it with `gateway optimize "
+                                    "<model> --runtime onnx`")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        # Idle ORT threads otherwise spin for a while after each run, taking cores from the other replicas.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        providers = ["CPUExecutionProvider"]
+        if placement.device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        self.session = ort.InferenceSession(str(onnx_file), options, providers=providers)
+        device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+        self.placement = Placement(device, torch.float32)
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def _probs(self, enc) -> list[list[float]]:
+        feed = {name: np.asarray(enc[name], dtype=np.int64) for name in self.input_names}
+        logits = self.session.run(None, feed)[0].astype(np.float32)
+        logits -= logits.max(axis=-1, keepdims=True)
+        exp = np.exp(logits)
+        return (exp / exp.sum(axis=-1, keepdims=True)).tolist()
+
+
+def load_classifier(path: Path, max_length: int | None = None, runtime: str = "auto",
+                    placement: Placement | None = None) -> _Classifier:
+    """The runtime the folder asks for (`runtime: auto`), or the one configured, refusing a mismatch."""
+    wanted = read_variant(path).runtime
+    if runtime not in ("auto", wanted):
+        raise ValueError(f"{path} is a '{wanted}' model but the config asks for runtime '{runtime}'; "
+                         f"set runtime: {wanted} (or auto)")
+    cls = OnnxClassifier if wanted == "onnx" else TextClassifier
+    return cls(path, max_length, placement)

@@ -7,7 +7,9 @@ from pathlib import Path
 import torch
 
 from serve_app.processing import chunks, cut_generation, summary_messages
+from serve_app.runtime.classifier import load_torch_model
 from serve_app.runtime.placement import Placement, check_model_folder, pick_placement
+from serve_app.runtime.variant import read_variant
 
 SEQ2SEQ_PREFIX = "summarize: "
 
@@ -24,8 +26,11 @@ class TextSummarizer:
         cfg = AutoConfig.from_pretrained(path)
         self.seq2seq = bool(getattr(cfg, "is_encoder_decoder", False))
         auto = AutoModelForSeq2SeqLM if self.seq2seq else AutoModelForCausalLM
-        self.model = auto.from_pretrained(path, dtype=self.placement.dtype, use_safetensors=True)
-        self.model = self.model.to(self.placement.device).eval()
+        self.variant = read_variant(path)
+        if self.variant.runtime != "torch" or self.variant.pruned_heads:
+            raise ValueError(f"{path}: summarizers run on torch without removed heads; this variant is "
+                             f"{self.variant.transforms}")
+        self.model = load_torch_model(path, self.variant, self.placement, auto).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         # Batched decoder-only generation needs left padding so every prompt ends where generation starts.
         self.tokenizer.padding_side = "right" if self.seq2seq else "left"

@@ -1,0 +1,119 @@
+"""`gateway optimize`, `gateway optimize-report` and `gateway edge-bundle`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from serve_app.optimize.plan import PlanError, make_plan
+
+console = Console(width=None if sys.stdout.isatty() else 160)
+METRIC_NAMES = {"accuracy": "accuracy %", "rougeL_headline": "ROUGE-L vs headline", "rougeL_vs_first":
+                "ROUGE-L vs parent", "size_mb": "weights MB", "p50_b1_ms": "p50 b1 ms", "p50_b16_ms": "p50 b16 ms",
+                "throughput_b16": "texts/s b16", "tokens_per_s": "tokens/s"}
+
+
+@contextmanager
+def progress_line(title: str) -> Iterator:
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=False) as progress:
+        task = progress.add_task(title)
+        yield lambda step: progress.update(task, description=f"{title}: {step}")
+
+
+def add_parsers(sub) -> None:
+    opt = sub.add_parser("optimize", help="build, evaluate, gate and register an optimized variant")
+    opt.add_argument("selector", help="registry version to start from, e.g. classifier@stable")
+    opt.add_argument("--prune", action="append", default=[], metavar="METHOD:FRACTION",
+                     help="random:0.3, magnitude:0.5[:layer|global] or heads:0.25; repeat to compose")
+    opt.add_argument("--quantize", choices=["int8", "int4", "bf16", "fp16"])
+    opt.add_argument("--runtime", choices=["torch", "onnx"], default="torch")
+    opt.add_argument("--max-drop", type=float, default=1.0, help="largest quality drop accepted, in points")
+    opt.add_argument("--alias", help="point this alias at the registered variant (e.g. fast)")
+    opt.add_argument("--dry-run", action="store_true", help="evaluate and gate, but register nothing")
+    opt.add_argument("--eval-limit", type=int, default=None, help="classifiers: first N held-out articles only")
+    opt.add_argument("--summaries", type=int, default=5, help="summarizers: held-out articles to summarize")
+    opt.add_argument("--keep", type=Path, help="also copy the variant folder here")
+    opt.set_defaults(handler=_cmd_optimize)
+    rep = sub.add_parser("optimize-report", help="every variant of both default models: table, JSON and plot")
+    rep.add_argument("--out", type=Path, default=Path("docs/optimization"))
+    rep.add_argument("--quick", action="store_true", help="fewer articles and rounds (a smoke run)")
+    rep.set_defaults(handler=_cmd_report)
+    edge = sub.add_parser("edge-bundle", help="a folder that runs an ONNX classifier with onnxruntime only")
+    edge.add_argument("selector", help="an ONNX version, e.g. classifier@fast")
+    edge.add_argument("out", type=Path)
+    edge.set_defaults(handler=_cmd_edge)
+    for p in (opt, rep, edge):
+        p.add_argument("--config", type=Path, default=None, help="gateway YAML (default: GATEWAY_CONFIG)")
+
+
+def metrics_table(title: str, rows: dict[str, dict]) -> Table:
+    keys = [k for k in METRIC_NAMES if any(k in r for r in rows.values())]
+    table = Table(title=title)
+    table.add_column("variant")
+    for k in keys:
+        table.add_column(METRIC_NAMES[k], justify="right")
+    for name, r in rows.items():
+        table.add_row(name, *[f"{r[k]:g}" if k in r else "" for k in keys])
+    return table
+
+
+def _cmd_optimize(registry, args: argparse.Namespace) -> int:
+    from serve_app.optimize.evaluate import bbc_calibration, bbc_headlines, bbc_held_out
+    from serve_app.optimize.pipeline import optimize, task_of
+
+    try:
+        parent = registry.resolve(args.selector)
+        task = task_of(registry.pull(parent))
+        plan = make_plan(task, args.prune, args.quantize, args.runtime)
+    except PlanError as err:
+        console.print(f"[red]error:[/] {err}")
+        return 2
+    examples = bbc_held_out(args.eval_limit) if task == "classification" else bbc_headlines(args.summaries)
+    calibration = bbc_calibration() if any(p.method == "heads" for p in plan.prune) else None
+    with progress_line(f"{parent.label} -> {plan.label}") as tick:
+        try:
+            result = optimize(registry, args.selector, plan, examples, calibration=calibration,
+                              max_drop=args.max_drop, register=not args.dry_run, alias=args.alias, tick=tick,
+                              keep=args.keep)
+        except PlanError as err:
+            console.print(f"[red]error:[/] {err}")
+            return 2
+    console.print(metrics_table(f"{parent.label} vs {plan.label} ({len(examples)} held-out articles)",
+                                result.metrics))
+    built = ", ".join(f"{k} {v}" for k, v in result.build.items())
+    console.print(f"build: {built}")
+    verdict = f"{result.quality_key} drop {result.drop:+g} points (gate: at most {result.max_drop:g})"
+    if not result.accepted:
+        console.print(f"[red]refused[/]: {verdict}; nothing registered")
+        return 1
+    if result.version is None:
+        console.print(f"[green]accepted[/]: {verdict} (dry run: not registered)")
+        return 0
+    alias = f", alias {args.alias}" if args.alias else ""
+    console.print(f"[green]registered {result.version.label}[/] (parent {parent.label}, transform {plan.label}"
+                  f"{alias}): {verdict}")
+    return 0
+
+
+def _cmd_report(registry, args: argparse.Namespace) -> int:
+    from serve_app.optimize.report import run_report
+
+    run_report(registry, args.out, quick=args.quick, console=console)
+    return 0
+
+
+def _cmd_edge(registry, args: argparse.Namespace) -> int:
+    from serve_app.optimize.edge import write_bundle
+
+    folder = write_bundle(registry.pull(registry.resolve(args.selector)), args.out)
+    console.print(f"edge bundle in {folder}: python {folder / 'run.py'} \"some text\"  "
+                  "(needs only: pip install onnxruntime tokenizers numpy)")
+    return 0

@@ -1,0 +1,76 @@
+"""The loop: build a variant of a registry version, evaluate it beside its parent, gate it, register it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from serve_app.optimize.build import build_variant
+from serve_app.optimize.evaluate import QUALITY_KEY, Example, Tick, evaluate_classifiers, evaluate_summarizers, gate
+from serve_app.optimize.plan import Plan, PlanError
+from serve_app.registry import Registry
+from serve_app.registry.versions import ModelVersion
+
+DEFAULT_MAX_DROP = 1.0  # quality points (accuracy %, ROUGE-L x100)
+
+
+@dataclass
+class OptimizeResult:
+    parent: ModelVersion
+    plan: Plan
+    task: str
+    build: dict
+    metrics: dict[str, dict]  # "parent" and "variant"
+    accepted: bool
+    drop: float
+    max_drop: float
+    version: ModelVersion | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def quality_key(self) -> str:
+        return QUALITY_KEY[self.task]
+
+
+def task_of(folder: Path) -> str:
+    """classification or summarization, from the checkpoint's architecture."""
+    archs = json.loads((Path(folder) / "config.json").read_text()).get("architectures") or [""]
+    if archs[0].endswith("ForSequenceClassification"):
+        return "classification"
+    if archs[0].endswith(("ForCausalLM", "ForConditionalGeneration")):
+        return "summarization"
+    raise PlanError(f"{folder}: architecture {archs[0] or '(none)'} is neither a classifier nor a summarizer")
+
+
+def optimize(registry: Registry, selector: str, plan: Plan, examples: list[Example], *,
+             calibration: list[str] | None = None, max_drop: float = DEFAULT_MAX_DROP, register: bool = True,
+             alias: str | None = None, max_length: int = 256, rounds: int = 8, tick: Tick | None = None,
+             keep: Path | None = None) -> OptimizeResult:
+    parent = registry.resolve(selector)
+    parent_dir = registry.pull(parent)
+    task = task_of(parent_dir)
+    with tempfile.TemporaryDirectory(prefix="gateway-optimize-") as tmp:
+        out = Path(tmp) / "variant"
+        out.mkdir()
+        info = build_variant(parent_dir, plan, task, out, calibration, tick)
+        folders = {"parent": parent_dir, "variant": out}
+        if task == "classification":
+            metrics = evaluate_classifiers(folders, examples, max_length, rounds, tick)
+        else:
+            metrics = evaluate_summarizers(folders, examples, tick=tick)
+        accepted, drop = gate(metrics["parent"], metrics["variant"], task, max_drop)
+        result = OptimizeResult(parent, plan, task, info, metrics, accepted, drop, max_drop)
+        if keep is not None:
+            shutil.copytree(out, keep, dirs_exist_ok=True)
+        if accepted and register:
+            numbers = {k: float(v) for k, v in metrics["variant"].items()} | {"quality_drop": drop}
+            result.version = registry.register(
+                parent.name, out, parent=parent.iteration, transform=plan.label, metrics=numbers,
+                tags={"runtime": plan.runtime, "gate": f"{QUALITY_KEY[task]} drop <= {max_drop:g}"},
+                source_uri=f"gateway optimize {parent.label} ({plan.label})")
+            if alias:
+                registry.set_alias(parent.name, alias, str(result.version.iteration))
+    return result

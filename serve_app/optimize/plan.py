@@ -1,0 +1,90 @@
+"""What `gateway optimize` was asked to do, checked before any work starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PRUNE_METHODS = ("random", "magnitude", "heads")
+QUANTIZATIONS = ("int8", "int4", "bf16", "fp16")
+RUNTIMES = ("torch", "onnx")
+
+
+class PlanError(ValueError):
+    """An optimization request that cannot be carried out; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class PruneStep:
+    method: str
+    amount: float
+    scope: str = "global"  # magnitude only: 'global' or 'layer'
+
+    @property
+    def label(self) -> str:
+        extra = f",{self.scope}" if self.method == "magnitude" else ""
+        return f"prune-{self.method}({self.amount:g}{extra})"
+
+
+@dataclass(frozen=True)
+class Plan:
+    prune: tuple[PruneStep, ...] = ()
+    quantize: str | None = None
+    runtime: str = "torch"
+    notes: list[str] = field(default_factory=list, compare=False)
+
+    @property
+    def transforms(self) -> list[str]:
+        steps = [p.label for p in self.prune]
+        if self.runtime == "onnx":
+            steps.append("onnx")
+        if self.quantize:
+            steps.append(f"quantize-{self.quantize}" if self.quantize in ("int8", "int4") else self.quantize)
+        return steps
+
+    @property
+    def label(self) -> str:
+        return "+".join(self.transforms) or "copy"
+
+
+def parse_prune(text: str) -> PruneStep:
+    """`random:0.3`, `magnitude:0.5`, `magnitude:0.5:layer`, `heads:0.25`."""
+    parts = text.split(":")
+    if parts[0] not in PRUNE_METHODS or len(parts) < 2 or len(parts) > (3 if parts[0] == "magnitude" else 2):
+        raise PlanError(f"--prune {text!r}: use random:FRACTION, magnitude:FRACTION[:global|layer] or "
+                        "heads:FRACTION (e.g. magnitude:0.3)")
+    try:
+        amount = float(parts[1])
+    except ValueError:
+        raise PlanError(f"--prune {text!r}: {parts[1]!r} is not a number") from None
+    if not 0 < amount < 1:
+        raise PlanError(f"--prune {text!r}: the fraction must be between 0 and 1 (exclusive)")
+    scope = parts[2] if len(parts) == 3 else "global"
+    if scope not in ("global", "layer"):
+        raise PlanError(f"--prune {text!r}: scope must be 'global' or 'layer'")
+    return PruneStep(parts[0], amount, scope)
+
+
+def make_plan(task: str, prune: list[str] | None = None, quantize: str | None = None,
+              runtime: str = "torch") -> Plan:
+    steps = tuple(parse_prune(p) for p in prune or [])
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise PlanError(f"--quantize {quantize!r}: choose one of {', '.join(QUANTIZATIONS)}")
+    if runtime not in RUNTIMES:
+        raise PlanError(f"--runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
+    if task == "summarization":
+        if runtime == "onnx":
+            raise PlanError("the ONNX runtime serves classifiers; summarizers run on torch (try --quantize int8 "
+                            "or bf16)")
+        if quantize == "int4":
+            raise PlanError("int4 runs on onnxruntime, which serves classifiers only; try --quantize int8")
+        if any(s.method == "heads" for s in steps):
+            raise PlanError("head pruning is for BERT-style classifiers; use random or magnitude pruning")
+    elif task != "classification":
+        raise PlanError(f"models of task {task!r} cannot be optimized")
+    if quantize == "int4" and runtime != "onnx":
+        raise PlanError("int4 weight-only quantization runs on onnxruntime (MatMulNBits): add --runtime onnx")
+    if quantize in ("bf16", "fp16") and runtime == "onnx":
+        raise PlanError(f"{quantize} is a torch runtime option; drop --runtime onnx (or use --quantize int8)")
+    if not steps and quantize is None and runtime == "torch":
+        raise PlanError("nothing to do: give --prune, --quantize and/or --runtime onnx")
+    return Plan(steps, quantize, runtime)
