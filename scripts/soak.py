@@ -4,9 +4,9 @@
     python scripts/soak.py --short             # 30 s on an identity model (what CI runs, via tests/integration)
     python scripts/soak.py --url http://127.0.0.1:8000 --model classifier   # against a gateway already running
 
-Steps: warm up and record each input's reference answer; measure capacity with a closed loop; sample the RSS
-of every Ray process; send an open-loop stream at `--load` x capacity for the soak's length, checking every
-answer against its reference; sample RSS again. The JSON report gives requests, errors, wrong answers,
+Steps: record each input's reference answer; measure capacity with a closed loop; send an open-loop stream at
+`--load` x capacity, checking every answer against its reference: a warm-up, then RSS of every Ray process,
+then the soak's length, then RSS again. The JSON report gives requests, errors, wrong answers,
 latency percentiles and RSS before/after (total and per serving process, growth in %). Exit status 1 when
 there were errors, wrong answers, or RSS growth of 5% or more (R1 of the reliability issue).
 """
@@ -137,9 +137,46 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
+class Stream:
+    """An open-loop request stream at a fixed rate: sends on schedule, whatever the answers; checks each one."""
+
+    def __init__(self, client: httpx.Client, target: Target, reference: dict):
+        self.client, self.target, self.reference = client, target, reference
+        self.latencies, self.errors, self.wrong, self.statuses = [], [], [], {}
+        self.sent, self.lock = 0, threading.Lock()
+
+    def _one(self, i: int) -> None:
+        text = TEXTS[i % len(TEXTS)]
+        answer, elapsed, status = call(self.client, self.target, text)
+        with self.lock:
+            self.statuses[str(status)] = self.statuses.get(str(status), 0) + 1
+            if status != 200:
+                self.errors.append(status)
+            elif not self.target.same(self.reference[text], answer):
+                self.wrong.append((text, answer))
+            else:
+                self.latencies.append(elapsed)
+
+    def run(self, rate: float, seconds: float) -> float:
+        started, n = time.perf_counter(), int(rate * seconds)
+        with concurrent.futures.ThreadPoolExecutor(64) as pool:
+            futures = []
+            for i in range(n):
+                time.sleep(max(0.0, started + i / rate - time.perf_counter()))
+                futures.append(pool.submit(self._one, self.sent + i))
+            for f in futures:
+                f.result()
+        self.sent += n
+        return time.perf_counter() - started
+
+
 def run_soak(target: Target, seconds: float, load: float = 0.7, capacity_s: float = 5.0, workers: int = 8,
-             log=print) -> dict:
-    """Drive a running gateway; return the report (see the module docstring)."""
+             warmup_s: float | None = None, log=print) -> dict:
+    """Drive a running gateway; return the report (see the module docstring).
+
+    RSS is sampled after a warm-up at the soak's rate (default 15% of its length, 5-60 s): allocators, caches
+    and connection pools fill in the first seconds of load, and that is not growth that goes on."""
+    warmup_s = min(60.0, max(5.0, 0.15 * seconds)) if warmup_s is None else warmup_s
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     with httpx.Client(base_url=target.base_url, headers=target.headers, timeout=30, limits=limits) as client:
         reference = {}
@@ -152,40 +189,21 @@ def run_soak(target: Target, seconds: float, load: float = 0.7, capacity_s: floa
             assert all(reference[t] == t for t in TEXTS), "the identity model must echo its input"
         capacity = measure_capacity(client, target, capacity_s, workers)
         rate = load * capacity
-        log(f"capacity {capacity:.1f} req/s; soaking at {rate:.1f} req/s for {seconds:.0f} s")
+        log(f"capacity {capacity:.1f} req/s; {warmup_s:.0f} s warm-up, then {seconds:.0f} s at {rate:.1f} req/s")
+        stream = Stream(client, target, reference)
+        stream.run(rate, warmup_s)
+        warmup_requests = stream.sent
         rss_before = ray_processes()
-        latencies, errors, wrong, statuses = [], [], [], {}
-        lock = threading.Lock()
-
-        def one(i: int):
-            text = TEXTS[i % len(TEXTS)]
-            answer, elapsed, status = call(client, target, text)
-            with lock:
-                statuses[str(status)] = statuses.get(str(status), 0) + 1
-                if status != 200:
-                    errors.append(status)
-                elif not target.same(reference[text], answer):
-                    wrong.append((text, answer))
-                else:
-                    latencies.append(elapsed)
-
-        started = time.perf_counter()
-        n = int(rate * seconds)
-        with concurrent.futures.ThreadPoolExecutor(64) as pool:
-            futures = []
-            for i in range(n):  # open loop: send on schedule, whatever the answers
-                time.sleep(max(0.0, started + i / rate - time.perf_counter()))
-                futures.append(pool.submit(one, i))
-            for f in futures:
-                f.result()
-        elapsed = time.perf_counter() - started
+        elapsed = stream.run(rate, seconds)
         rss_after = ray_processes()
+    n = stream.sent - warmup_requests
     return {
-        "model": target.model, "task": target.task, "seconds": round(elapsed, 1),
+        "model": target.model, "task": target.task, "seconds": round(elapsed, 1), "warmup_s": round(warmup_s, 1),
         "capacity_rps": round(capacity, 1), "target_rps": round(rate, 1), "achieved_rps": round(n / elapsed, 1),
-        "requests": n, "errors": len(errors), "wrong_answers": len(wrong), "statuses": statuses,
-        "latency_p50_ms": round(1000 * percentile(latencies, 50), 1),
-        "latency_p99_ms": round(1000 * percentile(latencies, 99), 1),
+        "requests": stream.sent, "errors": len(stream.errors), "wrong_answers": len(stream.wrong),
+        "statuses": stream.statuses,
+        "latency_p50_ms": round(1000 * percentile(stream.latencies, 50), 1),
+        "latency_p99_ms": round(1000 * percentile(stream.latencies, 99), 1),
         **rss_report(rss_before, rss_after),
     }
 
@@ -254,7 +272,7 @@ def _run_local(args, name: str, task: str, headers: dict) -> dict:
         port = s.getsockname()[1]
     config = parse_config({**soak_config(args.model), "server": {"grpc_port": 0}},
                           settings=GatewaySettings(models_dir=REPO / "models"))
-    ray.init(address="local", include_dashboard=False, logging_level="error")
+    ray.init(address="local", include_dashboard=False, logging_level="error", log_to_driver=False)
     try:
         start_serve(config, "127.0.0.1", port, 0)
         deploy(config, gpus_in_cluster=ray.cluster_resources().get("GPU", 0))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 
 import pytest
@@ -27,11 +26,12 @@ def soak():
 
 
 def test_short_soak_has_no_errors_no_wrong_answers_and_flat_memory(serve_session, soak):
-    seconds = float(os.environ.get("SOAK_SECONDS", 30))
+    seconds = 25.0  # after a 5 s warm-up and 3 s of capacity measurement: ~35 s in all
     with deployed(parse_config(soak.soak_config("identity"), settings=GatewaySettings())):
-        report = soak.run_soak(soak.Target(serve_session, "soak-echo", "identity"), seconds, capacity_s=3)
+        report = soak.run_soak(soak.Target(serve_session, "soak-echo", "identity"), seconds, capacity_s=3,
+                               warmup_s=5)
     print("soak:", report)
-    assert report["requests"] >= 0.5 * report["target_rps"] * seconds, "the load generator fell far behind"
+    assert report["achieved_rps"] >= 0.8 * report["target_rps"], "the load generator fell far behind"
     assert report["errors"] == 0 and report["wrong_answers"] == 0, report
     assert report["serving"], "the RSS of the serving processes (replicas, proxies) must be measured"
     assert report["rss_growth_pct"] < soak.RSS_GROWTH_LIMIT_PCT, report
