@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv models run test test-unit test-integration test-e2e check-config k8s soak clean
+.PHONY: venv models run test test-unit test-integration test-e2e check-config k8s soak bench optimize-report clean
 
 venv: $(STAMP)
 
@@ -52,6 +52,14 @@ test-e2e: models
 # The 30 s short mode runs in `make test` (tests/integration/test_soak.py).
 soak: venv
 	$(BIN)/python scripts/soak.py
+
+# Gateway vs raw model vs a naive FastAPI server, hops, fan-out, summarizer batching: docs/bench/ (~15 min).
+bench: models
+	$(BIN)/python -m serve_app.bench
+
+# Every optimization variant of both models, evaluated side by side: docs/optimization/ (~20 min on 2 cores).
+optimize-report: models
+	$(BIN)/gateway optimize-report --out docs/optimization
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

@@ -130,7 +130,7 @@ def evaluate_summarizers(folders: dict[str, Path], examples: list[Example], max_
     reference: list[str] | None = None
     for name, folder in folders.items():
         rt = TextSummarizer(folder, max_length)
-        rt.summarize([examples[0].text], [4], 1)  # warm-up
+        rt.summarize([examples[0].text], [max_new_tokens], 1)  # warm-up: the first generate is many times slower
         summaries, tokens, elapsed = [], 0, 0.0
         for i, e in enumerate(examples):
             started = time.perf_counter()

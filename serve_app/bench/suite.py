@@ -1,0 +1,227 @@
+"""The measurements behind `make bench`, against a running gateway (Ray Serve), a naive server and the raw
+model in this process. Every target is measured in the same run, interleaved (each repeat walks every
+concurrency and every target in turn), and ratios are taken per repeat and then their median is reported."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+import numpy as np
+
+from serve_app.bench.load import Call, RawBatcher, closed_loop
+
+NOOP = {"type": "model", "model": "noop"}
+
+
+@dataclass
+class BenchSettings:
+    concurrencies: list[int] = field(default_factory=lambda: [1, 4, 16, 32, 64])
+    window_s: float = 5.0
+    repeats: int = 3
+    hop_depths: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    hop_requests: int = 100
+    summarizer_concurrency: int = 8
+    summarizer_requests: int = 16
+    summarizer_tokens: int = 32
+    max_length: int = 128
+    ratio_concurrency: int = 32  # P1 and P2 are read here
+
+    @classmethod
+    def smoke(cls) -> BenchSettings:
+        return cls(concurrencies=[1, 4], window_s=0.5, repeats=1, hop_depths=[1, 2, 3], hop_requests=10,
+                   summarizer_concurrency=2, summarizer_requests=2, summarizer_tokens=4, ratio_concurrency=4)
+
+
+def bench_models(classifier: dict, fast: dict, summarizer: dict, settings: BenchSettings) -> dict:
+    """Models and pipelines of the gateway under test; each source dict is `source:` or `version:` (+registry)."""
+    resources = {"num_cpus": 0.3, "num_gpus": 0, "threads": 2}
+    clf = {"task": "classification", "max_length": settings.max_length, "resources": resources,
+           "batching": {"max_batch_size": 16, "batch_wait_timeout_s": 0.005}}
+    gen = {"max_new_tokens": settings.summarizer_tokens, "max_new_tokens_limit": 256}
+    summ = {"task": "summarization", "max_length": 512, "generation": gen, **summarizer,
+            "resources": {"num_cpus": 0.2, "num_gpus": 0, "threads": 2}}
+    chains = [{"name": f"hops{d}", "graph": NOOP if d == 1 else
+               {"type": "chain", "steps": [{"node": NOOP} for _ in range(d)]}} for d in settings.hop_depths]
+    return {
+        "models": [
+            {"name": "clf", **clf, **classifier},
+            {"name": "clf-fast", **clf, **fast},
+            {"name": "sum-batched", **summ, "batching": {"max_batch_size": settings.summarizer_concurrency,
+                                                         "batch_wait_timeout_s": 0.05}},
+            {"name": "sum-seq", **summ, "batching": {"max_batch_size": 1, "batch_wait_timeout_s": 0.0}},
+            {"name": "noop", "task": "identity", "resources": {"num_cpus": 0.05, "num_gpus": 0},
+             "batching": {"max_batch_size": 64, "batch_wait_timeout_s": 0.0}},
+        ],
+        "pipelines": [*chains,
+                      {"name": "fanout3", "graph": {"type": "fanout", "branches": {"a": NOOP, "b": NOOP, "c": NOOP}}}],
+    }
+
+
+def _check(r: httpx.Response) -> httpx.Response:
+    if r.status_code != 200:
+        raise RuntimeError(f"{r.status_code}: {r.text[:200]}")
+    return r
+
+
+def classify_targets(texts: list[str], http: httpx.AsyncClient, naive: httpx.AsyncClient, grpc_client,
+                     raw: RawBatcher) -> dict[str, Call]:
+    """One text per request, the answer's label checked to be present."""
+    import tritonclient.grpc.aio as tgrpc
+
+    def pick(n: int) -> str:
+        return texts[n % len(texts)]
+
+    async def gateway(n: int, model: str = "clf") -> None:
+        r = _check(await http.post("/v1/classify", json={"texts": [pick(n)], "model": model}))
+        assert r.json()["results"][0]["label"]
+
+    async def oip_rest(n: int) -> None:
+        body = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [pick(n)]}]}
+        r = _check(await http.post("/v2/models/clf/infer", json=body))
+        assert r.json()["outputs"]
+
+    async def oip_grpc(n: int) -> None:
+        inp = tgrpc.InferInput("text", [1], "BYTES")
+        inp.set_data_from_numpy(np.array([pick(n).encode()], dtype=np.object_))
+        result = await grpc_client.infer("clf", [inp])
+        assert result.as_numpy("label") is not None
+
+    async def naive_server(n: int) -> None:
+        r = _check(await naive.post("/classify", json={"texts": [pick(n)]}))
+        assert r.json()["results"][0]["label"]
+
+    async def raw_model(n: int) -> None:
+        assert (await raw.submit(pick(n)))["label"]
+
+    return {"raw in-process": raw_model, "gateway HTTP": gateway, "gateway OIP REST": oip_rest,
+            "gateway OIP gRPC": oip_grpc, "gateway best variant": lambda n: gateway(n, "clf-fast"),
+            "naive FastAPI": naive_server}
+
+
+async def sweep(targets: dict[str, Call], settings: BenchSettings, tick: Callable[[str], None]) -> dict:
+    """results[target][concurrency] = list of samples, one per repeat."""
+    results: dict[str, dict[int, list[dict]]] = {t: {c: [] for c in settings.concurrencies} for t in targets}
+    for r in range(settings.repeats):
+        for c in settings.concurrencies:
+            for name, call in targets.items():
+                tick(f"repeat {r + 1}/{settings.repeats}, concurrency {c}: {name}")
+                sample = await closed_loop(call, c, settings.window_s)
+                results[name][c].append(sample.as_dict())
+    return results
+
+
+async def sequential_p50(call: Call, n: int) -> float:
+    await call(0)  # warm-up
+    times = []
+    for i in range(n):
+        started = time.perf_counter()
+        await call(i)
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+async def hops(http: httpx.AsyncClient, settings: BenchSettings, tick) -> dict:
+    """p50 of no-op chains by depth, and the 3-way fan-out against one no-op, per repeat."""
+    async def pipeline(name: str, n: int) -> None:
+        _check(await http.post(f"/v1/pipelines/{name}", json={"texts": [f"t{n}"]}))
+
+    depth_p50: dict[int, list[float]] = {d: [] for d in settings.hop_depths}
+    fan: list[float] = []
+    for r in range(settings.repeats):
+        tick(f"hops, repeat {r + 1}/{settings.repeats}")
+        for d in settings.hop_depths:
+            depth_p50[d].append(await sequential_p50(lambda n, d=d: pipeline(f"hops{d}", n), settings.hop_requests))
+        single = await sequential_p50(lambda n: pipeline("hops1", n), settings.hop_requests)
+        three = await sequential_p50(lambda n: pipeline("fanout3", n), settings.hop_requests)
+        fan.append(three / single)
+    per_hop = [float(np.polyfit(settings.hop_depths, [depth_p50[d][r] for d in settings.hop_depths], 1)[0])
+               for r in range(settings.repeats)]
+    return {"p50_ms_by_depth": {d: statistics.median(v) for d, v in depth_p50.items()},
+            "ms_per_hop": statistics.median(per_hop), "fanout3_over_single": statistics.median(fan)}
+
+
+async def summarizer_tokens(http: httpx.AsyncClient, texts: list[str], settings: BenchSettings, tick) -> dict:
+    """Generated tokens/s at `summarizer_concurrency`, batched (max_batch_size = concurrency) vs one at a time."""
+    out: dict[str, list[float]] = {"sum-batched": [], "sum-seq": []}
+    for r in range(settings.repeats):
+        for model in out:
+            tick(f"summarizer {model}, repeat {r + 1}/{settings.repeats}")
+            tokens = 0
+
+            async def call(n: int, model: str = model) -> None:
+                nonlocal tokens
+                body = {"texts": [texts[n % len(texts)]], "model": model,
+                        "max_new_tokens": settings.summarizer_tokens}
+                tokens += _check(await http.post("/v1/summarize", json=body)).json()["results"][0][
+                    "generated_tokens"]
+
+            started = time.perf_counter()
+            sample = await closed_loop(call, settings.summarizer_concurrency, 3600,
+                                       max_requests=settings.summarizer_requests, timeout_s=600)
+            if sample.errors:
+                raise RuntimeError(f"{model}: {sample.errors} summarize requests failed")
+            out[model].append(tokens / (time.perf_counter() - started))
+    return {"tokens_per_s": {m: statistics.median(v) for m, v in out.items()},
+            "batched_over_sequential": statistics.median(
+                [b / s for b, s in zip(out["sum-batched"], out["sum-seq"])])}
+
+
+def targets_table(sweep_results: dict, hop: dict, summ: dict, settings: BenchSettings) -> list[dict]:
+    """P1-P9 as measured: per-repeat ratios, then the median."""
+    c = settings.ratio_concurrency
+
+    def ratio(a: str, b: str, conc: int) -> float:
+        return statistics.median(x["rps"] / y["rps"] for x, y in zip(sweep_results[a][conc], sweep_results[b][conc]))
+
+    def p50_gap(a: str, b: str) -> float:
+        one = min(settings.concurrencies)
+        return statistics.median(x["p50_ms"] - y["p50_ms"]
+                                 for x, y in zip(sweep_results[a][one], sweep_results[b][one]))
+
+    rows = [
+        ("P1", f"gateway classify req/s ÷ raw in-process batched req/s, concurrency {c}",
+         ratio("gateway HTTP", "raw in-process", c), ">=", 0.90),
+        ("P2", f"gateway best gated variant ÷ naive FastAPI fp32 server, concurrency {c}",
+         ratio("gateway best variant", "naive FastAPI", c), ">=", 4.0),
+        ("P3", "added p50 per extra no-op hop (ms)", hop["ms_per_hop"], "<=", 2.0),
+        ("P5", f"summarizer batched ÷ sequential tokens/s, concurrency {settings.summarizer_concurrency}",
+         summ["batched_over_sequential"], ">=", 3.0),
+        ("P6", "3-way no-op fan-out p50 ÷ single no-op p50", hop["fanout3_over_single"], "<=", 1.3),
+        ("P9", "p50 at concurrency 1: gateway − raw, one classify over HTTP (ms)",
+         p50_gap("gateway HTTP", "raw in-process"), "<=", 8.0),
+    ]
+    return [{"id": i, "measure": m, "value": round(v, 3), "target": f"{op} {t:g}",
+             "met": v >= t if op == ">=" else v <= t} for i, m, v, op, t in rows]
+
+
+async def run_suite(base_url: str, grpc_target: str, naive_url: str, raw_predict, texts: list[str],
+                    settings: BenchSettings, tick: Callable[[str], None] = lambda s: None) -> dict:
+    import tritonclient.grpc.aio as tgrpc
+
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    raw = RawBatcher(raw_predict, max_batch=max(settings.concurrencies))
+    grpc_client = tgrpc.InferenceServerClient(grpc_target)
+    async with httpx.AsyncClient(base_url=base_url, timeout=600, limits=limits) as http, \
+            httpx.AsyncClient(base_url=naive_url, timeout=600, limits=limits) as naive:
+        try:
+            targets = classify_targets(texts, http, naive, grpc_client, raw)
+            for call in targets.values():  # warm every path (first calls load kernels, open connections)
+                await call(0)
+            results = await sweep(targets, settings, tick)
+            hop = await hops(http, settings, tick)
+            summ = await summarizer_tokens(http, texts, settings, tick)
+        finally:
+            await raw.close()
+            await grpc_client.close()
+    return {"settings": settings.__dict__, "sweep": results, "hops": hop, "summarizer": summ,
+            "targets": targets_table(results, hop, summ, settings)}
+
+
+def run(base_url: str, grpc_target: str, naive_url: str, raw_predict, texts: list[str], settings: BenchSettings,
+        tick: Callable[[str], None] = lambda s: None) -> dict:
+    return asyncio.run(run_suite(base_url, grpc_target, naive_url, raw_predict, texts, settings, tick))

@@ -1,0 +1,57 @@
+"""`make bench` in smoke mode on tiny models: every target runs end to end over loopback (HTTP, OIP REST,
+OIP gRPC, a naive uvicorn server, the raw model, no-op hops, fan-out, batched and sequential summarizers) and
+the report is written. No timing is asserted: on shared CI cores the figures mean nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import deployed, free_port
+from tiny_models import build_tiny_classifier
+
+from serve_app.bench import report
+from serve_app.bench.__main__ import wait_http
+from serve_app.bench.suite import BenchSettings, bench_models, run
+from serve_app.config import parse_config
+from serve_app.optimize.build import build_variant
+from serve_app.optimize.plan import make_plan
+from serve_app.runtime.classifier import load_classifier
+
+TEXTS = ["The bank raised rates.", "The striker scored twice.", "A new phone went on sale."]
+
+
+def test_bench_smoke_runs_every_target_and_writes_the_report(serve_session, grpc_target, tiny_models, tmp_path):
+    settings = BenchSettings.smoke()
+    clf = build_tiny_classifier(tmp_path / "clf", seed=2)
+    fast = tmp_path / "fast"
+    fast.mkdir()
+    build_variant(clf, make_plan("classification", runtime="onnx", quantize="int8"), "classification", fast)
+    config = parse_config(bench_models({"source": str(clf)}, {"source": str(fast)},
+                                       {"source": str(tiny_models / "tiny-summarizer")}, settings))
+    port = free_port()
+    naive = subprocess.Popen([sys.executable, "-m", "serve_app.bench.naive_server", str(clf), "--port", str(port)])
+    raw = load_classifier(clf, settings.max_length)
+    try:
+        with deployed(config):
+            wait_http(f"http://127.0.0.1:{port}/healthz", 120)
+            result = run(serve_session, grpc_target, f"http://127.0.0.1:{port}", lambda b: raw.predict(b, 32),
+                         TEXTS, settings)
+    finally:
+        naive.terminate()
+        naive.wait(30)
+    targets = {"raw in-process", "gateway HTTP", "gateway OIP REST", "gateway OIP gRPC", "gateway best variant",
+               "naive FastAPI"}
+    assert set(result["sweep"]) == targets
+    for target, by_c in result["sweep"].items():
+        for c, samples in by_c.items():
+            assert samples[0]["errors"] == 0 and samples[0]["requests"] > 0, (target, c, samples)
+    assert set(result["hops"]["p50_ms_by_depth"]) == {1, 2, 3}
+    assert result["summarizer"]["tokens_per_s"]["sum-batched"] > 0
+    assert [t["id"] for t in result["targets"]] == ["P1", "P2", "P3", "P5", "P6", "P9"]
+    written = report.write(result, tmp_path / "bench", "test machine")
+    assert {p.name for p in written} == {"bench.json", "bench.md", "throughput.png", "p99.png"}
+    assert json.loads((tmp_path / "bench" / "bench.json").read_text())["targets"][0]["id"] == "P1"
+    assert "| P1 |" in (tmp_path / "bench" / "bench.md").read_text()
+    assert (tmp_path / "bench" / "throughput.png").read_bytes()[:4] == b"\x89PNG"
