@@ -83,9 +83,11 @@ def main() -> int:
     from serve_app.app import deploy, open_registry, start_serve
     from serve_app.config import load_config, parse_config
     from serve_app.models import bbc
+    from serve_app.optimize.cli import quiet_transformers
     from serve_app.runtime.classifier import load_classifier
     from serve_app.settings import GatewaySettings
 
+    quiet_transformers()
     settings = BenchSettings(repeats=args.repeats, window_s=args.window)
     registry = open_registry(load_config(args.config))
     _, held_out = bbc.split(bbc.load_articles())

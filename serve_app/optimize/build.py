@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -133,6 +132,3 @@ def _write_onnx(model, tokenizer, plan: Plan, out: Path, spec: VariantSpec, info
 def weights_size(folder: Path) -> int:
     return sum(p.stat().st_size for p in Path(folder).iterdir() if p.suffix in (".safetensors", ".onnx"))
 
-
-def describe(folder: Path) -> dict:
-    return json.loads((folder / "runtime.json").read_text()) if (folder / "runtime.json").is_file() else {}

@@ -20,8 +20,18 @@ METRIC_NAMES = {"accuracy": "accuracy %", "rougeL_headline": "ROUGE-L vs headlin
                 "throughput_b16": "texts/s b16", "tokens_per_s": "tokens/s"}
 
 
+def quiet_transformers() -> None:
+    """Keep one progress line readable: no per-load weight bars, no 'sequence longer than' notices (the
+    runtimes truncate on purpose and measure the untruncated length to report it)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 @contextmanager
 def progress_line(title: str) -> Iterator:
+    quiet_transformers()
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=Console(stderr=True), transient=False) as progress:
         task = progress.add_task(title)

@@ -16,8 +16,15 @@ from rich.console import Console
 
 from serve_app.optimize.build import build_variant
 from serve_app.optimize.cli import metrics_table, progress_line
-from serve_app.optimize.evaluate import (QUALITY_KEY, bbc_calibration, bbc_headlines, bbc_held_out,
-                                         evaluate_classifiers, evaluate_summarizers, gate)
+from serve_app.optimize.evaluate import (
+    QUALITY_KEY,
+    bbc_calibration,
+    bbc_headlines,
+    bbc_held_out,
+    evaluate_classifiers,
+    evaluate_summarizers,
+    gate,
+)
 from serve_app.optimize.pipeline import DEFAULT_MAX_DROP
 from serve_app.optimize.plan import make_plan
 
