@@ -139,6 +139,14 @@ def test_grpc_deadline_metadata_is_deadline_exceeded(gateway, grpc_target):
     assert grpc_code(lambda: grpc_infer(grpc_target, "slow", md))[0] == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+def test_grpc_client_deadline_cancels_the_model_call(gateway, grpc_target):
+    before = stats("slow")
+    md = [("authorization", AUTH["Authorization"])]
+    assert grpc_code(lambda: grpc_infer(grpc_target, "slow", md, timeout=0.5))[0] == \
+        grpc.StatusCode.DEADLINE_EXCEEDED
+    wait_for(lambda: stats("slow")["cancelled"] == before["cancelled"] + 1, 4, "the model call is cancelled")
+
+
 def test_client_disconnect_cancels_the_model_call(gateway, serve_session):
     before = stats("slow")
     with httpx.Client(base_url=serve_session, headers=AUTH, timeout=0.5) as impatient:
