@@ -68,16 +68,25 @@ def _resolve(config: GatewayConfig, model: ModelConfig, selector: str, registry=
     return str(version.iteration), model_spec(config, model, version)
 
 
-def build_version(args: dict, registry=None):
-    """One model version as a Serve application: args `config` (holding that one model), `selector`, `gpus`."""
+def build_version(args: dict):
+    """One model version as a Serve application: args `config` (holding that one model), `selector`, `gpus`.
+    (Ray calls an application builder with exactly one argument.)"""
+    return version_application(args)
+
+
+def build_gateway(args: dict):
+    """The HTTP/gRPC ingress, routing to the applications `declared_versions` names: args `config`, `gpus`."""
+    return gateway_application(args)
+
+
+def version_application(args: dict, registry=None):
     config = _config(args)
     model = config.models[0]
     _, spec = _resolve(config, model, args.get("selector", model.version), registry)
     return version_app(model, spec, float(args.get("gpus", 0)))
 
 
-def build_gateway(args: dict, registry=None):
-    """The HTTP/gRPC ingress, routing to the applications `declared_versions` names: args `config`, `gpus`."""
+def gateway_application(args: dict, registry=None):
     config = _config(args)
     if registry is None and any(m.source is None and m.task is not Task.identity for m in config.models):
         registry = open_registry(config)

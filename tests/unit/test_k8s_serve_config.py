@@ -4,6 +4,7 @@ imports, and the application builders it names start the same applications `gate
 from __future__ import annotations
 
 import importlib
+import inspect
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,7 +14,7 @@ import yaml
 from serve_app import k8s_render
 from serve_app.app import deployment_options, replica_options
 from serve_app.config import parse_config
-from serve_app.k8s_entry import build_gateway, build_version, declared_versions, selector_slug
+from serve_app.k8s_entry import declared_versions, gateway_application, selector_slug, version_application
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,7 +52,9 @@ def test_serve_configs_validate_with_rays_schema_and_every_import_path_imports()
         schema = ServeDeploySchema.model_validate(config)
         assert [a.name for a in schema.applications][-1] == "gateway", where
         for app in config["applications"]:
-            assert callable(import_attr(app["import_path"])), app["import_path"]
+            builder = import_attr(app["import_path"])
+            # Ray calls an application builder with exactly one argument, the args mapping.
+            assert len(inspect.signature(builder).parameters) == 1, app["import_path"]
         for servicer in config["grpc_options"]["grpc_servicer_functions"]:
             assert callable(import_attr(servicer))
 
@@ -114,7 +117,7 @@ CONFIG = {
 
 
 def test_version_builder_resolves_its_selector_and_sets_the_rendered_options():
-    app = build_version({"config": {**CONFIG, "models": [CONFIG["models"][0]]}, "selector": "canary", "gpus": 1},
+    app = version_application({"config": {**CONFIG, "models": [CONFIG["models"][0]]}, "selector": "canary", "gpus": 1},
                         registry=FakeRegistry())
     deployment = app._bound_deployment
     model = parse_config(CONFIG).models[0]
@@ -129,7 +132,7 @@ def test_version_builder_resolves_its_selector_and_sets_the_rendered_options():
 
 
 def test_gateway_builder_routes_to_the_declared_apps_with_merged_weights():
-    app = build_gateway({"config": CONFIG, "gpus": 0}, registry=FakeRegistry())
+    app = gateway_application({"config": CONFIG, "gpus": 0}, registry=FakeRegistry())
     config, table, gpus = app._bound_deployment.init_args
     assert gpus == 0.0 and config["models"][0]["name"] == "clf"
     assert table["clf"] == [
