@@ -41,7 +41,7 @@ def bench_models(classifier: dict, fast: dict, summarizer: dict, settings: Bench
     """Models and pipelines of the gateway under test; each source dict is `source:` or `version:` (+registry)."""
     resources = {"num_cpus": 0.3, "num_gpus": 0, "threads": 2}
     clf = {"task": "classification", "max_length": settings.max_length, "resources": resources,
-           "batching": {"max_batch_size": 16, "batch_wait_timeout_s": 0.005}}
+           "batching": {"max_batch_size": 16, "batch_wait_timeout_s": 0.0}}
     gen = {"max_new_tokens": settings.summarizer_tokens, "max_new_tokens_limit": 256}
     summ = {"task": "summarization", "max_length": 512, "generation": gen, **summarizer,
             "resources": {"num_cpus": 0.2, "num_gpus": 0, "threads": 2}}
