@@ -27,6 +27,7 @@ from serve_app.optimize.evaluate import (
 )
 from serve_app.optimize.pipeline import DEFAULT_MAX_DROP
 from serve_app.optimize.plan import make_plan
+from serve_app.runtime.variant import read_variant
 
 CLASSIFIER_VARIANTS = {  # name -> make_plan arguments; the first row is the parent itself
     "torch fp32": None,
@@ -37,7 +38,8 @@ CLASSIFIER_VARIANTS = {  # name -> make_plan arguments; the first row is the par
     "prune random 30%": {"prune": ["random:0.3"]},
     "prune magnitude 30%": {"prune": ["magnitude:0.3"]},
     "prune heads 25%": {"prune": ["heads:0.25"]},
-    "heads 25% + ORT int8": {"prune": ["heads:0.25"], "runtime": "onnx", "quantize": "int8"},
+    # Built from the row above (its heads already ranked and removed): composition through lineage.
+    "heads 25% + ORT int8": {"from": "prune heads 25%", "runtime": "onnx", "quantize": "int8"},
 }
 SUMMARIZER_VARIANTS = {"torch fp32": None, "torch int8": {"quantize": "int8"}, "torch bf16": {"quantize": "bf16"}}
 
@@ -49,14 +51,17 @@ def _build_all(parent: Path, task: str, variants: dict, work: Path, tick) -> tup
         if args is None:
             folders[name] = parent
             continue
+        args = dict(args)
+        base = folders[args.pop("from")] if "from" in args else parent
         plan = make_plan(task, **args)
         if calibration is None and any(p.method == "heads" for p in plan.prune):
             calibration = bbc_calibration()
         out = work / name.replace(" ", "_").replace("%", "pct").replace("+", "and")
         out.mkdir()
         started = time.perf_counter()
-        builds[name] = build_variant(parent, plan, task, out, calibration, lambda s, n=name: tick(f"{n}: {s}"))
-        builds[name] |= {"transform": plan.label, "build_s": round(time.perf_counter() - started, 1)}
+        builds[name] = build_variant(base, plan, task, out, calibration, lambda s, n=name: tick(f"{n}: {s}"))
+        transforms = "+".join(read_variant(out).transforms)
+        builds[name] |= {"transform": transforms, "build_s": round(time.perf_counter() - started, 1)}
         folders[name] = out
     return folders, builds
 
