@@ -15,6 +15,9 @@ import httpx
 import numpy as np
 import psutil
 import pytest
+from fuzz_strategies import FUZZ, check, encoded, headers, oip_bodies
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from serve_app.app import GATEWAY_APP, gateway_app, plan_versions, version_app
 from serve_app.config import parse_config
@@ -33,6 +36,7 @@ CONFIG = {
         {"name": "echo", "task": "identity", "delay_ms": ECHO_DELAY_S * 1000,
          "resources": {**CPU, "max_ongoing_requests": 4, "max_queued_requests": 1}},
         {"name": "slow", "task": "identity", "delay_ms": 5000, "resources": CPU},
+        {"name": "fast", "task": "identity", "resources": CPU},
         {"name": "victim", "task": "identity", "delay_ms": 100,
          "resources": {**CPU, "replicas": 2, "max_ongoing_requests": 8}},
     ],
@@ -216,6 +220,16 @@ def grpc_code_or_ok(target, md):
         return grpc.StatusCode.OK
     except grpc.RpcError as err:
         return err.code()
+
+
+# -- fuzz over real HTTP ----------------------------------------------------------------------------------------
+@settings(FUZZ, max_examples=150)
+@given(name=st.sampled_from(["fast", "fast", "ghost", "stc"]), raw=encoded(oip_bodies()), hdrs=headers,
+       route=st.sampled_from(["oip", "tf", "simple"]))
+def test_fuzz_over_real_http_has_no_5xx(gateway, name, raw, hdrs, route):
+    """A smaller fuzz through Ray Serve's proxy and the real ingress (the unit fuzz runs 1070 cases in-process)."""
+    path = {"oip": f"/v2/models/{name}/infer", "tf": f"/v1/models/{name}:predict", "simple": "/v1/classify"}[route]
+    check(gateway.post(path, content=raw, headers={**AUTH, **hdrs}), f"ray-{route}")
 
 
 # -- replica faults ---------------------------------------------------------------------------------------------
