@@ -97,6 +97,8 @@ def deployment_options(model: ModelConfig, gpus_in_cluster: float) -> dict:
         "max_ongoing_requests": model.max_ongoing_requests,
         "max_queued_requests": res.max_queued_requests or -1,  # -1: Ray Serve's "no limit"
         "ray_actor_options": actor,
+        # Model hops are internal: a per-call access line in every replica would double the ingress's log.
+        "logging_config": {"enable_access_log": False},
     }
 
 
@@ -131,6 +133,7 @@ def gateway_app(config: GatewayConfig, plans: list[VersionPlan], gpus_in_cluster
         name=GATEWAY_APP,
         num_replicas=server.ingress_replicas,
         max_ongoing_requests=1000,
+        logging_config={"enable_access_log": server.access_log},
         ray_actor_options={"num_cpus": server.ingress_num_cpus,
                            "runtime_env": {"env_vars": {**INGRESS_ENV, **(env or {})}}},
     ).bind(config.model_dump(mode="json"), table, gpus_in_cluster)

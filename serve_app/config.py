@@ -230,6 +230,9 @@ class ServerConfig(_Strict):
     ingress_num_cpus: Annotated[float, Field(gt=0, le=16)] = 0.1
     # Record gateway metrics through Ray (off: nothing is recorded; for measuring their overhead).
     metrics: bool = True
+    # One access-log line per request at the ingress (Ray Serve's default is on). Off by default: the request
+    # counters and latency histograms carry the same facts, and the line costs CPU on every request.
+    access_log: bool = False
     # Admin endpoints (load/unload, traffic) change the state of the replica that answers: keep one ingress.
     ingress_replicas: Annotated[int, Field(ge=1, le=1)] = 1
 

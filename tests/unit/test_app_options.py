@@ -22,3 +22,16 @@ def test_options_carry_fractional_cpus_and_a_queue_above_the_batch_size(tmp_path
     assert opts["max_ongoing_requests"] == 96  # never below what one @serve.batch can take
     spec = model_spec(config, config.models[0])
     assert spec["path"] == str(tmp_path / "c") and spec["batching"]["max_batch_size"] == 48
+
+
+def test_access_logs_are_off_on_model_hops_and_follow_the_config_at_the_ingress(tmp_path):
+    from serve_app.app import gateway_app
+
+    models = [{"name": "c", "task": "identity", "resources": {"num_cpus": 0.1}}]
+    quiet = parse_config({"models": models}, settings=GatewaySettings(models_dir=tmp_path))
+    assert deployment_options(quiet.models[0], 0)["logging_config"] == {"enable_access_log": False}
+    for flag in (False, True):
+        config = parse_config({"server": {"access_log": flag}, "models": models},
+                              settings=GatewaySettings(models_dir=tmp_path))
+        ingress = gateway_app(config, [], 0.0)._bound_deployment
+        assert ingress._deployment_config.logging_config["enable_access_log"] is flag
