@@ -26,8 +26,9 @@ class _Classifier:
     def __init__(self, path: Path, max_length: int | None, placement: Placement):
         from transformers import AutoConfig, AutoTokenizer
 
+        path = Path(path)
         check_model_folder(path)
-        self.path = Path(path)
+        self.path = path
         self.placement = placement
         self.variant = read_variant(path)
         self.config = AutoConfig.from_pretrained(path)
@@ -143,6 +144,7 @@ class OnnxClassifier(_Classifier):
 def load_classifier(path: Path, max_length: int | None = None, runtime: str = "auto",
                     placement: Placement | None = None) -> _Classifier:
     """The runtime the folder asks for (`runtime: auto`), or the one configured, refusing a mismatch."""
+    path = Path(path)
     wanted = read_variant(path).runtime
     if runtime not in ("auto", wanted):
         raise ValueError(f"{path} is a '{wanted}' model but the config asks for runtime '{runtime}'; "
