@@ -160,8 +160,10 @@ async def summarizer_tokens(http: httpx.AsyncClient, texts: list[str], settings:
                 nonlocal tokens
                 body = {"texts": [texts[n % len(texts)]], "model": model,
                         "max_new_tokens": settings.summarizer_tokens}
-                tokens += _check(await http.post("/v1/summarize", json=body)).json()["results"][0][
-                    "generated_tokens"]
+                # Await first, then add: `tokens += await ...` reads `tokens` before the await, and concurrent
+                # clients would overwrite each other's counts.
+                got = _check(await http.post("/v1/summarize", json=body)).json()["results"][0]["generated_tokens"]
+                tokens += got
 
             started = time.perf_counter()
             sample = await closed_loop(call, settings.summarizer_concurrency, 3600,
