@@ -151,12 +151,14 @@ async def hops(http: httpx.AsyncClient, settings: BenchSettings, tick) -> dict:
 async def summarizer_tokens(http: httpx.AsyncClient, texts: list[str], settings: BenchSettings, tick) -> dict:
     """Generated tokens/s at `summarizer_concurrency`, batched (max_batch_size = concurrency) vs one at a time."""
     out: dict[str, list[float]] = {"sum-batched": [], "sum-seq": []}
+    checks: dict[str, dict] = {}
     for r in range(settings.repeats):
         for model in out:
             tick(f"summarizer {model}, repeat {r + 1}/{settings.repeats}")
             tokens = 0
+            per_request: list[int] = []
 
-            async def call(n: int, model: str = model) -> None:
+            async def call(n: int, model: str = model, per_request: list[int] = per_request) -> None:
                 nonlocal tokens
                 body = {"texts": [texts[n % len(texts)]], "model": model,
                         "max_new_tokens": settings.summarizer_tokens}
@@ -164,6 +166,7 @@ async def summarizer_tokens(http: httpx.AsyncClient, texts: list[str], settings:
                 # clients would overwrite each other's counts.
                 got = _check(await http.post("/v1/summarize", json=body)).json()["results"][0]["generated_tokens"]
                 tokens += got
+                per_request.append(got)
 
             started = time.perf_counter()
             sample = await closed_loop(call, settings.summarizer_concurrency, 3600,
@@ -171,7 +174,8 @@ async def summarizer_tokens(http: httpx.AsyncClient, texts: list[str], settings:
             if sample.errors:
                 raise RuntimeError(f"{model}: {sample.errors} summarize requests failed")
             out[model].append(tokens / (time.perf_counter() - started))
-    return {"tokens_per_s": {m: statistics.median(v) for m, v in out.items()},
+            checks[model] = {"tokens": tokens, "per_request": per_request}
+    return {"tokens_per_s": {m: statistics.median(v) for m, v in out.items()}, "last_repeat": checks,
             "batched_over_sequential": statistics.median(
                 [b / s for b, s in zip(out["sum-batched"], out["sum-seq"])])}
 

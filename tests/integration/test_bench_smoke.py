@@ -49,6 +49,10 @@ def test_bench_smoke_runs_every_target_and_writes_the_report(serve_session, grpc
             assert samples[0]["errors"] == 0 and samples[0]["requests"] > 0, (target, c, samples)
     assert set(result["hops"]["p50_ms_by_depth"]) == {1, 2, 3}
     assert result["summarizer"]["tokens_per_s"]["sum-batched"] > 0
+    for model, check in result["summarizer"]["last_repeat"].items():
+        # Concurrent clients add to one total: it must equal the sum of what each request reported.
+        assert len(check["per_request"]) == settings.summarizer_requests, model
+        assert check["tokens"] == sum(check["per_request"]) > 0, (model, check)
     assert [t["id"] for t in result["targets"]] == ["P1", "P2", "P3", "P5", "P6", "P9"]
     written = report.write(result, tmp_path / "bench", "test machine")
     assert {p.name for p in written} == {"bench.json", "bench.md", "throughput.png", "p99.png"}
