@@ -6,11 +6,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
 from deployments.metrics import metrics_for
+from serve_app.batching import SlotBatcher
 from serve_app.processing import flatten, unflatten
 from serve_app.registry import IntegrityError, Registry
 from serve_app.versioning import content_hash, short
@@ -37,7 +39,8 @@ def materialize(spec: dict) -> tuple[Path, str, str]:
 
 
 class ModelDeployment:
-    """Subclasses implement `_load(path) -> info dict` and an `@serve.batch` method named `_batched`.
+    """Subclasses implement `_load(path) -> info dict`, and either `_predict(flat texts) -> results` (batched by
+    a `SlotBatcher` through `_queue`) or an `@serve.batch` method named `_batched` (used through `_submit`).
 
     `spec` is a `ModelConfig` dumped to JSON plus either a folder `path` or a registry version
     (`registry`, `iteration`, `content_hash`); it crosses process boundaries.
@@ -53,16 +56,27 @@ class ModelDeployment:
         threads = spec["resources"].get("threads")
         if threads:
             torch.set_num_threads(int(threads))
+        self.threads = torch.get_num_threads()
         path, self.version, self.content_hash = materialize(spec)
         self._details = self._load(path)
         self.labels = {"model": self.name, "version": self.version}
         self.metrics.set("gateway_model_load_seconds", self.labels, time.perf_counter() - started)
         self.metrics.set("gateway_queue_depth", self.labels, 0)
         batching = spec["batching"]
-        # One config drives @serve.batch: the decorator's arguments are only defaults.
-        self._batched.set_max_batch_size(batching["max_batch_size"])
-        self._batched.set_batch_wait_timeout_s(batching["batch_wait_timeout_s"])
         self.micro_batch = batching["max_batch_size"]
+        if hasattr(self, "_batched"):
+            # One config drives @serve.batch: the decorator's arguments are only defaults.
+            self._batched.set_max_batch_size(batching["max_batch_size"])
+            self._batched.set_batch_wait_timeout_s(batching["batch_wait_timeout_s"])
+        else:
+            concurrent = batching.get("max_concurrent_batches", 1)
+            # One thread per concurrent batch: torch's intra-op thread count is per calling thread, so each
+            # batch can be given its own (see _run_batch).
+            self._pool = ThreadPoolExecutor(max_workers=concurrent, thread_name_prefix=f"{self.name}-batch")
+            self.batcher = SlotBatcher(self._run_batch, batching["max_batch_size"], concurrent,
+                                       batching["batch_wait_timeout_s"], name=self.name,
+                                       on_batch=lambda n, running: self.metrics.observe(
+                                           "gateway_batch_size", self.labels, n))
         log.info("model %s loaded: version %s (%s)", self.name, self.version, self.content_hash)
 
     def _load(self, path: Path) -> dict:
@@ -87,6 +101,38 @@ class ModelDeployment:
         finally:
             self.in_flight -= 1
             self.metrics.set("gateway_queue_depth", self.labels, self.in_flight)
+
+    async def _queue(self, texts: list[str]) -> list:
+        """One request's texts through the replica's batcher, keeping the in-flight gauge current."""
+        self.in_flight += 1
+        self.metrics.set("gateway_queue_depth", self.labels, self.in_flight)
+        try:
+            return await self.batcher.submit(texts)
+        finally:
+            self.in_flight -= 1
+            self.metrics.set("gateway_queue_depth", self.labels, self.in_flight)
+
+    def _predict(self, texts: list[str]) -> list:
+        raise NotImplementedError
+
+    async def _run_batch(self, flat: list[str]) -> list:
+        """Run one batch on a worker thread. A batch running alone gets every intra-op thread (lowest latency
+        at low load); batches running side by side get one each, so under load the replica keeps all its cores
+        busy without the OpenMP barrier stalls of one wide team sharing cores with other processes."""
+        threads = self.threads if self.batcher.running <= 1 else 1
+        loop = asyncio.get_running_loop()
+        try:
+            outputs = await loop.run_in_executor(self._pool, self._predict_with, threads, flat)
+        except Exception:
+            self.failures_in_a_row += 1
+            raise
+        self.failures_in_a_row = 0
+        return outputs
+
+    def _predict_with(self, threads: int, flat: list[str]) -> list:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)  # this worker thread's own OpenMP team size
+        return self._predict(flat)
 
     async def _run_flat(self, requests: list[list[str]], fn: Callable[[list[str]], list]) -> list[list]:
         """Run one model call over every batched request's texts, off the event loop, and split the results."""

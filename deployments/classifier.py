@@ -19,9 +19,8 @@ class ClassifierDeployment(ModelDeployment):
                 "runtime": self.runtime.variant.runtime, "transforms": self.runtime.variant.transforms}
 
     async def infer(self, texts: list[str], params: dict) -> dict:
-        results = await self._submit(texts)
+        results = await self._queue(texts)
         return {"version": self.version, "max_length": self.runtime.max_length, "results": results}
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
-    async def _batched(self, requests: list[list[str]]) -> list[list[dict]]:
-        return await self._run_flat(requests, lambda flat: self.runtime.predict(flat, self.micro_batch))
+    def _predict(self, texts: list[str]) -> list[dict]:
+        return self.runtime.predict(texts, self.micro_batch)

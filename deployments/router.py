@@ -17,6 +17,7 @@ from ray.serve.handle import DeploymentHandle
 
 from deployments.metrics import metrics_for
 from serve_app.app import app_name, open_registry, plan_version, version_app
+from serve_app.batching import SlotBatcher
 from serve_app.config import GatewayConfig, ModelConfig
 from serve_app.dataplane import DataPlane
 from serve_app.errors import LoadFailed, ModelNotReady, Overloaded
@@ -33,14 +34,32 @@ _REPLICA_LOST = (RayActorError, ActorUnavailableError, ReplicaUnavailableError, 
 
 
 class HandleBackend:
-    """`ModelBackend` over a Ray Serve DeploymentHandle; Ray's faults become typed, retryable gateway errors."""
+    """`ModelBackend` over a Ray Serve DeploymentHandle; Ray's faults become typed, retryable gateway errors.
 
-    def __init__(self, handle: DeploymentHandle, name: str = ""):
+    With `model.coalesces`, concurrent requests without parameters are merged into one handle call (a
+    `SlotBatcher` keeping `model.calls_in_flight` calls in flight): a hop through Ray costs about as much CPU as
+    a small model's forward pass, so one hop per batch instead of per request is most of the fast path.
+    """
+
+    def __init__(self, handle: DeploymentHandle, name: str = "", model: ModelConfig | None = None):
         self.handle = handle
         self.name = name or handle.deployment_name
+        self.coalescer = None
+        if model is not None and model.coalesces:
+            self.coalescer = SlotBatcher(self._merged, model.batching.max_batch_size, model.calls_in_flight,
+                                         max_queued=model.resources.max_queued_requests, name=self.name)
 
     async def infer(self, texts: list[str], params: dict) -> dict:
-        return await self._call(self.handle.infer.remote(texts, params))
+        if self.coalescer is None or params:
+            return await self._call(self.handle.infer.remote(texts, params))
+        answers = await self.coalescer.submit(texts)
+        return {**answers[0][0], "results": [result for _, result in answers]}
+
+    async def _merged(self, texts: list[str]) -> list[tuple[dict, dict]]:
+        """One model call for many requests' texts: (the answer's version fields, one result) per text."""
+        out = await self._call(self.handle.infer.remote(texts, {}))
+        fields = {k: v for k, v in out.items() if k != "results"}
+        return [(fields, result) for result in out["results"]]
 
     async def info(self) -> dict:
         return await self._call(self.handle.info.remote())
@@ -63,8 +82,8 @@ class HandleBackend:
                                 retry_after_s=1) from None
 
 
-def backend_for(model: str, app: str) -> HandleBackend:
-    return HandleBackend(serve.get_deployment_handle(model, app_name=app), model)
+def backend_for(model: ModelConfig, app: str) -> HandleBackend:
+    return HandleBackend(serve.get_deployment_handle(model.name, app_name=app), model.name, model)
 
 
 class ServeModelManager:
@@ -88,7 +107,7 @@ class ServeModelManager:
             log.exception("deploying %s failed", plan.app_name)
             await asyncio.to_thread(serve.delete, plan.app_name)
             raise LoadFailed(f"{model.name}@{version.iteration} failed to start; see the server log") from None
-        return plan.label, backend_for(model.name, plan.app_name)
+        return plan.label, backend_for(model, plan.app_name)
 
     async def unload(self, model: ModelConfig, label: str) -> None:
         await asyncio.to_thread(serve.delete, app_name(model.name, label))
@@ -105,7 +124,8 @@ class Gateway(OipGrpcServicer):
         for model, versions in table.items():
             routes[model] = ModelRoutes(model)
             for v in versions:
-                routes[model].add(v["label"], backend_for(v["deployment"], v["app"]), v["weight"])
+                backend = backend_for(self.config.model(v["deployment"]), v["app"])
+                routes[model].add(v["label"], backend, v["weight"])
         manager = ServeModelManager(self.config, gpus_in_cluster)
         self.dataplane = DataPlane(self.config, routes, manager, metrics_for(self.config.server.metrics))
         settings = GatewaySettings()

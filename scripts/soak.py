@@ -259,10 +259,13 @@ def _run_local(args, name: str, task: str, headers: dict) -> dict:
     """Start a local Ray and Serve on free ports, deploy the soak config, soak it, and shut down."""
     import socket
 
+    sys.path.insert(0, str(REPO))
+    from serve_app.serve_env import use_fast_path
+
+    use_fast_path()  # the mode `make run` uses; before Ray is imported
     import ray
     from ray import serve
 
-    sys.path.insert(0, str(REPO))
     from serve_app.app import deploy, start_serve
     from serve_app.config import parse_config
     from serve_app.settings import GatewaySettings

@@ -23,6 +23,7 @@ from serve_app.config import ConfigError, load_config
 from serve_app.errors import GatewayError
 from serve_app.optimize.cli import add_parsers as add_optimize_parsers
 from serve_app.registry.cli import add_parser as add_registry_parser
+from serve_app.serve_env import use_fast_path
 from serve_app.settings import GatewaySettings
 
 
@@ -84,6 +85,7 @@ def _cmd_run(args: argparse.Namespace, settings: GatewaySettings) -> int:
         return 2
     plan_versions(config)  # fail fast, before Ray starts, on a version the registry cannot resolve
 
+    use_fast_path()  # before Ray is imported: its workers inherit the environment
     import ray
     from ray import serve
 

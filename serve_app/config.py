@@ -45,7 +45,15 @@ class Batching(_Strict):
     """Dynamic batching (`@serve.batch`) of concurrent requests inside one replica."""
 
     max_batch_size: Annotated[int, Field(ge=1, le=256)] = 16
+    # How long a batch with a free run slot waits for more requests. Under load batches fill without it (a
+    # batch forms when a slot frees, from everything queued meanwhile); 0 means a lone request runs at once.
     batch_wait_timeout_s: Annotated[float, Field(ge=0, le=5)] = 0.01
+    # Batches one replica runs at once, each in its own thread. With 2, a replica keeps both cores busy with
+    # one intra-op thread per batch under load, and gives a lone batch all its `threads` (classifiers).
+    max_concurrent_batches: Annotated[int, Field(ge=1, le=16)] = 1
+    # The ingress merges concurrent requests for one version into one model call (one hop per batch, not per
+    # request). None: on for classifiers; identity models keep one call per request (their tests count calls).
+    coalesce: bool | None = None
 
 
 class Autoscaling(_Strict):
@@ -174,6 +182,21 @@ class ModelConfig(_Strict):
     def selectors(self) -> dict[str, float]:
         """Registry selectors to serve at start, with their traffic weights."""
         return dict(self.traffic) if self.traffic else {self.version: 1.0}
+
+    @property
+    def coalesces(self) -> bool:
+        explicit = self.batching.coalesce
+        return explicit if explicit is not None else self.task is Task.classification
+
+    @property
+    def calls_in_flight(self) -> int:
+        """Model calls one ingress replica keeps in flight when coalescing: every run slot of every replica plus
+        one waiting call per replica, so a replica never idles through a round trip between batches (what
+        waits there merges with what arrives next). At the autoscaling maximum, so queued calls still show
+        Ray's autoscaler the load."""
+        scaling = self.resources.autoscaling
+        replicas = scaling.max_replicas if scaling is not None else self.resources.replicas
+        return replicas * (self.batching.max_concurrent_batches + 1)
 
     @property
     def max_ongoing_requests(self) -> int:

@@ -9,10 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from serve_app.serve_env import use_fast_path
+
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / ".cache"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may come from a model hub, ever
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The tests run Ray Serve in the mode `make run` uses (HAProxy + direct ingress, throughput-optimized); Ray
+# reads these when ray.serve is first imported, which may happen while test modules are collected.
+use_fast_path()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -23,6 +23,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from serve_app.bench import report
 from serve_app.bench.suite import BenchSettings, bench_models, run
+from serve_app.serve_env import use_fast_path
 
 console = Console()
 
@@ -77,6 +78,7 @@ def main() -> int:
     parser.add_argument("--config", type=Path, default=None)
     args = parser.parse_args()
 
+    use_fast_path()
     import ray
     from ray import serve
 

@@ -1,0 +1,162 @@
+"""Dynamic batching that fills under load: a batch is formed when a run slot frees, from everything queued.
+
+Ray Serve's `@serve.batch` forms the next batch as soon as the previous one is *dispatched*: the first request
+that arrives while the model is busy opens a batch, `batch_wait_timeout_s` later that batch is closed, and it
+then waits for the model with whatever it caught (measured here: 268 of 340 model calls ran one text with 32
+clients waiting). `SlotBatcher` waits for a free slot first and only then takes the queue, so requests that
+arrived while the model ran all go into the next batch; with no load a request runs at once (no window).
+
+Plain asyncio, no Ray: the model replicas use it around their runtime, and the ingress uses it to coalesce
+concurrent requests for one model version into one handle call (one hop per batch, not per request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from serve_app.errors import Overloaded
+
+
+@dataclass
+class _Request:
+    items: list
+    future: asyncio.Future
+
+
+@dataclass
+class _Batch:
+    requests: list[_Request]
+    task: asyncio.Task | None = None
+    waiting: set = field(default_factory=set)
+
+    def forget(self, future: asyncio.Future) -> None:
+        """A caller went away; when none is left, the run is cancelled (nobody would read its answer)."""
+        self.waiting.discard(future)
+        if not self.waiting and self.task is not None and not self.task.done():
+            self.task.cancel()
+
+
+class SlotBatcher:
+    """`await submit(items)` returns `run`'s results for those items, in order.
+
+    - `max_batch`: items per run (a request larger than that runs alone, whole: the runtime micro-batches).
+    - `max_concurrent`: runs in flight; a new batch forms only when one of them finishes.
+    - `wait_s`: how long a batch with a free slot waits for more items (0: greedy, the default on CPU).
+    - `max_queued`: requests waiting beyond this are refused with `Overloaded` (None: no bound).
+    - `on_batch(n_items, running)`: called as each run starts, e.g. to record the batch size.
+    """
+
+    def __init__(self, run: Callable[[list], Awaitable[list]], max_batch: int, max_concurrent: int = 1,
+                 wait_s: float = 0.0, max_queued: int | None = None,
+                 on_batch: Callable[[int, int], None] | None = None, name: str = "model"):
+        if max_batch < 1 or max_concurrent < 1:
+            raise ValueError("max_batch and max_concurrent must be >= 1")
+        self.run = run
+        self.max_batch = max_batch
+        self.max_concurrent = max_concurrent
+        self.wait_s = wait_s
+        self.max_queued = max_queued
+        self.on_batch = on_batch or (lambda n, running: None)
+        self.name = name
+        self.queue: deque[_Request] = deque()
+        self.running = 0
+        self._arrived: asyncio.Event | None = None
+        self._dispatcher: asyncio.Task | None = None
+
+    @property
+    def queued(self) -> int:
+        return sum(1 for r in self.queue if not r.future.done())
+
+    async def submit(self, items: list) -> list:
+        if self.max_queued is not None and self.queued >= self.max_queued:
+            raise Overloaded(f"model '{self.name}' has {self.queued} requests waiting; retry shortly",
+                             retry_after_s=1)
+        loop = asyncio.get_running_loop()
+        if self._dispatcher is None or self._dispatcher.done():
+            self._arrived = asyncio.Event()
+            self._dispatcher = loop.create_task(self._dispatch())
+        request = _Request(list(items), loop.create_future())
+        self.queue.append(request)
+        self._arrived.set()
+        # Cancelling the caller cancels the future: a queued request is then skipped, a running one forgotten.
+        return await request.future
+
+    def _take(self) -> list[_Request]:
+        """Live requests from the head of the queue, up to `max_batch` items (at least one request)."""
+        batch, size = [], 0
+        while self.queue:
+            head = self.queue[0]
+            if head.future.done():  # cancelled while queued
+                self.queue.popleft()
+                continue
+            if batch and size + len(head.items) > self.max_batch:
+                break
+            batch.append(self.queue.popleft())
+            size += len(head.items)
+        return batch
+
+    async def _dispatch(self) -> None:
+        slot_free = asyncio.Event()
+        slot_free.set()
+        while True:
+            while not self.queued:
+                self._arrived.clear()
+                await self._arrived.wait()
+            while self.running >= self.max_concurrent:
+                slot_free.clear()
+                await slot_free.wait()
+            if self.wait_s > 0:
+                await self._top_up()
+            requests = self._take()
+            if not requests:
+                continue
+            self.running += 1
+            batch = _Batch(requests, waiting={r.future for r in requests})
+            batch.task = asyncio.get_running_loop().create_task(self._run(batch))
+            batch.task.add_done_callback(lambda _t: (self._finished(), slot_free.set()))
+            for r in requests:
+                r.future.add_done_callback(lambda f, b=batch: f.cancelled() and b.forget(f))
+
+    async def _top_up(self) -> None:
+        """With a slot free, wait up to `wait_s` for the queue to reach a full batch."""
+        deadline = asyncio.get_running_loop().time() + self.wait_s
+        while sum(len(r.items) for r in self.queue if not r.future.done()) < self.max_batch:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _finished(self) -> None:
+        self.running -= 1
+
+    async def _run(self, batch: _Batch) -> None:
+        flat = [item for r in batch.requests for item in r.items]
+        self.on_batch(len(flat), self.running)
+        try:
+            results = await self.run(flat)
+            if len(results) != len(flat):
+                raise RuntimeError(f"{self.name}: {len(results)} results for {len(flat)} inputs")
+        except asyncio.CancelledError:
+            return  # every caller of this batch is gone
+        except Exception as err:  # noqa: BLE001 - every caller of the batch gets the failure
+            for r in batch.requests:
+                if not r.future.done():
+                    r.future.set_exception(err)
+            return
+        start = 0
+        for r in batch.requests:
+            if not r.future.done():
+                r.future.set_result(results[start:start + len(r.items)])
+            start += len(r.items)
+
+    async def close(self) -> None:
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+            self._dispatcher = None
