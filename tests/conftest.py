@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / ".cache"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may come from a model hub, ever
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-# The tests run Ray Serve in the mode `make run` uses (HAProxy + direct ingress, throughput-optimized); Ray
+# The tests run Ray Serve in the mode `make run` uses (throughput-optimized, direct ingress); Ray
 # reads these when ray.serve is first imported, which may happen while test modules are collected.
 use_fast_path()
 
@@ -86,6 +86,28 @@ def serve_session():
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()
     ray.shutdown()
+
+
+_HANDLE_LOOP = None
+
+
+def call_deployment(app: str, deployment: str, method: str, *args):
+    """One handle call from the test process. In Ray Serve's throughput-optimized mode a handle's router runs
+    on the event loop it was first used on, so every such call goes through one loop kept in a thread."""
+    import asyncio
+    import threading
+
+    from ray import serve
+
+    global _HANDLE_LOOP
+    if _HANDLE_LOOP is None:
+        _HANDLE_LOOP = asyncio.new_event_loop()
+        threading.Thread(target=_HANDLE_LOOP.run_forever, daemon=True, name="test-handles").start()
+
+    async def call():
+        return await getattr(serve.get_deployment_handle(deployment, app_name=app), method).remote(*args)
+
+    return asyncio.run_coroutine_threadsafe(call(), _HANDLE_LOOP).result(timeout=60)
 
 
 @contextmanager

@@ -39,12 +39,11 @@ class BenchSettings:
 
 def bench_models(classifier: dict, fast: dict, summarizer: dict, settings: BenchSettings) -> dict:
     """Models and pipelines of the gateway under test; each source dict is `source:` or `version:` (+registry)."""
-    # Two 1-thread replicas, not one 2-thread replica: on 2 cores shared with the proxy, the ingress and the load
-    # generator, a 2-thread torch replica stalls at every OpenMP barrier whose other thread lost its core
-    # (measured here: batch 16 took 2.3x longer with one core busy, against 1.1x for 1 thread).
-    resources = {"replicas": 2, "num_cpus": 0.3, "num_gpus": 0, "threads": 1}
+    # The shape configs/gateway.yaml ships: one replica, two torch threads for a lone batch, two batches side by
+    # side (one thread each) under load, no batch window.
+    resources = {"replicas": 1, "num_cpus": 0.4, "num_gpus": 0, "threads": 2}
     clf = {"task": "classification", "max_length": settings.max_length, "resources": resources,
-           "batching": {"max_batch_size": 16, "batch_wait_timeout_s": 0.0}}
+           "batching": {"max_batch_size": 16, "batch_wait_timeout_s": 0.0, "max_concurrent_batches": 2}}
     gen = {"max_new_tokens": settings.summarizer_tokens, "max_new_tokens_limit": 256}
     summ = {"task": "summarization", "max_length": 512, "generation": gen, **summarizer,
             "resources": {"num_cpus": 0.2, "num_gpus": 0, "threads": 2}}

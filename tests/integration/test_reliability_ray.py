@@ -15,6 +15,7 @@ import httpx
 import numpy as np
 import psutil
 import pytest
+from conftest import call_deployment
 from fuzz_strategies import FUZZ, check, encoded, headers, oip_bodies
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -73,9 +74,7 @@ def infer_body(*texts):
 
 
 def stats(model: str) -> dict:
-    from ray import serve
-
-    return serve.get_deployment_handle(model, app_name=f"{model}--builtin").stats.remote().result()
+    return call_deployment(f"{model}--builtin", model, "stats")
 
 
 # -- auth -------------------------------------------------------------------------------------------------------
