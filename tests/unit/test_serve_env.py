@@ -12,3 +12,31 @@ def test_sets_the_switches_in_an_empty_environment():
 def test_an_explicit_choice_in_the_environment_wins():
     env = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "0"}
     assert use_fast_path(env)["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "0"
+
+
+def test_every_ray_container_of_the_rayservice_runs_the_fast_path():
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2] / "k8s"
+    docs = [yaml.safe_load((root / "base" / "rayservice.yaml").read_text()),
+            yaml.safe_load((root / "overlays" / "gpu" / "gpu-workers.yaml").read_text())]
+
+    def containers(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "containers":
+                    yield from value
+                else:
+                    yield from containers(value)
+        elif isinstance(node, list):
+            for item in node:
+                yield from containers(item)
+
+    found = [c for doc in docs for c in containers(doc)
+             if c.get("image") == "inference-gateway" and "serve_app.sidecar" not in c.get("command", [])]
+    assert len(found) >= 3  # head, CPU workers, GPU workers
+    for c in found:
+        env = {e["name"]: e.get("value") for e in c.get("env", [])}
+        assert {k: env.get(k) for k in FAST_PATH} == FAST_PATH, c["name"]
