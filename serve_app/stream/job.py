@@ -164,11 +164,11 @@ def flink_config(args) -> Configuration:
 
 
 def file_sink(folder: Path, prefix: str) -> FileSink:
-    # Part files roll at every checkpoint (and at 64 MiB): a checkpoint commits them, a restore discards the rest.
+    # A part file per checkpoint: the checkpoint commits it (renames it visible); a restore discards the rest.
+    # (A size/time rolling policy would keep row-format files in progress across checkpoints: nothing visible
+    # until it rolled.)
     return (FileSink.for_row_format(folder.resolve().as_uri(), Encoder.simple_string_encoder("UTF-8"))
-            .with_rolling_policy(RollingPolicy.default_rolling_policy(part_size=64 * 1024 * 1024,
-                                                                      rollover_interval=60_000,
-                                                                      inactivity_interval=60_000))
+            .with_rolling_policy(RollingPolicy.on_checkpoint_rolling_policy())
             .with_output_file_config(OutputFileConfig.builder().with_part_prefix(prefix)
                                      .with_part_suffix(".jsonl").build())
             .build())
