@@ -137,11 +137,12 @@ class SplitDeadLetters(ProcessFunction):
 
 def flink_config(args) -> Configuration:
     config = Configuration()
-    checkpoints = (args.checkpoint_dir or args.out / "checkpoints").resolve()
+    where = args.checkpoint_dir or str(args.out / "checkpoints")
+    checkpoints = where if "://" in where else Path(where).resolve().as_uri()
     settings = {
         "execution.checkpointing.interval": f"{int(args.checkpoint_interval * 1000)} ms",
         "execution.checkpointing.mode": "EXACTLY_ONCE",
-        "execution.checkpointing.dir": checkpoints.as_uri(),
+        "execution.checkpointing.dir": checkpoints,
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "execution.checkpointing.num-retained": "3",
         "restart-strategy.type": "fixed-delay",  # a failed task restarts from the last checkpoint, in-process

@@ -51,7 +51,8 @@ def build_parser(prog: str = "gateway stream") -> argparse.ArgumentParser:
     out = p.add_argument_group("output and recovery")
     out.add_argument("--out", type=Path, required=False, help="output folder (results/, dead-letters/)")
     out.add_argument("--kafka-sink-topic", help="also write results to this Kafka topic (--kafka-bootstrap)")
-    out.add_argument("--checkpoint-dir", type=Path, help="default: OUT/checkpoints")
+    out.add_argument("--checkpoint-dir", help="a folder or a URI such as s3://bucket/checkpoints "
+                     "(default: OUT/checkpoints)")
     out.add_argument("--checkpoint-interval", type=float, default=2.0, metavar="SECONDS")
     out.add_argument("--restore", type=Path, help="a retained checkpoint (chk-N folder) to resume from")
     out.add_argument("--metrics-interval", type=float, default=5.0, metavar="SECONDS",
