@@ -74,5 +74,14 @@ bench: models
 optimize-report: models
 	$(BIN)/gateway optimize-report --out docs/optimization
 
+# The stream job (serve_app/stream): ARGS are `gateway stream` options, e.g.
+#   make stream ARGS="--source articles.jsonl --out out/"   (against `make run`'s gateway on :8000)
+stream: venv flink-venv
+	$(BIN)/gateway stream $(ARGS)
+
+# F1 (job vs a direct async client) and F2 (records lost on a gateway restart / a job kill): docs/bench/stream.json
+stream-bench: models flink-venv
+	$(BIN)/python -m serve_app.stream.bench
+
 clean:
 	rm -rf $(VENV) $(FLINK_VENV) .cache .pytest_cache

@@ -26,6 +26,8 @@ class Stats:
     retries: int = 0
     requests: int = 0
     in_flight: int = 0
+    first_in_unix: float | None = None  # wall clock of the first record and the last answer: the job's
+    last_out_unix: float | None = None  # processing span, without the JVM's start (records/s in the bench)
     latencies_ms: list[float] = field(default_factory=list)
 
     def add(self, name: str, n: int = 1) -> None:
@@ -60,6 +62,8 @@ class MicroBatcher:
         record.arrived = record.arrived or time.monotonic()
         pending = Pending(record, loop.create_future())
         self.stats.add("records_in")
+        if self.stats.first_in_unix is None:
+            self.stats.first_in_unix = time.time()
         self.stats.add("in_flight")
         self._pending.append(pending)
         if len(self._pending) >= (self.batch_size or 1):
@@ -71,6 +75,7 @@ class MicroBatcher:
         finally:
             self.stats.add("in_flight", -1)
         self.stats.add("dead_letters" if "reason" in result else "records_out")
+        self.stats.last_out_unix = time.time()
         return result
 
     def observe_latency(self, pending: Pending, now: float) -> float:

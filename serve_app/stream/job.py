@@ -102,7 +102,7 @@ class Enrich(AsyncFunction):
             return
         st = self.enricher.stats
         summary = {k: getattr(st, k) for k in ("records_in", "records_out", "dead_letters", "retries",
-                                                "requests")}
+                                                "requests", "first_in_unix", "last_out_unix")}
         lat = sorted(st.latencies_ms)
         summary["latency_ms_p50"] = lat[len(lat) // 2] if lat else None
         summary["latency_ms_p99"] = lat[int(len(lat) * 0.99)] if lat else None
