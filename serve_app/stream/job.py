@@ -150,6 +150,10 @@ def flink_config(args) -> Configuration:
         "restart-strategy.fixed-delay.delay": "2 s",
         "python.executable": sys.executable,
         "python.client.executable": sys.executable,
+        # A checkpoint barrier waits for the Python bundle in front of it to drain. With PyFlink's default
+        # bundle (100,000 records) the source hands the whole input over at once and the first checkpoint only
+        # completes after it is all enriched; a bundle of `capacity` records keeps checkpoints mid-stream.
+        "python.fn-execution.bundle.size": str(args.capacity),
         "python.fn-execution.bundle.time": "1000",
         "metrics.reporter.slf4j.factory.class": "org.apache.flink.metrics.slf4j.Slf4jReporterFactory",
         "metrics.reporter.slf4j.interval": f"{max(1, int(args.metrics_interval))} s",
