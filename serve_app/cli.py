@@ -7,6 +7,7 @@
     gateway optimize SELECTOR [...]   prune/quantize/export a version, evaluate, gate, register it
     gateway optimize-report           every variant of both default models: table, JSON, plot
     gateway edge-bundle SELECTOR DIR  an ONNX classifier with a runner that needs only onnxruntime
+    gateway stream --source F --out D every record of a stream classified by a PyFlink job (--help)
 """
 
 from __future__ import annotations
@@ -134,6 +135,11 @@ def _cmd_run(args: argparse.Namespace, settings: GatewaySettings) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["stream"]:  # its own options, parsed by the job it launches (serve_app/stream/options.py)
+        from serve_app.stream.cli import main as stream_main
+
+        return stream_main(argv[1:])
     parser = argparse.ArgumentParser(prog="gateway", description="Multi-model inference gateway on Ray Serve")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="start Ray and the gateway")
@@ -143,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     prepare.add_argument("--force", action="store_true", help="rebuild even if present")
     check = sub.add_parser("check-config", help="validate a gateway config")
     check.add_argument("config", type=Path, nargs="?", default=None)
+    sub.add_parser("stream", help="run the PyFlink stream job (gateway stream --help)", add_help=False)
     registry = add_registry_parser(sub)
     add_optimize_parsers(sub)
     for p in (prepare, registry):  # both need the config for the registry's location

@@ -302,6 +302,7 @@ class DataPlane:
         versions = await asyncio.gather(*(self._version_status(e, shares[e.label])
                                           for e in routes.versions.values()))
         return {"name": model.name, "task": model.task.value, "runtime": model.runtime.value,
+                "batching": {"max_batch_size": model.batching.max_batch_size},  # stream jobs size batches by it
                 "ready": any(v["ready"] and v["traffic_share"] > 0 for v in versions),
                 "versions": sorted(versions, key=lambda v: v["version"])}
 

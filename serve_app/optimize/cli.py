@@ -123,7 +123,8 @@ def _cmd_report(registry, args: argparse.Namespace) -> int:
 def _cmd_edge(registry, args: argparse.Namespace) -> int:
     from serve_app.optimize.edge import write_bundle
 
-    folder = write_bundle(registry.pull(registry.resolve(args.selector)), args.out)
+    version = registry.resolve(args.selector)
+    folder = write_bundle(registry.pull(version), args.out, model=version.name, version=str(version.iteration))
     console.print(f"edge bundle in {folder}: python {folder / 'run.py'} \"some text\"  "
                   "(needs only: pip install onnxruntime tokenizers numpy)")
     return 0

@@ -12,8 +12,10 @@ from serve_app.runtime.variant import read_variant
 RUNNER = Path(__file__).with_name("edge_runner.py")
 
 
-def write_bundle(variant_dir: Path, out: Path, max_length: int = 256) -> Path:
-    """model.onnx + tokenizer.json + labels.json + run.py (+ README.txt) in `out`."""
+def write_bundle(variant_dir: Path, out: Path, max_length: int = 256, model: str | None = None,
+                 version: str | None = None) -> Path:
+    """model.onnx + tokenizer.json + labels.json + run.py (+ README.txt) in `out`. `model` and `version` (the
+    registry's name and iteration) are recorded so that stream jobs running the bundle name what answered."""
     from transformers import AutoConfig, AutoTokenizer
 
     spec = read_variant(variant_dir)
@@ -31,6 +33,8 @@ def write_bundle(variant_dir: Path, out: Path, max_length: int = 256) -> Path:
     limit = min(max_length, tokenizer.model_max_length, getattr(config, "max_position_embeddings", max_length))
     meta = {"labels": [config.id2label[i] for i in range(config.num_labels)], "max_length": limit,
             "pad_id": tokenizer.pad_token_id, "pad_token": tokenizer.pad_token, "transforms": spec.transforms}
+    if model is not None:
+        meta.update(model=model, version=version)
     (out / "labels.json").write_text(json.dumps(meta, indent=2) + "\n")
     (out / "README.txt").write_text(
         "ONNX text classifier exported by `gateway edge-bundle`.\n"
