@@ -8,6 +8,7 @@ against Ray Serve handles in production and against in-process models in unit te
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import math
 import time
@@ -18,6 +19,7 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
+from serve_app.admission import Admission
 from serve_app.config import GatewayConfig, Generation, ModelConfig, Task
 from serve_app.errors import (
     DeadlineExceeded,
@@ -35,6 +37,9 @@ from serve_app.routing import ModelRoutes, VersionEntry
 from serve_app.schemas import ClassifyRequest, PipelineRequest, SummarizeRequest
 
 READY_TIMEOUT_S = 2.0
+# When the request being served must be answered (time.monotonic()), set by DataPlane.within: admission
+# refuses a model call that would wait past it.
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("gateway_deadline", default=None)
 
 
 class ModelBackend(Protocol):
@@ -80,6 +85,7 @@ class DataPlane:
         self.routes = routes
         self.manager = manager
         self.metrics = metrics or NullMetrics()
+        self.admission = Admission()
         # The traffic split the gateway started with, per model: what loading a version back restores.
         self.configured = {name: {label: e.weight for label, e in r.versions.items() if e.weight > 0}
                            for name, r in routes.items()}
@@ -122,11 +128,14 @@ class DataPlane:
     async def within(self, timeout_s: float, work):
         """Run `work` under a deadline. Past it the work is cancelled (and with it the model calls it awaits,
         which Ray Serve cancels in turn) and the client gets 504 / DEADLINE_EXCEEDED."""
+        token = _DEADLINE.set(time.monotonic() + timeout_s)
         try:
             return await asyncio.wait_for(work, timeout_s)
         except TimeoutError:
             self.metrics.inc("gateway_errors", {"model": "", "pipeline": "", "kind": DeadlineExceeded.kind})
             raise DeadlineExceeded(f"the request did not finish within its deadline of {timeout_s:g} s") from None
+        finally:
+            _DEADLINE.reset(token)
 
     # -- decoding -----------------------------------------------------------------------------------------
     def decode_json(self, raw: bytes) -> object:
@@ -229,12 +238,19 @@ class DataPlane:
         """Pick the version (pinned, or by traffic split) and call it with checked parameters."""
         params = self._params(model, params)
         entry = self.routes[model.name].pick(pinned)
+        deadline = _DEADLINE.get()
+        ticket = self.admission.controller(model, entry.label).admit(
+            None if deadline is None else deadline - time.monotonic())  # Overloaded (429) when the wait is too long
+        ok = False
         try:
             out = await entry.backend.infer(texts, params)
+            ok = True
         except GatewayError:
             raise
         except Exception:  # noqa: BLE001 - the cause is logged by the replica; clients get a generic message
             raise InferenceFailed(f"model '{model.name}' failed to answer; see the server log") from None
+        finally:
+            ticket.done(ok)
         self.metrics.inc("gateway_requests", {"model": model.name, "version": entry.label, "pipeline": pipeline})
         return out
 
