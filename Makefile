@@ -6,8 +6,8 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv flink-venv models run test test-unit test-integration test-e2e check-config k8s soak bench optimize-report \
-        stream stream-bench clean
+.PHONY: venv flink-venv kserve-venv models run test test-unit test-integration test-e2e check-config k8s soak bench \
+        optimize-report stream stream-bench clean
 
 venv: $(STAMP)
 
@@ -37,6 +37,17 @@ $(FLINK_STAMP): requirements-flink.txt
 models: venv
 	$(BIN)/gateway prepare
 
+# KServe's Python SDK, a second stock OIP client for tests/integration/test_kserve_sdk.py, in a venv of its own:
+# its pins (psutil < 6, grpcio-tools, protobuf >= 6.33.5) clash with ours. The test runs a client script there.
+KSERVE_VENV := .venv-kserve
+$(KSERVE_VENV)/.installed:
+	@test -x $(KSERVE_VENV)/bin/python || $(PYTHON) -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/python -m pip install -q --upgrade pip
+	$(KSERVE_VENV)/bin/python -m pip install -q kserve==0.21.0
+	@touch $@
+
+kserve-venv: $(KSERVE_VENV)/.installed
+
 run: models
 	$(BIN)/gateway run
 
@@ -48,13 +59,13 @@ check-config: venv
 k8s: venv
 	$(BIN)/python -m serve_app.k8s_render
 
-test: models flink-venv
+test: models flink-venv kserve-venv
 	$(BIN)/python -m pytest
 
 test-unit: venv
 	$(BIN)/python -m pytest tests/unit
 
-test-integration: venv flink-venv
+test-integration: venv flink-venv kserve-venv
 	$(BIN)/python -m pytest tests/integration
 
 test-e2e: models
@@ -84,4 +95,4 @@ stream-bench: models flink-venv
 	$(BIN)/python -m serve_app.stream.bench
 
 clean:
-	rm -rf $(VENV) $(FLINK_VENV) .cache .pytest_cache
+	rm -rf $(VENV) $(FLINK_VENV) $(KSERVE_VENV) .cache .pytest_cache

@@ -9,7 +9,11 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parent.parent / "k8s" / "monitoring" / "grafana-dashboard.json"
 Q = "histogram_quantile({q}, sum by (le, {by}) (rate(ray_gateway_{h}_bucket{sel}[1m])))"
 
-# (title, unit, [(legend, PromQL)]); GPU panels are empty on machines without GPUs (gateway_gpu_count 0).
+# On a host without GPUs (gateway_gpu_count 0) the per-GPU series do not exist: GPU panels fall back to one
+# series {gpu="none"} of value 0, and Grafana's "no value" text says "no GPU", instead of an empty panel.
+NO_GPU = 'label_replace(gateway_gpu_count == 0, "gpu", "none", "", "")'
+NO_GPU_PANELS = ("GPU utilization", "GPU memory used")
+
 PANELS = [
     ("Traffic (requests/s)", "reqps",
      [("{{model}} {{pipeline}}", "sum by (model, pipeline) (rate(ray_gateway_requests_total[1m]))")]),
@@ -36,10 +40,10 @@ PANELS = [
     ("Memory", "bytes", [("host used", 'gateway_host_memory_bytes{state="used"}'),
                          ("{{application}}", "sum by (application) (gateway_replica_resident_memory_bytes)")]),
     ("GPUs", "none", [("GPUs", "gateway_gpu_count")]),
-    ("GPU utilization", "percentunit", [("GPU {{gpu}}", "gateway_gpu_utilization_ratio")]),
+    ("GPU utilization", "percentunit", [("GPU {{gpu}}", f"gateway_gpu_utilization_ratio or on() {NO_GPU}")]),
     ("GPU memory used", "percentunit",
-     [("GPU {{gpu}}", 'gateway_gpu_memory_bytes{state="used"} / ignoring(state) '
-                      'gateway_gpu_memory_bytes{state="total"}')]),
+     [("GPU {{gpu}}", '(gateway_gpu_memory_bytes{state="used"} / ignoring(state) '
+                      f'gateway_gpu_memory_bytes{{state="total"}}) or on() {NO_GPU}')]),
     ("Gateway probe", "none", [("ready", "gateway_probe_success"), ("seconds", "gateway_probe_duration_seconds")]),
 ]
 
@@ -51,7 +55,8 @@ def dashboard() -> dict:
             "id": i + 1, "type": "timeseries", "title": title,
             "datasource": {"type": "prometheus", "uid": "${datasource}"},
             "gridPos": {"h": 8, "w": 12, "x": (i % 2) * 12, "y": (i // 2) * 8},
-            "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+            "fieldConfig": {"defaults": {"unit": unit, **({"noValue": "no GPU"} if title in NO_GPU_PANELS else {})},
+                            "overrides": []},
             "targets": [{"refId": chr(65 + j), "expr": expr, "legendFormat": legend}
                         for j, (legend, expr) in enumerate(targets)],
         })

@@ -3,6 +3,7 @@
     python scripts/soak.py                     # 10 minutes (SOAK_SECONDS overrides), real classifier if prepared
     python scripts/soak.py --short             # 30 s on an identity model (what CI runs, via tests/integration)
     python scripts/soak.py --url http://127.0.0.1:8000 --model classifier   # against a gateway already running
+    python scripts/soak.py --model mixed       # classify, summarize, a pipeline, over HTTP and gRPC together
 
 Steps: record each input's reference answer; measure capacity with a closed loop; send an open-loop stream at
 `--load` x capacity, checking every answer against its reference: a warm-up, then RSS of every Ray process,
@@ -69,6 +70,93 @@ class Target:
         return expected == got
 
 
+def reference_key(target, text: str, i: int) -> tuple:
+    """Which reference answer request i must match: per text, and per kind of call in a mixed soak."""
+    kinds = getattr(target, "kinds", None)
+    return (kinds[i % len(kinds)][0], text) if kinds else (text,)
+
+
+@dataclass
+class MixedTarget:
+    """The mixed soak: request i is kind i % 5 - classify over the simple API, classify over OIP gRPC,
+    summarize (8 new tokens), the classify_ensemble pipeline (two classifiers fused) and classify over OIP
+    REST - so HTTP and gRPC, both models and a pipeline run together. Answers: label and probabilities within
+    1e-3 for classifiers, the exact summary (greedy; the soak's summarizer does not batch, see soak_config)."""
+
+    base_url: str
+    grpc_target: str
+    headers: dict = field(default_factory=dict)
+    model: str = "mixed"
+    task: str = "mixed"
+    kinds: tuple = (("classify_http",), ("classify_grpc",), ("summarize_http",), ("pipeline_http",),
+                    ("classify_oip_rest",))
+
+    def __post_init__(self):
+        import grpc
+
+        sys.path.insert(0, str(REPO))
+        from serve_app.protocols.grpc_stubs import service_pb2, service_pb2_grpc
+
+        self._pb = service_pb2
+        self._stub = service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(self.grpc_target))
+        self._metadata = [(k.lower(), v) for k, v in self.headers.items()]
+
+    def call(self, client: httpx.Client, text: str, i: int):
+        kind = self.kinds[i % len(self.kinds)][0]
+        started = time.perf_counter()
+        try:
+            if kind == "classify_grpc":
+                return self._grpc(text, started)
+            path, body = {
+                "classify_http": ("/v1/classify", {"texts": [text], "model": "classifier"}),
+                "summarize_http": ("/v1/summarize", {"texts": [text], "model": "summarizer", "max_new_tokens": 8}),
+                "pipeline_http": ("/v1/pipelines/classify_ensemble", {"texts": [text]}),
+                "classify_oip_rest": ("/v2/models/classifier/infer", {"inputs": [
+                    {"name": "text", "datatype": "BYTES", "shape": [1], "data": [text]}]}),
+            }[kind]
+            r = client.post(path, json=body)
+        except httpx.HTTPError as err:
+            return None, time.perf_counter() - started, type(err).__name__
+        elapsed = time.perf_counter() - started
+        if r.status_code != 200:
+            return None, elapsed, r.status_code
+        out = r.json()
+        if kind == "summarize_http":
+            return out["results"][0]["summary"], elapsed, 200
+        if kind == "classify_oip_rest":
+            tensors = {o["name"]: o for o in out["outputs"]}
+            labels = json.loads(tensors["probabilities"]["parameters"]["labels"])
+            probs = dict(zip(labels, tensors["probabilities"]["data"], strict=True))
+            return (tensors["label"]["data"][0], {k: round(v, 4) for k, v in probs.items()}), elapsed, 200
+        result = out["results"][0]
+        return (result["label"], {k: round(v, 4) for k, v in result["probabilities"].items()}), elapsed, 200
+
+    def _grpc(self, text: str, started: float):
+        import grpc
+        import struct
+
+        pb = self._pb
+        request = pb.ModelInferRequest(model_name="classifier")
+        request.inputs.add(name="text", datatype="BYTES", shape=[1])
+        request.raw_input_contents.append(struct.pack("<I", len(text.encode())) + text.encode())
+        try:
+            response = self._stub.ModelInfer(request, metadata=self._metadata, timeout=30)
+        except grpc.RpcError as err:
+            return None, time.perf_counter() - started, f"grpc:{err.code().name}"
+        elapsed = time.perf_counter() - started
+        outputs = {o.name: (o, raw) for o, raw in zip(response.outputs, response.raw_output_contents, strict=True)}
+        label_raw = outputs["label"][1]
+        label = label_raw[4:4 + struct.unpack_from("<I", label_raw)[0]].decode()
+        tensor, raw = outputs["probabilities"]
+        labels = json.loads(tensor.parameters["labels"].string_param)
+        values = struct.unpack(f"<{len(labels)}f", raw)
+        return (label, {k: round(v, 4) for k, v in zip(labels, values, strict=True)}), elapsed, 200
+
+    @staticmethod
+    def same(expected: object, got: object) -> bool:
+        return Target.same(expected, got)
+
+
 def ray_processes() -> dict[int, tuple[str, int]]:
     """pid -> (name, RSS bytes) for Ray's processes on this machine: workers and replicas (process titles
     `ray::...`), raylet, GCS and their helpers."""
@@ -102,7 +190,9 @@ def rss_report(before: dict, after: dict) -> dict:
     }
 
 
-def call(client: httpx.Client, target: Target, text: str) -> tuple[object | None, float, int | str]:
+def call(client: httpx.Client, target, text: str, i: int = 0) -> tuple[object | None, float, int | str]:
+    if hasattr(target, "call"):
+        return target.call(client, text, i)
     path, body = target.request(text)
     started = time.perf_counter()
     try:
@@ -120,8 +210,10 @@ def measure_capacity(client: httpx.Client, target: Target, seconds: float, worke
     done, stop = [0], time.perf_counter() + seconds
 
     def loop(i: int):
+        n = i
         while time.perf_counter() < stop:
-            _, _, status = call(client, target, TEXTS[i % len(TEXTS)])
+            _, _, status = call(client, target, TEXTS[n % len(TEXTS)], n)
+            n += workers
             if status == 200:
                 done[0] += 1
 
@@ -147,12 +239,13 @@ class Stream:
 
     def _one(self, i: int) -> None:
         text = TEXTS[i % len(TEXTS)]
-        answer, elapsed, status = call(self.client, self.target, text)
+        answer, elapsed, status = call(self.client, self.target, text, i)
+        key = reference_key(self.target, text, i)
         with self.lock:
             self.statuses[str(status)] = self.statuses.get(str(status), 0) + 1
             if status != 200:
                 self.errors.append(status)
-            elif not self.target.same(self.reference[text], answer):
+            elif not self.target.same(self.reference[key], answer):
                 self.wrong.append((text, answer))
             else:
                 self.latencies.append(elapsed)
@@ -180,13 +273,14 @@ def run_soak(target: Target, seconds: float, load: float = 0.7, capacity_s: floa
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     with httpx.Client(base_url=target.base_url, headers=target.headers, timeout=30, limits=limits) as client:
         reference = {}
-        for text in TEXTS:
-            answer, _, status = call(client, target, text)
+        for i in range(len(TEXTS) * len(getattr(target, "kinds", [None]))):
+            text = TEXTS[i % len(TEXTS)]
+            answer, _, status = call(client, target, text, i)
             if status != 200:
                 raise RuntimeError(f"warm-up call failed with {status}: is {target.model} served at {target.base_url}?")
-            reference[text] = answer
+            reference[reference_key(target, text, i)] = answer
         if target.task == "identity":
-            assert all(reference[t] == t for t in TEXTS), "the identity model must echo its input"
+            assert all(reference[(t,)] == t for t in TEXTS), "the identity model must echo its input"
         capacity = measure_capacity(client, target, capacity_s, workers)
         rate = load * capacity
         log(f"capacity {capacity:.1f} req/s; {warmup_s:.0f} s warm-up, then {seconds:.0f} s at {rate:.1f} req/s")
@@ -197,7 +291,11 @@ def run_soak(target: Target, seconds: float, load: float = 0.7, capacity_s: floa
         elapsed = stream.run(rate, seconds)
         rss_after = ray_processes()
     n = stream.sent - warmup_requests
+    per_kind = {}
+    if hasattr(target, "kinds"):
+        per_kind = {"mix": [k[0] for k in target.kinds]}
     return {
+        **per_kind,
         "model": target.model, "task": target.task, "seconds": round(elapsed, 1), "warmup_s": round(warmup_s, 1),
         "capacity_rps": round(capacity, 1), "target_rps": round(rate, 1), "achieved_rps": round(n / elapsed, 1),
         "requests": stream.sent, "errors": len(stream.errors), "wrong_answers": len(stream.wrong),
@@ -213,8 +311,25 @@ def passed(report: dict) -> bool:
 
 
 def soak_config(model: str) -> dict:
-    """identity: no weights (CI); classifier: the prepared BBC classifier from ./models (make models)."""
+    """identity: no weights (CI); classifier: the prepared BBC classifier from ./models (make models); mixed:
+    both prepared models and the classify_ensemble pipeline (the summarizer unbatched, so that its greedy
+    summaries are bit-identical to the reference whatever else shares the batch)."""
     cpu = {"num_gpus": 0, "num_cpus": 0.1}
+    if model == "mixed":
+        clf = {"task": "classification", "source": "classifier",
+               "batching": {"max_batch_size": 16, "batch_wait_timeout_s": 0.01},
+               "resources": {"num_cpus": 0.4, "num_gpus": "auto", "threads": 1}}
+        return {"models": [
+            {"name": "classifier", "max_length": 128, **clf},
+            {"name": "classifier-lead", "max_length": 64, **clf},
+            {"name": "summarizer", "task": "summarization", "source": "summarizer", "max_length": 256,
+             "batching": {"max_batch_size": 1, "batch_wait_timeout_s": 0.0},
+             "resources": {"num_cpus": 0.4, "num_gpus": "auto", "threads": 1},
+             "generation": {"max_new_tokens": 8, "max_new_tokens_limit": 16}}],
+            "pipelines": [{"name": "classify_ensemble", "graph": {
+                "type": "fuse", "method": "weighted_average", "weights": {"full": 2, "lead": 1},
+                "source": {"type": "fanout", "branches": {"full": {"type": "model", "model": "classifier"},
+                                                          "lead": {"type": "model", "model": "classifier-lead"}}}}}]}
     if model == "identity":
         return {"models": [{"name": "soak-echo", "task": "identity", "delay_ms": 20,
                             "resources": {**cpu, "max_ongoing_requests": 64}}]}
@@ -227,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=float(os.environ.get("SOAK_SECONDS", 600)))
     parser.add_argument("--short", action="store_true", help="30 s on an identity model (CI)")
-    parser.add_argument("--model", choices=["auto", "identity", "classifier"], default="auto",
+    parser.add_argument("--model", choices=["auto", "identity", "classifier", "mixed"], default="auto",
                         help="auto: the prepared classifier when ./models/classifier exists, else identity")
     parser.add_argument("--load", type=float, default=0.7, help="fraction of measured capacity to send")
     parser.add_argument("--url", help="soak a gateway already running here instead of starting one")
@@ -242,7 +357,11 @@ def main(argv: list[str] | None = None) -> int:
     name = "soak-echo" if args.model == "identity" else "classifier"
     task = "identity" if args.model == "identity" else "classification"
 
+    if args.model == "mixed":
+        name, task = "mixed", "mixed"
     if args.url:
+        if args.model == "mixed":
+            raise SystemExit("--model mixed starts its own gateway (it needs the gRPC port); drop --url")
         report = run_soak(Target(args.url, name, task, headers), args.seconds, args.load)
     else:
         report = _run_local(args, name, task, headers)
@@ -270,16 +389,22 @@ def _run_local(args, name: str, task: str, headers: dict) -> dict:
     from serve_app.config import parse_config
     from serve_app.settings import GatewaySettings
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = parse_config({**soak_config(args.model), "server": {"grpc_port": 0}},
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    port, grpc_port = free_port(), (free_port() if args.model == "mixed" else 0)
+    config = parse_config({**soak_config(args.model), "server": {"grpc_port": grpc_port}},
                           settings=GatewaySettings(models_dir=REPO / "models"))
     ray.init(address="local", include_dashboard=False, logging_level="error", log_to_driver=False)
     try:
-        start_serve(config, "127.0.0.1", port, 0)
+        start_serve(config, "127.0.0.1", port, grpc_port)
         deploy(config, gpus_in_cluster=ray.cluster_resources().get("GPU", 0))
-        return run_soak(Target(f"http://127.0.0.1:{port}", name, task, headers), args.seconds, args.load)
+        base = f"http://127.0.0.1:{port}"
+        target = (MixedTarget(base, f"127.0.0.1:{grpc_port}", headers) if args.model == "mixed"
+                  else Target(base, name, task, headers))
+        return run_soak(target, args.seconds, args.load)
     finally:
         serve.shutdown()
         ray.shutdown()

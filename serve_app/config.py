@@ -96,6 +96,10 @@ class Resources(_Strict):
     # Requests waiting at the ingress for a busy replica beyond this answer 429 with Retry-After at once,
     # instead of queueing without bound. None: no limit (Ray Serve's default).
     max_queued_requests: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    # A queue bounded by time: a request whose expected wait for a slot (queue ahead x measured service time /
+    # concurrency) exceeds this is refused at once with 429 and Retry-After (serve_app/admission.py). Requests
+    # are always refused when the expected wait exceeds their own deadline. None: the deadline only.
+    max_queue_wait_s: Annotated[float, Field(gt=0, le=3600)] | None = None
     # Replicas that follow the load; replaces a fixed `replicas` (which must then stay 1, its default).
     autoscaling: Autoscaling | None = None
 

@@ -8,6 +8,7 @@ against Ray Serve handles in production and against in-process models in unit te
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import math
 import time
@@ -18,6 +19,7 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
+from serve_app.admission import Admission
 from serve_app.config import GatewayConfig, Generation, ModelConfig, Task
 from serve_app.errors import (
     DeadlineExceeded,
@@ -30,11 +32,14 @@ from serve_app.errors import (
 )
 from serve_app.metrics import Metrics, NullMetrics
 from serve_app.pipelines.engine import run_pipeline
-from serve_app.pipelines.validate import output_fields
+from serve_app.pipelines.validate import models_used, output_fields
 from serve_app.routing import ModelRoutes, VersionEntry
 from serve_app.schemas import ClassifyRequest, PipelineRequest, SummarizeRequest
 
 READY_TIMEOUT_S = 2.0
+# When the request being served must be answered (time.monotonic()), set by DataPlane.within: admission
+# refuses a model call that would wait past it.
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("gateway_deadline", default=None)
 
 
 class ModelBackend(Protocol):
@@ -80,6 +85,11 @@ class DataPlane:
         self.routes = routes
         self.manager = manager
         self.metrics = metrics or NullMetrics()
+        self.admission = Admission()
+        # The traffic split the gateway started with, per model: what loading a version back restores.
+        self.configured = {name: {label: e.weight for label, e in r.versions.items() if e.weight > 0}
+                           for name, r in routes.items()}
+        self._split_by_hand: set[str] = set()  # models whose traffic an admin has set since
         for name in routes:
             self._publish_versions(name)
 
@@ -118,11 +128,14 @@ class DataPlane:
     async def within(self, timeout_s: float, work):
         """Run `work` under a deadline. Past it the work is cancelled (and with it the model calls it awaits,
         which Ray Serve cancels in turn) and the client gets 504 / DEADLINE_EXCEEDED."""
+        token = _DEADLINE.set(time.monotonic() + timeout_s)
         try:
             return await asyncio.wait_for(work, timeout_s)
         except TimeoutError:
             self.metrics.inc("gateway_errors", {"model": "", "pipeline": "", "kind": DeadlineExceeded.kind})
             raise DeadlineExceeded(f"the request did not finish within its deadline of {timeout_s:g} s") from None
+        finally:
+            _DEADLINE.reset(token)
 
     # -- decoding -----------------------------------------------------------------------------------------
     def decode_json(self, raw: bytes) -> object:
@@ -225,12 +238,19 @@ class DataPlane:
         """Pick the version (pinned, or by traffic split) and call it with checked parameters."""
         params = self._params(model, params)
         entry = self.routes[model.name].pick(pinned)
+        deadline = _DEADLINE.get()
+        ticket = self.admission.controller(model, entry.label).admit(
+            None if deadline is None else deadline - time.monotonic())  # Overloaded (429) when the wait is too long
+        ok = False
         try:
             out = await entry.backend.infer(texts, params)
+            ok = True
         except GatewayError:
             raise
         except Exception:  # noqa: BLE001 - the cause is logged by the replica; clients get a generic message
             raise InferenceFailed(f"model '{model.name}' failed to answer; see the server log") from None
+        finally:
+            ticket.done(ok)
         self.metrics.inc("gateway_requests", {"model": model.name, "version": entry.label, "pipeline": pipeline})
         return out
 
@@ -285,6 +305,22 @@ class DataPlane:
                 "output_fields": output_fields(self.config.pipelines, tasks, name),
                 "graph": pipeline.graph.model_dump(mode="json", exclude_none=True)}
 
+    async def pipeline_status(self, name: str) -> dict:
+        """A pipeline is ready when every model it calls can answer (for a pinned `model@3`: that version)."""
+        self._pipeline(name)
+        refs = sorted(models_used(self.config.pipelines, name))
+        names = sorted({r.partition("@")[0] for r in refs})
+        statuses = dict(zip(names, await asyncio.gather(*(self.model_status(n) for n in names)), strict=True))
+        not_ready = []
+        for ref in refs:
+            model, _, pinned = ref.partition("@")
+            status = statuses[model]
+            if not (any(v["version"] == pinned and v["ready"] for v in status["versions"]) if pinned
+                    else status["ready"]):
+                not_ready.append(ref)
+        return {"name": name, "ready": not not_ready,
+                "reason": "models not ready: " + ", ".join(not_ready) if not_ready else ""}
+
     def list_pipelines(self) -> dict:
         return {"pipelines": [self.describe_pipeline(p.name) for p in self.config.pipelines]}
 
@@ -328,18 +364,73 @@ class DataPlane:
         return model
 
     async def load(self, name: str, selector: str) -> dict:
-        """Deploy a registry version next to those already serving; it takes no traffic until weighted."""
+        """Deploy a registry version next to those already serving. A canary takes no traffic until weighted,
+        but a version of the configured split gets its configured weight back, and a version loaded while
+        nothing else takes traffic takes all of it: a model is never left loaded but unable to answer."""
         model = self.registry_model(name)
         label, backend = await self.manager.load(model, selector)
         routes = self.routes[name]
-        if label not in routes.versions:
+        added = label not in routes.versions
+        if added:
             routes.add(label, backend, weight=0.0)
+        self._restore_traffic(name, label, added)
         self._publish_versions(name)
         return await self.model_status(name)
 
+    def _restore_traffic(self, name: str, label: str, added: bool) -> None:
+        routes = self.routes[name]
+        configured = self.configured.get(name, {})
+        weighted = {v for v, e in routes.versions.items() if e.weight > 0}
+        # A configured version came back and only configured versions take traffic, with no split set by
+        # hand since: the configured weights of those loaded. Else it waits for a weight, unless nothing
+        # else takes traffic.
+        if (label in configured and name not in self._split_by_hand and (added or not weighted)
+                and weighted <= set(configured)):
+            self._set_configured(name)
+        elif not weighted:
+            routes.set_weights({label: 1.0})
+
+    def _set_configured(self, name: str) -> None:
+        routes = self.routes[name]
+        routes.set_weights({v: w for v, w in self.configured[name].items() if v in routes.versions})
+
+    async def load_configured(self, name: str) -> dict:
+        """Load back every version of the configured split that is not loaded, with the configured traffic
+        (OIP load without a version: the model as configured, as Triton loads a model per its version policy)."""
+        self.registry_model(name)
+        configured = self.configured.get(name, {})
+        for label in [v for v in configured if v not in self.routes[name].versions]:
+            await self.load(name, label)
+        weighted = {v for v, e in self.routes[name].versions.items() if e.weight > 0}
+        if configured and weighted <= set(configured):
+            self._split_by_hand.discard(name)
+            self._set_configured(name)
+        return await self.model_status(name)
+
+    async def loaded_label(self, name: str, selector: str) -> str:
+        """The loaded version a selector names: a loaded label as is, else a registry selector (`canary`,
+        `stable`, `sha256:3fa1`) resolved to its iteration, so admin calls can say `canary` instead of
+        looking the number up. Unknown or unloaded ones come back unchanged (routing then says "not loaded")."""
+        if selector in self.routes[name].versions:
+            return selector
+        model = self._config_of(name)
+        if model.source is not None or model.task is Task.identity:
+            return selector
+        from serve_app.app import open_registry  # the registry is optional for folder-only configs
+        from serve_app.registry.errors import RegistryError
+
+        try:
+            version = await asyncio.to_thread(open_registry(self.config).resolve, f"{model.registry_name}@{selector}")
+        except (RegistryError, InvalidInput, ModelNotFound):
+            return selector
+        return str(version.iteration)
+
     async def unload(self, name: str, label: str) -> dict:
         model = self.registry_model(name)
+        label = await self.loaded_label(name, label)
         self.routes[name].remove(label)  # stop routing to it before it goes away
+        if not self.routes[name].versions:
+            self._split_by_hand.discard(name)  # nothing left to split: loading starts afresh
         self._publish_versions(name)
         await self.manager.unload(model, label)
         return await self.model_status(name)
@@ -350,5 +441,9 @@ class DataPlane:
                 isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
                 for k, v in body.items()):
             raise InvalidInput('traffic must be a JSON object of version: weight, e.g. {"3": 90, "4": 10}')
-        self.routes[name].set_weights({k: float(v) for k, v in body.items()})
+        weights = {await self.loaded_label(name, k): float(v) for k, v in body.items()}
+        if len(weights) < len(body):
+            raise InvalidInput("traffic names one version twice (a selector and its iteration?)")
+        self.routes[name].set_weights(weights)
+        self._split_by_hand.add(name)
         return await self.model_status(name)

@@ -77,8 +77,10 @@ def serve_session():
     from serve_app.config import parse_config
 
     port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+    # Metrics exported every 2 s (Ray's default: 10 s): metric tests wait less, and a gauge that is not
+    # re-published leaves the exporter after 4 s (two intervals), so test_metrics_ray sees it fail quickly.
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="error",
-             _metrics_export_port=metrics_port)
+             _metrics_export_port=metrics_port, _system_config={"metrics_report_interval_ms": 2000})
     SERVE_ADDRESSES["metrics"] = f"http://127.0.0.1:{metrics_port}/metrics"
     # Any config will do: only its server section is read, and the ports are given here.
     start_serve(parse_config({"models": [{"name": "x", "task": "identity"}]}), "127.0.0.1", port, grpc_port)

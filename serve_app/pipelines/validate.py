@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import BaseModel
+
 from serve_app.pipelines.fusion import normalise_weights
 from serve_app.pipelines.spec import ChainNode, FanoutNode, FuseNode, ModelNode, Node, Pipeline, PipelineRef, SplitNode
 
@@ -120,3 +122,28 @@ def check_pipelines(pipelines: list[Pipeline], model_tasks: dict[str, str]) -> N
 
 def output_fields(pipelines: list[Pipeline], model_tasks: dict[str, str], name: str) -> dict[str, str]:
     return _Checker(pipelines, model_tasks).pipeline(name, "graph")
+
+
+def models_used(pipelines: list[Pipeline], name: str) -> set[str]:
+    """Every model reference (`name` or pinned `name@3`) the pipeline calls, through nested pipelines too.
+    Pipelines are validated (no cycles) before this runs."""
+    by_name = {p.name: p for p in pipelines}
+    found: set[str] = set()
+
+    def walk(value) -> None:
+        if isinstance(value, ModelNode):
+            found.add(value.model)
+        elif isinstance(value, PipelineRef):
+            walk(by_name[value.pipeline].graph)
+        elif isinstance(value, BaseModel):
+            for field in type(value).model_fields:
+                walk(getattr(value, field))
+        elif isinstance(value, list | tuple):
+            for v in value:
+                walk(v)
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+
+    walk(by_name[name].graph)
+    return found

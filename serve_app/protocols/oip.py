@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from serve_app import __version__
 from serve_app.config import Task
 from serve_app.dataplane import DataPlane
@@ -54,7 +56,7 @@ async def model_ready(dp: DataPlane, name: str, version: str | None = None) -> b
     if dp.config.model(name) is None:
         if dp.config.pipeline(name) is None:
             raise ModelNotFound(f"model '{name}' is not served")
-        return True
+        return (await dp.pipeline_status(name))["ready"]
     status = await dp.model_status(name)
     if version is None:
         return status["ready"]
@@ -63,9 +65,11 @@ async def model_ready(dp: DataPlane, name: str, version: str | None = None) -> b
 
 async def infer(dp: DataPlane, name: str, version: str | None, request: object, tail: bytes) -> tuple[dict, bytes]:
     """(response JSON, binary tail) for one inference request."""
+    if dp.config.model(name) is None and dp.config.pipeline(name) is None:
+        raise ModelNotFound(f"model '{name}' is not served")
     if not isinstance(request, dict):
         raise InvalidInput("the inference request must be a JSON object with 'inputs'")
-    texts = decode_texts(request, tail)
+    texts = decode_texts(request, tail, name)
     params = request.get("parameters") or {}
     if not isinstance(params, dict):
         raise InvalidInput("parameters must be a JSON object")
@@ -81,21 +85,35 @@ async def infer(dp: DataPlane, name: str, version: str | None, request: object, 
 
 
 async def repository_index(dp: DataPlane) -> list[dict]:
-    """Every version the gateway knows: loaded ones READY, registered ones that are not UNAVAILABLE."""
+    """Every version the gateway knows, then every pipeline (as Triton lists ensembles). A version is READY
+    only when it is loaded, answers, and its model can take unpinned requests (some version has traffic);
+    a pipeline is READY when every model it calls is."""
     from serve_app.app import open_registry  # the registry is optional for folder-only configs
 
+    statuses = await asyncio.gather(*(dp.model_status(m.name) for m in dp.config.models))
     entries = []
     registry = None
-    for model in dp.config.models:
-        loaded = set(dp.routes[model.name].versions)
-        known = set(loaded)
+    for model, status in zip(dp.config.models, statuses, strict=True):
+        answering = {v["version"] for v in status["versions"] if v["ready"]}
+        known = {v["version"] for v in status["versions"]}
         if model.source is None and model.task is not Task.identity:
             registry = registry or open_registry(dp.config)
-            known |= {str(v.iteration) for v in registry.versions(model.registry_name)}
+            known |= {str(v.iteration) for v in await asyncio.to_thread(registry.versions, model.registry_name)}
+        loaded = set(dp.routes[model.name].versions)
         for v in sorted(known, key=lambda x: (len(x), x)):
-            ready = v in loaded
-            entries.append({"name": model.name, "version": v, "state": "READY" if ready else "UNAVAILABLE",
-                            "reason": "" if ready else "not loaded"})
+            if v not in loaded:
+                state, reason = "UNAVAILABLE", "not loaded"
+            elif v not in answering:
+                state, reason = "UNAVAILABLE", "loaded, but its replicas do not answer"
+            elif not status["ready"]:
+                state, reason = "UNAVAILABLE", "loaded, but no version of the model takes traffic; set its traffic"
+            else:
+                state, reason = "READY", ""
+            entries.append({"name": model.name, "version": v, "state": state, "reason": reason})
+    pipelines = await asyncio.gather(*(dp.pipeline_status(p.name) for p in dp.config.pipelines))
+    for p in pipelines:
+        entries.append({"name": p["name"], "version": "", "state": "READY" if p["ready"] else "UNAVAILABLE",
+                        "reason": p["reason"]})
     return entries
 
 
@@ -114,7 +132,13 @@ def _version_param(body: object) -> str | None:
 
 
 async def load(dp: DataPlane, name: str, body: object) -> None:
-    await dp.load(name, _version_param(body) or "latest")
+    """Load one version (`parameters.version`, any selector) or, without one, the configured versions back
+    with their configured traffic (after an unload of every version, load makes the model ready again)."""
+    version = _version_param(body)
+    if version is None:
+        await dp.load_configured(name)
+    else:
+        await dp.load(name, version)
 
 
 async def unload(dp: DataPlane, name: str, body: object) -> None:

@@ -44,13 +44,25 @@ def split_body(raw: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     return raw[:n], raw[n:]
 
 
-def decode_texts(request: dict, tail: bytes) -> list[str]:
-    """The request's one BYTES input, as texts."""
+def decode_texts(request: dict, tail: bytes, model: str = "") -> list[str]:
+    """The request's one BYTES input, as texts. Every model and pipeline declares one input, `text`
+    (its metadata says so): a request naming another input, or lacking `text`, is refused naming them,
+    as Triton refuses unexpected inputs, instead of reading whatever tensor came as the text."""
     inputs = request.get("inputs")
-    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
+    if not isinstance(inputs, list) or not inputs or not all(isinstance(t, dict) for t in inputs):
         raise InvalidInput(f"inputs: send exactly one BYTES tensor (named '{TEXT_INPUT}') holding the texts")
+    target = f"model '{model}'" if model else "the model"
+    names = [t.get("name") for t in inputs]
+    unexpected = [n for n in names if n != TEXT_INPUT]
+    if unexpected:
+        shown = ", ".join(repr(n) if isinstance(n, str) else "(no name)" for n in unexpected)
+        raise InvalidInput(f"unexpected inputs {shown} for {target}: its only input is '{TEXT_INPUT}' (BYTES)",
+                           field="inputs")
+    if len(inputs) != 1:
+        raise InvalidInput(f"input '{TEXT_INPUT}' is sent {len(inputs)} times to {target}; send it once",
+                           field="inputs")
     tensor = inputs[0]
-    name = tensor.get("name", "?")
+    name = TEXT_INPUT
     if tensor.get("datatype") != "BYTES":
         raise InvalidInput(f"input '{name}': datatype must be BYTES, got {tensor.get('datatype')!r}")
     shape = tensor.get("shape")

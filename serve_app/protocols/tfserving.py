@@ -44,6 +44,9 @@ def parse_predict(body: object) -> tuple[list[str], bool]:
         return _texts_of(body["instances"], "instances"), True
     inputs = body["inputs"]
     if isinstance(inputs, dict):
+        unexpected = sorted(k for k in inputs if k != TEXT_INPUT)
+        if unexpected:  # as in OIP: the one input is `text`; another name is a client bug, not the text
+            raise InvalidInput(f"inputs: unexpected inputs {unexpected}; the only input is '{TEXT_INPUT}'")
         inputs = inputs.get(TEXT_INPUT)
     return _texts_of(inputs, "inputs"), False
 

@@ -12,6 +12,9 @@ from conftest import SERVE_ADDRESSES, deployed
 from serve_app.config import parse_config
 from serve_app.settings import GatewaySettings
 
+DEPLOYED_AT: list[float] = []
+# Measured on Ray 2.60 (2 s export interval): a gauge set once stays in the exporter ~20 s, then is gone.
+GAUGE_GONE_AFTER_S = 40
 SERIES = re.compile(r'^(?P<name>[a-z_]+)\{(?P<labels>[^}]*)\} (?P<value>\S+)$')
 
 
@@ -43,6 +46,7 @@ def gateway(serve_session, tiny_models):
         {"name": "metered", "task": "classification", "source": "tiny-classifier", "max_length": 32,
          "resources": {"num_cpus": 0.1, "num_gpus": 0}}]}, settings=GatewaySettings(models_dir=tiny_models))
     with deployed(config), httpx.Client(base_url=serve_session, timeout=60) as client:
+        DEPLOYED_AT.append(time.monotonic())
         yield client
 
 
@@ -60,3 +64,13 @@ def test_counts_and_errors_match_the_traffic_sent(gateway):
     assert wait_for("ray_gateway_batch_size_count", 1, model="metered") >= 1
     assert wait_for("ray_gateway_loaded_versions", 1, model="metered") == 1
     assert wait_for("ray_gateway_model_load_seconds", 0.001, model="metered") > 0
+
+
+def test_gauges_stay_exported_without_traffic(gateway):
+    """Ray's metrics agent drops a gauge that was not set again within two export intervals (and a worker
+    stops exporting a value that does not change): `gateway_loaded_versions`, set once when the ingress
+    starts, left Prometheus ~20 s later and the dashboard's panel stayed empty. The gateway sets its gauges
+    again every half export interval."""
+    time.sleep(max(0.0, DEPLOYED_AT[0] + GAUGE_GONE_AFTER_S - time.monotonic()))  # no traffic meanwhile
+    assert scrape_sum("ray_gateway_loaded_versions", model="metered") == 1
+    assert scrape_sum("ray_gateway_model_load_seconds", model="metered") > 0

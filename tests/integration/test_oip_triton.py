@@ -86,10 +86,44 @@ def test_repository_index_load_and_unload(gateway):
     c = client(gateway)
     index = {(e["name"], e["version"]): e["state"] for e in c.get_model_repository_index()}
     assert index[("tiny-clf", "1")] == "READY" and index[("tiny-clf", "2")] == "UNAVAILABLE"
-    c.load_model("tiny-clf")  # no version: latest (2)
-    assert c.is_model_ready("tiny-clf", "2")
+    assert index[("stc", "")] == "READY", "pipelines are listed, as Triton lists ensembles"
+    r = httpx.post(f"{gateway}/v2/repository/models/tiny-clf/load", json={"parameters": {"version": "2"}},
+                   timeout=120)
+    assert r.status_code == 200 and c.is_model_ready("tiny-clf", "2")
     r = httpx.post(f"{gateway}/v2/repository/models/tiny-clf/unload", json={"parameters": {"version": "2"}})
     assert r.status_code == 200 and not c.is_model_ready("tiny-clf", "2") and c.is_model_ready("tiny-clf", "1")
+
+
+def test_unload_then_load_makes_the_model_ready_again(gateway):
+    """Unload every version, load without one (tritonclient's load_model): the configured version is back
+    with its traffic, so readiness and infer answer; meanwhile the index never said READY."""
+    c = client(gateway)
+    c.unload_model("tiny-clf")
+    assert not c.is_model_ready("tiny-clf") and not c.is_model_ready("stc")
+    index = {(e["name"], e["version"]): e["state"] for e in c.get_model_repository_index()}
+    assert "READY" not in {index[("tiny-clf", "1")], index[("stc", "")]}
+    c.load_model("tiny-clf")
+    assert c.is_model_ready("tiny-clf") and c.is_model_ready("stc")
+    result = c.infer("tiny-clf", [text_input(["back again"], True)])
+    assert result.get_response()["model_version"] == "1"
+    index = {(e["name"], e["version"]): e["state"] for e in c.get_model_repository_index()}
+    assert index[("tiny-clf", "1")] == "READY" and index[("stc", "")] == "READY"
+
+
+@pytest.mark.parametrize("target", ["tiny-clf", "stc"])
+def test_an_unknown_input_name_is_refused_over_http_and_grpc(gateway, grpc_target, target):
+    import tritonclient.grpc as tg
+
+    inp = triton.InferInput("no_such_input", [1], "BYTES")
+    inp.set_data_from_numpy(np.array([b"x"], dtype=np.object_))
+    with pytest.raises(InferenceServerException, match="unexpected inputs 'no_such_input'") as err:
+        client(gateway).infer(target, [inp])
+    assert err.value.status() == "400"
+    inp = tg.InferInput("no_such_input", [1], "BYTES")
+    inp.set_data_from_numpy(np.array([b"x"], dtype=np.object_))
+    with pytest.raises(InferenceServerException, match="unexpected inputs 'no_such_input'") as err:
+        grpc_client(grpc_target).infer(target, [inp])
+    assert err.value.status() == "StatusCode.INVALID_ARGUMENT"
 
 
 def test_errors_reach_tritonclient_with_a_clean_message(gateway):

@@ -33,9 +33,10 @@ CONFIG = {
     "server": {"limits": {"request_timeout_s": 10, "max_request_timeout_s": 20}},
     "models": [
         # Capacity 4 / 0.5 s = 8 requests/s (low, so a 2-core machine's proxy is not the bottleneck);
-        # at most one more may wait, the rest are refused at once.
+        # at most one more may wait (by count, at Ray's router), and none whose expected wait for a slot is
+        # over 0.1 s (by time, at the gateway's admission: serve_app/admission.py); the rest are refused at once.
         {"name": "echo", "task": "identity", "delay_ms": ECHO_DELAY_S * 1000,
-         "resources": {**CPU, "max_ongoing_requests": 4, "max_queued_requests": 1}},
+         "resources": {**CPU, "max_ongoing_requests": 4, "max_queued_requests": 1, "max_queue_wait_s": 0.1}},
         {"name": "slow", "task": "identity", "delay_ms": 5000, "resources": CPU},
         {"name": "fast", "task": "identity", "resources": CPU},
         {"name": "victim", "task": "identity", "delay_ms": 100,
@@ -197,11 +198,11 @@ def test_overload_at_4x_capacity_is_refused_fast_and_accepted_latency_holds(gate
               "sent": len(results), "accepted_rps": len(accepted) / seconds}
     print("overload at 4x capacity:", report, sorted(round(s, 2) for _, s in accepted))
     assert report["refused_p99_s"] < 0.5, report
-    # The target is 2x. Here a 2-core machine runs the load generator, both proxies and every replica,
-    # and Ray's router re-tries a waiting request on a backoff timer: measured 1.7x-2.5x. The bound asserted is
-    # the one the queue limit guarantees: an admitted request waits at most about one more service time (plus
-    # the retry ticks), never in an unbounded queue.
-    assert report["accepted_p99_s"] <= 3 * report["unloaded_p99_s"], report
+    # R4: accepted p99 within 2x the unloaded p99. Admission by expected wait (max_queue_wait_s) admits only
+    # what a slot can take within 0.1 s, so accepted requests barely queue: measured 0.98x on 2 shared cores
+    # (it was 1.7x-2.5x with the count bound alone, a queued request waiting for the next free slot).
+    assert report["accepted_p99_s"] <= 2 * report["unloaded_p99_s"], report
+    assert report["accepted_rps"] >= 0.75 * capacity_rps, "admission must not starve the model"
 
 
 def test_overload_over_grpc_is_resource_exhausted(gateway, grpc_target):

@@ -104,3 +104,26 @@ def test_truncated_binary_data_is_refused():
     assert r.status_code == 400 and "binary" in r.json()["error"]
     r = call("POST", "/v2/models/clf/infer", content=body, headers={"Inference-Header-Content-Length": "999999"})
     assert r.status_code == 400 and "does not fit" in r.json()["error"]
+
+
+@pytest.mark.parametrize("target", ["clf", "stc"])  # a model and a pipeline
+@pytest.mark.parametrize("inputs, fragment", [
+    ([{"name": "no_such_input", "datatype": "BYTES", "shape": [1], "data": ["x"]}], "'no_such_input'"),
+    ([{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["x"]},
+      {"name": "extra", "datatype": "BYTES", "shape": [1], "data": ["y"]}], "'extra'"),
+    ([{"datatype": "BYTES", "shape": [1], "data": ["x"]}], "(no name)"),
+    ([{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["x"]}] * 2, "sent 2 times"),
+])
+def test_inputs_other_than_text_are_refused_naming_them(target, inputs, fragment):
+    """Triton answers 400 naming an unexpected input; reading any tensor as the text hid client bugs."""
+    r = call("POST", f"/v2/models/{target}/infer", json={"inputs": inputs})
+    assert r.status_code == 400, r.text
+    assert fragment in r.json()["error"] and f"'{target}'" in r.json()["error"]
+    assert "only input is 'text'" in r.json()["error"] or "send it once" in r.json()["error"]
+
+
+def test_the_repository_index_lists_pipelines_and_their_readiness():
+    index = call("POST", "/v2/repository/index").json()
+    assert {"name": "stc", "version": "", "state": "READY", "reason": ""} in index
+    assert {(e["name"], e["state"]) for e in index} >= {("clf", "READY"), ("sum", "READY")}
+    assert call("GET", "/v2/models/stc/ready").status_code == 200

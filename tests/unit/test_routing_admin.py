@@ -139,3 +139,113 @@ def test_admin_token_is_required_when_configured():
     assert wrong.status_code == 403 and "s3cret" not in wrong.text
     assert right.status_code == 200 and plain.status_code == 200
     assert manager.loaded == [("clf", "2")], "refused requests must not reach the manager"
+
+
+def registry_client(tmp_path, traffic=None):
+    """A dataplane over a registry model `clf` whose versions 1 and 2 exist in a real (temporary) registry."""
+    from serve_app.registry import Registry
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    reg = Registry(str(tmp_path / "store"), cache_dir=tmp_path / "cache")
+    for _ in range(3):
+        reg.register("clf", folder)
+    reg.set_alias("clf", "stable", "1")
+    reg.set_alias("clf", "canary", "3")
+    model = {"name": "clf", "task": "classification", **({"traffic": traffic} if traffic else {"version": "1"})}
+    config = parse_config({"registry": {"uri": str(tmp_path / "store")}, "models": [model],
+                           "pipelines": [{"name": "twice", "graph": {"type": "fanout", "branches": {
+                               "a": {"type": "model", "model": "clf"}, "b": {"type": "model", "model": "clf"}}}}]},
+                          settings=GatewaySettings())
+    routes = {"clf": ModelRoutes("clf")}
+    for label, weight in (traffic or {"1": 1}).items():
+        routes["clf"].add(label, Versioned(label), float(weight))
+    dp = DataPlane(config, routes, RegistryManager(reg))
+    app = create_app(lambda: dp)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+
+
+class RegistryManager(FakeManager):
+    """Resolves selectors in the registry, as the Ray Serve manager does, and "deploys" in-process fakes."""
+
+    def __init__(self, registry):
+        super().__init__()
+        self.registry = registry
+
+    async def load(self, model, selector):
+        label = str(self.registry.resolve(f"{model.registry_name}@{selector}").iteration)
+        self.loaded.append((model.name, selector))
+        return label, Versioned(label)
+
+
+def shares(r):
+    return {v["version"]: v["traffic_share"] for v in r.json()["versions"]}
+
+
+def test_unload_then_load_restores_the_configured_selection(tmp_path):
+    """Loading back the only version left it deployed at 0% traffic: ready 503, every infer 503, while the
+    index said READY. Load now restores the configured weights (or gives a version loaded while nothing else
+    serves all the traffic); a canary loaded beside a serving version still takes none."""
+    async def go():
+        async with registry_client(tmp_path) as c:
+            assert (await c.post("/v1/admin/models/clf/versions/1/unload")).status_code == 200
+            assert (await c.get("/v2/models/clf/ready")).status_code == 503
+            index = (await c.post("/v2/repository/index")).json()
+            assert {e["version"]: e["state"] for e in index if e["name"] == "clf"} == {
+                "1": "UNAVAILABLE", "2": "UNAVAILABLE", "3": "UNAVAILABLE"}
+            assert {e["name"]: e["state"] for e in index}["twice"] == "UNAVAILABLE"
+            r = await c.post("/v1/admin/models/clf/versions/1/load")
+            assert shares(r) == {"1": 1.0}
+            assert (await c.get("/v2/models/clf/ready")).status_code == 200
+            assert (await c.post("/v1/classify", json={"texts": ["x"]})).status_code == 200
+            r = await c.post("/v1/admin/models/clf/versions/2/load")  # a canary: no traffic yet
+            assert shares(r) == {"1": 1.0, "2": 0.0}
+            assert (await c.post("/v1/admin/models/clf/versions/1/unload")).status_code == 200
+            index = {e["version"]: e for e in (await c.post("/v2/repository/index")).json() if e["name"] == "clf"}
+            assert index["2"]["state"] == "UNAVAILABLE" and "no version of the model takes traffic" in \
+                index["2"]["reason"], "never READY for a model that cannot answer"
+            r = await c.post("/v1/admin/models/clf/versions/3/load")  # nothing takes traffic: it takes it all
+            assert shares(r) == {"2": 0.0, "3": 1.0}
+            index = {e["version"]: e["state"] for e in (await c.post("/v2/repository/index")).json()
+                     if e["name"] == "clf"}
+            assert index == {"1": "UNAVAILABLE", "2": "READY", "3": "READY"}
+    run(go())
+
+
+def test_oip_unload_all_then_load_without_a_version_brings_back_the_configured_split(tmp_path):
+    async def go():
+        async with registry_client(tmp_path, traffic={"1": 70, "2": 30}) as c:
+            assert (await c.post("/v2/repository/models/clf/unload")).status_code == 200
+            assert (await c.get("/v2/models/clf/ready")).status_code == 503
+            assert (await c.get("/v2/models/twice/ready")).status_code == 503
+            assert (await c.post("/v2/repository/models/clf/load")).status_code == 200
+            assert shares(await c.get("/v1/models/clf")) == {"1": 0.7, "2": 0.3}
+            assert (await c.get("/v2/models/twice/ready")).status_code == 200
+            # One version of the split unloaded and loaded back: it gets its configured share again.
+            await c.post("/v1/admin/models/clf/versions/2/unload")
+            r = await c.post("/v2/repository/models/clf/load", json={"parameters": {"version": "2"}})
+            assert r.status_code == 200 and shares(await c.get("/v1/models/clf")) == {"1": 0.7, "2": 0.3}
+            # A split set by hand since is left alone: the loaded version waits for its weight.
+            await c.put("/v1/admin/models/clf/traffic", json={"1": 1})
+            await c.post("/v1/admin/models/clf/versions/2/unload")
+            r = await c.post("/v1/admin/models/clf/versions/3/load")
+            await c.post("/v1/admin/models/clf/versions/2/load")
+            assert shares(await c.get("/v1/models/clf")) == {"1": 1.0, "2": 0.0, "3": 0.0}
+    run(go())
+
+
+def test_admin_calls_accept_registry_selectors_for_loaded_versions(tmp_path):
+    """The README walkthrough says `canary`, not an iteration it cannot know on a fresh install."""
+    async def go():
+        async with registry_client(tmp_path) as c:
+            assert shares(await c.post("/v1/admin/models/clf/versions/canary/load")) == {"1": 1.0, "3": 0.0}
+            r = await c.put("/v1/admin/models/clf/traffic", json={"stable": 90, "canary": 10})
+            assert r.status_code == 200 and shares(r) == {"1": 0.9, "3": 0.1}
+            r = await c.put("/v1/admin/models/clf/traffic", json={"stable": 1, "1": 1})
+            assert r.status_code == 400 and "twice" in r.json()["error"]
+            r = await c.put("/v1/admin/models/clf/traffic", json={"ghost": 1})
+            assert r.status_code == 400 and "not loaded" in r.json()["error"]
+            r = await c.post("/v1/admin/models/clf/versions/canary/unload")
+            assert r.status_code == 200 and shares(r) == {"1": 1.0}
+    run(go())

@@ -29,7 +29,9 @@ def test_status_and_metadata():
     ({"instances": ["x"], "inputs": ["x"]}, "exactly one of"),
     ({"instances": []}, "non-empty list"),
     ({"instances": [3]}, "instances[0]"),
-    ({"inputs": {"other": ["x"]}}, "non-empty list"),
+    ({"inputs": {"other": ["x"]}}, "unexpected inputs ['other']"),
+    ({"inputs": {"text": ["x"], "extra": ["y"]}}, "unexpected inputs ['extra']"),
+    ({"inputs": {}}, "non-empty list"),
     ({"instances": [""]}, "text is empty"),
 ])
 def test_bad_predict_bodies(body, fragment):
