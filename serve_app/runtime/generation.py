@@ -32,18 +32,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from serve_app.generation import SamplingParams
 from serve_app.runtime.textstream import TextStream
 
 log = logging.getLogger("ray.serve")
-
-
-@dataclass
-class SamplingParams:
-    max_new_tokens: int
-    temperature: float = 0.0  # 0: greedy
-    top_p: float = 1.0
-    seed: int | None = None
-    stop: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -95,7 +87,7 @@ class GenerationEngine:
 
     # -- called from other threads ------------------------------------------------------------------------
     def submit(self, seq: Sequence) -> Sequence:
-        seq.stream = TextStream(self.decode, seq.params.stop)
+        seq.stream = TextStream(self.decode, seq.params.stop, seq.params.strip)
         if seq.params.temperature > 0:
             seq.generator = torch.Generator().manual_seed(
                 seq.params.seed if seq.params.seed is not None else random.getrandbits(63))
@@ -117,7 +109,9 @@ class GenerationEngine:
         self._thread.join(timeout=30)
 
     def stats(self) -> dict:
-        return {"running": len(self.batch), "waiting": len(self.waiting) + (self.prefilling is not None),
+        # Finished rows leave the batch at the next step; they no longer count.
+        running = sum(s.finished is None for s in self.batch)
+        return {"running": running, "waiting": len(self.waiting) + (self.prefilling is not None),
                 "tokens_generated": self.tokens_generated, "finished": dict(self.finished_by_reason)}
 
     # -- the engine thread ----------------------------------------------------------------------------------

@@ -25,8 +25,10 @@ def _stop_prefix_len(text: str, stops: Sequence[str]) -> int:
 
 
 class TextStream:
-    def __init__(self, decode: Callable[[list[int]], str], stops: Sequence[str] = ()):
+    def __init__(self, decode: Callable[[list[int]], str], stops: Sequence[str] = (), strip: bool = True):
         self.decode = decode
+        # Summaries and chat replies are stripped; a raw completion keeps its whitespace (" Paris" after "is").
+        self.strip = strip
         self.stops = [s for s in stops if s]
         self.ids: list[int] = []
         self.sent = ""  # what the client has received so far
@@ -34,7 +36,8 @@ class TextStream:
 
     def text(self) -> str:
         """The whole answer so far, as the non-streamed response would carry it."""
-        full = self.decode(self.ids).lstrip()
+        full = self.decode(self.ids)
+        full = full.lstrip() if self.strip else full
         for stop in self.stops:
             at = full.find(stop)
             if at >= 0:
@@ -47,18 +50,21 @@ class TextStream:
         self.ids.extend(token_ids)
         full = self.text()
         if self.stopped:
-            return self._advance(full.rstrip())
-        safe = full.rstrip()
+            return self._advance(self._end(full))
+        safe = self._end(full)
         if safe.endswith(REPLACEMENT):
             safe = safe.rstrip(REPLACEMENT)
         held = _stop_prefix_len(full, self.stops)
         if held:
-            safe = safe[: min(len(safe), len(full) - held)].rstrip()
+            safe = self._end(safe[: min(len(safe), len(full) - held)])
         return self._advance(safe)
 
     def finish(self) -> str:
         """The last delta once the sequence has ended: everything not sent yet, whitespace-stripped at the end."""
-        return self._advance(self.text().rstrip())
+        return self._advance(self._end(self.text()))
+
+    def _end(self, text: str) -> str:
+        return text.rstrip() if self.strip else text
 
     def _advance(self, upto: str) -> str:
         # Decoding more ids can rewrite a held-back tail (U+FFFD becoming a character); never resend what was sent.

@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from serve_app.runtime.generation import GenerationEngine, SamplingParams, Sequence
+from serve_app.generation import SamplingParams
+from serve_app.runtime.generation import GenerationEngine, Sequence
 from serve_app.runtime.summarizer import TextSummarizer
 
 TEXTS = ["The central bank raised rates again on Tuesday.", "Shares fell in London after weak results " * 4,

@@ -39,3 +39,9 @@ def test_a_possible_stop_prefix_is_held_back_until_it_cannot_match():
     assert s.push([1]) == " wor"
     assert s.push([2]) == ""  # "ld" might become "ld!!"
     assert s.push([3]) == "ld"
+
+
+def test_a_raw_completion_keeps_its_whitespace():
+    s = TextStream(decode, strip=False)
+    streamed = "".join(s.push([i]) for i in range(len(PIECES))) + s.finish()
+    assert streamed == decode(list(range(len(PIECES)))) == s.sent
