@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from pathlib import Path
 
 from ray import serve
@@ -99,11 +100,16 @@ class SummarizerDeployment(ModelDeployment):
         deadline = time.monotonic() + deadline_s if deadline_s else None
         seq = Sequence(ids, params, lambda e: loop.call_soon_threadsafe(queue.put_nowait, e), deadline=deadline)
         self.engine.submit(seq)
+        pending: deque[dict] = deque()
         try:
             while True:
-                event = await queue.get()
-                while event["type"] == "token" and not queue.empty() and queue._queue[0]["type"] == "token":
-                    nxt = queue.get_nowait()
+                if not pending:
+                    pending.append(await queue.get())
+                while not queue.empty():
+                    pending.append(queue.get_nowait())
+                event = pending.popleft()
+                while event["type"] == "token" and pending and pending[0]["type"] == "token":
+                    nxt = pending.popleft()
                     event = {**nxt, "text": event["text"] + nxt["text"]}
                 if event["type"] == "done":
                     self._record(event)

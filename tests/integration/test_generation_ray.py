@@ -33,7 +33,7 @@ def gateway(serve_session, tiny_models):
 
 @pytest.fixture(scope="module")
 def oai(gateway):
-    return openai.OpenAI(base_url=f"{gateway.base_url}openai/v1", api_key="unused", max_retries=0)
+    return openai.OpenAI(base_url=str(gateway.base_url).rstrip("/") + "/openai/v1", api_key="unused", max_retries=0)
 
 
 def sse_events(response: httpx.Response) -> list[tuple[str, dict]]:
