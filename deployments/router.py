@@ -64,6 +64,25 @@ class HandleBackend:
     async def info(self) -> dict:
         return await self._call(self.handle.info.remote())
 
+    async def stream(self, request: dict):
+        """The replica's `generate` events through a streaming handle (a DeploymentResponseGenerator)."""
+        response = self.handle.options(stream=True).generate.remote(request)
+        finished = False
+        try:
+            async for event in response:
+                yield event
+            finished = True
+        except BackPressureError as err:
+            raise Overloaded(f"model '{self.name}' is at capacity; retry shortly",
+                             retry_after_s=getattr(err, "retry_after_s", None) or 1) from None
+        except _REPLICA_LOST:
+            log.warning("a replica of %s was lost during a stream", self.name)
+            raise ModelNotReady(f"model '{self.name}' lost a replica while answering; retry shortly",
+                                retry_after_s=1) from None
+        finally:
+            if not finished:  # the client left or a deadline passed: stop the replica's generator (and sequence)
+                response.cancel()
+
     async def _call(self, response):
         try:
             return await response

@@ -116,6 +116,10 @@ class Generation(_Strict):
     max_new_tokens: Annotated[int, Field(ge=1, le=1024)] = 64
     max_new_tokens_limit: Annotated[int, Field(ge=1, le=2048)] = 256
     do_sample: bool = False
+    # Continuous batching (decoder-only models): sequences decoded together, and prompt tokens prefilled per
+    # engine iteration (smaller: running streams stall less while a long prompt is read; larger: faster prefill).
+    max_running: Annotated[int, Field(ge=1, le=256)] = 8
+    prefill_chunk: Annotated[int, Field(ge=8, le=4096)] = 64
 
     @model_validator(mode="after")
     def _default_within_limit(self) -> Generation:

@@ -30,6 +30,7 @@ from serve_app.errors import (
     ModelNotReady,
     PayloadTooLarge,
 )
+from serve_app.generation import GenerationStream, check_params
 from serve_app.metrics import Metrics, NullMetrics
 from serve_app.pipelines.engine import run_pipeline
 from serve_app.pipelines.validate import models_used, output_fields
@@ -154,6 +155,10 @@ class DataPlane:
             raise InvalidInput(f"request body is not valid JSON: {err.msg} at line {err.lineno} "
                                f"column {err.colno}") from None
 
+    def parse(self, schema, body: object):
+        """`body` validated against a request schema; InvalidInput names the first problems."""
+        return self._parse(schema, body)
+
     def _parse(self, schema, body: object):
         if not isinstance(body, dict):
             raise InvalidInput("request body must be a JSON object such as {\"texts\": [\"...\"]}")
@@ -253,6 +258,31 @@ class DataPlane:
             ticket.done(ok)
         self.metrics.inc("gateway_requests", {"model": model.name, "version": entry.label, "pipeline": pipeline})
         return out
+
+    # -- token streams ------------------------------------------------------------------------------------
+    async def open_stream(self, requested: str | None, request: dict, deadline_s: float) -> GenerationStream:
+        """Start a generation on a summarization model (`name` or `name@version`) and wait for the replica to
+        accept the prompt: errors up to then are typed errors (an HTTP status), later ones arrive in the stream.
+        `request` is the dict `serve_app.generation` describes, with unchecked "params"."""
+        model, pinned = self._model(requested, Task.summarization)
+        gen = model.generation or Generation()
+        request = {**request, "params": check_params(request.get("params") or {}, gen.max_new_tokens,
+                                                     gen.max_new_tokens_limit), "deadline_s": deadline_s}
+        entry = self.routes[model.name].pick(pinned)
+        if not hasattr(entry.backend, "stream"):
+            raise InvalidInput(f"model '{model.name}' cannot stream", field="stream")
+        events = entry.backend.stream(request)
+        try:
+            start = await anext(events)
+        except GatewayError:
+            raise
+        except Exception:  # noqa: BLE001 - the cause is logged by the replica
+            raise InferenceFailed(f"model '{model.name}' failed to answer; see the server log") from None
+        if start["type"] == "error":
+            await events.aclose()
+            raise InvalidInput(start["message"])
+        self.metrics.inc("gateway_requests", {"model": model.name, "version": entry.label, "pipeline": ""})
+        return GenerationStream(model.name, str(start.get("version", entry.label)), start, events)
 
     async def infer_texts(self, name: str, version: str | None, texts: list[str], params: dict) -> tuple[list, str]:
         """(records, version) for a model or a pipeline addressed by name, as the OIP/TF adapters need."""

@@ -5,7 +5,7 @@
     GET  /v1/models            models with version, readiness, labels, limits
     GET  /v1/models/{name}     one model
     POST /v1/classify          {"texts": [...], "model"?}
-    POST /v1/summarize         {"texts": [...], "model"?, "max_new_tokens"?}
+    POST /v1/summarize         {"texts": [...], "model"?, "max_new_tokens"?, "stream"?} (stream: SSE, protocols/sse.py)
     GET  /v1/pipelines         pipelines with their graphs
     POST /v1/pipelines/{name}  {"texts": [...], "trace"?}
 
@@ -17,8 +17,9 @@ Admin (bearer token when GATEWAY_ADMIN_TOKEN is set):
     POST /v1/admin/models/{name}/versions/{version}/unload    stop a loaded version
     PUT  /v1/admin/models/{name}/traffic                      {"3": 90, "4": 10}
 
-Registered here as well: OIP v2 (/v2/..., protocols/oip_http.py) and TF Serving's :predict
-(protocols/tfserving.py), over the same dataplane and error handlers.
+Registered here as well: OIP v2 (/v2/..., protocols/oip_http.py), TF Serving's :predict
+(protocols/tfserving.py) and the OpenAI API (/openai/v1/..., protocols/openai_api.py, errors in OpenAI's shape),
+over the same dataplane and error handlers.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ from serve_app.auth import check_bearer, realm_of
 from serve_app.dataplane import Answer, DataPlane
 from serve_app.errors import GatewayError, InvalidInput, ModelNotReady, Overloaded, PayloadTooLarge
 from serve_app.protocols.oip_http import add_oip_routes
+from serve_app.protocols.openai_api import PREFIX as OPENAI_PREFIX
+from serve_app.protocols.openai_api import add_openai_routes, openai_error
+from serve_app.protocols.sse import summarize_stream
 from serve_app.protocols.tfserving import add_tfserving_routes, version_status
 
 log = logging.getLogger("ray.serve")
@@ -43,13 +47,15 @@ log = logging.getLogger("ray.serve")
 TIMEOUT_HEADER = "x-request-timeout"
 
 
-def error_response(err: GatewayError) -> JSONResponse:
-    """The error's JSON body and status; retryable ones (overloaded, not ready) say when to retry."""
+def error_response(err: GatewayError, path: str = "") -> JSONResponse:
+    """The error's JSON body and status; retryable ones (overloaded, not ready) say when to retry. Under the
+    OpenAI base path the body has OpenAI's shape, which its clients parse."""
     headers = None
     if isinstance(err, Overloaded | ModelNotReady):
         retry_after = err.details.get("retry_after_s", 1)
         headers = {"Retry-After": str(max(1, math.ceil(retry_after)))}
-    return JSONResponse(err.to_body(), status_code=err.http_status, headers=headers)
+    body = openai_error(err) if path.startswith(OPENAI_PREFIX + "/") else err.to_body()
+    return JSONResponse(body, status_code=err.http_status, headers=headers)
 
 
 def admin_guard(token: str | None) -> Callable[[Request], None]:
@@ -80,7 +86,7 @@ def create_app(get_dataplane: Callable[[], DataPlane], admin_token: str | None =
 
     @app.exception_handler(GatewayError)
     async def _gateway_error(request: Request, err: GatewayError):
-        return error_response(err)
+        return error_response(err, request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, err: StarletteHTTPException):
@@ -90,27 +96,34 @@ def create_app(get_dataplane: Callable[[], DataPlane], admin_token: str | None =
             message = f"method {request.method} is not allowed on {request.url.path}"
         else:
             message = str(err.detail)
+        if request.url.path.startswith(OPENAI_PREFIX + "/"):
+            kind = "invalid_request_error" if err.status_code < 500 else "server_error"
+            body = {"error": {"message": message, "type": kind, "param": None, "code": "http_error"}}
+            return JSONResponse(body, status_code=err.status_code)
         return JSONResponse({"error": message, "kind": "http_error"}, status_code=err.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, err: RequestValidationError):
         first = err.errors()[0] if err.errors() else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(p) for p in first["loc"])
-        return error_response(InvalidInput(f"{where}: {first['msg']}"))
+        return error_response(InvalidInput(f"{where}: {first['msg']}"), request.url.path)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, err: Exception):
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse({"error": "internal error; see the server log", "kind": "internal"}, status_code=500)
 
-    async def _call(request: Request, op: Callable[[DataPlane, object], Awaitable[Answer]]) -> JSONResponse:
-        dataplane = get_dataplane()
+    async def _body(request: Request, dataplane: DataPlane) -> object:
         declared = request.headers.get("content-length")
         limit = dataplane.config.server.limits.max_body_bytes
         # Refuse an oversized body before reading it into memory.
         if declared and declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
-        body = dataplane.decode_json(await request.body())
+        return dataplane.decode_json(await request.body())
+
+    async def _call(request: Request, op: Callable[[DataPlane, object], Awaitable[Answer]]) -> JSONResponse:
+        dataplane = get_dataplane()
+        body = await _body(request, dataplane)
         answer = await dataplane.within(deadline_of(request, dataplane), op(dataplane, body))
         return JSONResponse(answer.body, headers=answer.headers)
 
@@ -137,10 +150,16 @@ def create_app(get_dataplane: Callable[[], DataPlane], admin_token: str | None =
 
     @app.post("/v1/summarize")
     async def summarize(request: Request):
-        return await _call(request, lambda dp, body: dp.summarize(body))
+        dataplane = get_dataplane()
+        body = await _body(request, dataplane)
+        if isinstance(body, dict) and body.get("stream") is True:
+            return await summarize_stream(dataplane, body, deadline_of(request, dataplane))
+        answer = await dataplane.within(deadline_of(request, dataplane), dataplane.summarize(body))
+        return JSONResponse(answer.body, headers=answer.headers)
 
     add_oip_routes(app, get_dataplane, admin, deadline_of)
     add_tfserving_routes(app, get_dataplane, deadline_of)
+    add_openai_routes(app, get_dataplane, deadline_of)
 
     @app.get("/v1/pipelines")
     async def list_pipelines():

@@ -27,6 +27,16 @@ METRICS = {
     "gateway_queue_depth": ("gauge", "Requests in flight in a model replica", ("model", "version")),
     "gateway_model_load_seconds": ("gauge", "Seconds a model version took to load", ("model", "version")),
     "gateway_loaded_versions": ("gauge", "Model versions loaded and routable", ("model",)),
+    "gateway_generation_ttft_seconds": ("histogram", "Time from a generation request reaching its replica to its "
+                                        "first token", ("model", "version")),
+    "gateway_generation_tpot_seconds": ("histogram", "Mean time per output token after the first, per request",
+                                        ("model", "version")),
+    "gateway_generation_running": ("gauge", "Sequences in the decode batch of a replica", ("model", "version")),
+    "gateway_generation_waiting": ("gauge", "Sequences waiting for (or in) prefill in a replica",
+                                   ("model", "version")),
+    "gateway_generation_tokens": ("counter", "Tokens generated", ("model", "version")),
+    "gateway_generation_finished": ("counter", "Generation requests finished, by finish reason",
+                                    ("model", "version", "reason")),
 }
 
 

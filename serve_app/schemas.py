@@ -25,6 +25,8 @@ class PipelineRequest(_Request):
 
 
 class SummarizeRequest(_Request):
-    """`{"texts": [...], "max_new_tokens": 64}`: one summary per text."""
+    """`{"texts": [...], "max_new_tokens": 64}`: one summary per text; `"stream": true` (one text) streams it
+    as server-sent events."""
 
     max_new_tokens: StrictInt | None = None
+    stream: bool = False

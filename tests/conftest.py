@@ -55,6 +55,8 @@ def tiny_models(tmp_path_factory, smollm2_tokenizer_dir) -> Path:
     root = tmp_path_factory.mktemp("tiny-models")
     build_tiny_classifier(root / "tiny-classifier")
     build_tiny_summarizer(root / "tiny-summarizer", smollm2_tokenizer_dir)
+    # Untied embeddings: varied text instead of one repeated token (streaming and stop-string tests need it).
+    build_tiny_summarizer(root / "tiny-chatty", smollm2_tokenizer_dir, tie_word_embeddings=False)
     return root
 
 

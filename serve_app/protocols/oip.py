@@ -12,7 +12,7 @@ from serve_app.pipelines.validate import output_fields
 from serve_app.protocols.tensors import TEXT_INPUT, decode_texts, encode_outputs
 
 SERVER_NAME = "inference-gateway"
-EXTENSIONS = ["binary_tensor_data", "model_repository"]
+EXTENSIONS = ["binary_tensor_data", "model_repository", "generate"]
 
 _TASK_OUTPUTS = {
     Task.classification: [("label", "BYTES", [-1]), ("score", "FP32", [-1]), ("probabilities", "FP32", [-1, -1]),

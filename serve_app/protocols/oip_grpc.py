@@ -23,7 +23,8 @@ from serve_app.errors import GatewayError, InvalidInput, ModelNotReady, Overload
 from serve_app.protocols import oip
 from serve_app.protocols.grpc_stubs import RPC_NAMES
 from serve_app.protocols.grpc_stubs import service_pb2 as pb
-from serve_app.protocols.tensors import TEXT_INPUT, pack_bytes
+from serve_app.protocols.sse import guarded
+from serve_app.protocols.tensors import TEXT_INPUT, decode_texts, pack_bytes
 
 log = logging.getLogger("ray.serve")
 
@@ -150,6 +151,49 @@ class OipGrpcServicer:
                 self.dataplane, request.model_name, request.model_version or None, body, tail))
             return _infer_response(response, out_tail)
         return await self._guard(grpc_context, pb.ModelInferResponse(), work)
+
+    async def ModelStreamInfer(self, requests, grpc_context):  # noqa: N802 - bidirectional stream
+        """Triton's decoupled streaming, for summarizers: each ModelInferRequest (one text in a BYTES tensor;
+        parameters max_tokens, temperature, top_p, seed) is answered by one response per token chunk (BYTES
+        output `text_output`, the delta), then an empty final one with `triton_final_response` and
+        `finish_reason`. A failed request answers `error_message` (tritonclient's callback gets an error) and
+        the stream goes on with the next request."""
+        async for request in requests:
+            try:
+                self._check_inference(grpc_context)
+                body, tail = _request_dict(request)
+                texts = decode_texts(body, tail) if request.inputs else []
+                if len(texts) != 1:
+                    raise InvalidInput("send one BYTES input tensor holding one text")
+                text = texts[0]
+                params = {k: v for k, v in body["parameters"].items() if k != "binary_data_output"}
+                if "max_tokens" in params:
+                    params["max_new_tokens"] = params.pop("max_tokens")
+                self.dataplane.check_texts(texts)
+                deadline = self.dataplane.deadline_s(_metadata(grpc_context).get("x-request-timeout"))
+                ref = request.model_name + (f"@{request.model_version}" if request.model_version else "")
+                stream = await self.dataplane.within(deadline, self.dataplane.open_stream(
+                    ref, {"kind": "summary", "text": text, "params": params}, deadline))
+            except GatewayError as err:
+                yield pb.ModelStreamInferResponse(error_message=err.message)
+                continue
+            except Exception:  # noqa: BLE001 - logged here; the client gets a generic message
+                log.exception("gRPC stream request failed")
+                yield pb.ModelStreamInferResponse(error_message="internal error; see the server log")
+                continue
+            async for event in guarded(stream):
+                msg = pb.ModelInferResponse(model_name=stream.model, model_version=stream.version, id=request.id)
+                if event["type"] == "token":
+                    msg.outputs.add(name="text_output", datatype="BYTES", shape=[1])
+                    msg.raw_output_contents.append(pack_bytes([event["text"].encode()]))
+                elif event["type"] == "done":
+                    msg.parameters["triton_final_response"].bool_param = True
+                    msg.parameters["finish_reason"].string_param = event["finish_reason"]
+                    msg.parameters["completion_tokens"].int64_param = event["completion_tokens"]
+                else:
+                    yield pb.ModelStreamInferResponse(error_message=event["error"].message)
+                    break
+                yield pb.ModelStreamInferResponse(infer_response=msg)
 
     async def RepositoryIndex(self, request, grpc_context):  # noqa: N802
         async def work():

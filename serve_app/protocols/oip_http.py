@@ -6,11 +6,12 @@ import json
 from collections.abc import Callable
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from serve_app.dataplane import DataPlane
-from serve_app.errors import ModelNotFound, ModelNotReady, PayloadTooLarge
+from serve_app.errors import InvalidInput, ModelNotFound, ModelNotReady, PayloadTooLarge
 from serve_app.protocols import oip
+from serve_app.protocols.sse import SSE_HEADERS, ended_badly, frame, guarded
 from serve_app.protocols.tensors import split_body
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -59,6 +60,51 @@ def add_oip_routes(app: FastAPI, get_dataplane: Callable[[], DataPlane], admin: 
         head = json.dumps(response).encode()
         return Response(head + out_tail, media_type="application/octet-stream",
                         headers={HEADER_LENGTH: str(len(head))})
+
+    # Triton's generate extension: {"text_input": <article>, "parameters": {"max_tokens", "temperature", ...}}
+    # -> {"model_name", "model_version", "text_output"}; generate_stream sends one such object per SSE event.
+    async def open_generation(name: str, version: str | None, request: Request):
+        dp = get_dataplane()
+        body = dp.decode_json(await request.body())
+        if not isinstance(body, dict) or not isinstance(body.get("text_input"), str) or not body["text_input"].strip():
+            raise InvalidInput("send {\"text_input\": \"<article>\", \"parameters\": {...}}", field="text_input")
+        params = dict(body.get("parameters") or {})
+        params.pop("stream", None)
+        if "max_tokens" in params:
+            params["max_new_tokens"] = params.pop("max_tokens")
+        dp.check_texts([body["text_input"]])
+        deadline = deadline_of(request, dp)
+        ref = f"{name}@{version}" if version else name
+        return await dp.within(deadline, dp.open_stream(ref, {"kind": "summary", "text": body["text_input"],
+                                                              "params": params}, deadline))
+
+    @app.post("/v2/models/{name}/generate")
+    @app.post("/v2/models/{name}/versions/{version}/generate")
+    async def generate(name: str, request: Request, version: str | None = None):
+        stream = await open_generation(name, version, request)
+        done = await stream.collect()
+        if (err := ended_badly(done, stream.model)) is not None:
+            raise err
+        return {"model_name": stream.model, "model_version": stream.version, "text_output": done["text"],
+                "finish_reason": done["finish_reason"], "completion_tokens": done["completion_tokens"]}
+
+    @app.post("/v2/models/{name}/generate_stream")
+    @app.post("/v2/models/{name}/versions/{version}/generate_stream")
+    async def generate_stream(name: str, request: Request, version: str | None = None):
+        stream = await open_generation(name, version, request)
+
+        async def events():
+            async for event in guarded(stream):
+                head = {"model_name": stream.model, "model_version": stream.version}
+                if event["type"] == "token":
+                    yield frame({**head, "text_output": event["text"]})
+                elif event["type"] == "done":
+                    yield frame({**head, "text_output": "", "finish_reason": event["finish_reason"],
+                                 "completion_tokens": event["completion_tokens"]})
+                else:
+                    yield frame({"error": event["error"].message})
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
 
     @app.post("/v2/repository/index")
     async def repository_index():

@@ -37,6 +37,7 @@ class TextSummarizer:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         model_limit = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", 1024)
+        self.model_limit = model_limit
         self.max_length = min(max_length, model_limit) if max_length else model_limit
         eos = self.model.generation_config.eos_token_id
         eos = eos if isinstance(eos, list) else [eos]
@@ -57,6 +58,39 @@ class TextSummarizer:
         else:
             prompt = f"Article: {text}\nSummary:"
         return prompt, truncated, min(len(ids), self.max_length)
+
+    # -- prompts for the generation engine (decoder-only models) ---------------------------------------------
+    def summary_prompt(self, text: str) -> tuple[list[int], bool, int]:
+        """Token ids of the summary prompt for an article, whether it was cut, and the article's token count."""
+        prompt, truncated, n_in = self._prompt(text)
+        return self._ids(prompt), truncated, n_in
+
+    def chat_prompt(self, messages: list[dict]) -> list[int]:
+        """Token ids of a chat (OpenAI `messages`) with the model's chat template, ready for the reply."""
+        if not self.tokenizer.chat_template:
+            text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
+            return self._ids(text)
+        return self._ids(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+
+    def completion_prompt(self, prompt: str) -> list[int]:
+        """Token ids of a raw prompt (OpenAI `completions`), no template."""
+        return self._ids(prompt)
+
+    def _ids(self, text: str) -> list[int]:
+        # Templates and raw prompts already hold whatever special tokens the model expects.
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def start_engine(self, max_running: int, prefill_chunk: int, on_change=None):
+        """The continuous-batching engine over this model (decoder-only models only)."""
+        from serve_app.runtime.generation import GenerationEngine
+
+        if self.seq2seq:
+            raise ValueError("continuous batching needs a decoder-only model")
+        return GenerationEngine(self.model, self.decode, self.stop_ids, max_running, prefill_chunk,
+                                self.placement.device, on_change)
 
     @torch.inference_mode()
     def summarize(self, texts: list[str], max_new_tokens: list[int], micro_batch: int = 4) -> list[dict]:

@@ -110,3 +110,23 @@ def test_stock_triton_clients_classify_and_summarize_with_the_real_models(real_g
     assert grpc_client.infer("classifier", [ginp]).as_numpy("label")[0].decode() == held_out_by_topic[0].label
     summary = grpc_client.infer("summarizer", [ginp], parameters={"max_new_tokens": 24}).as_numpy("summary")[0]
     assert 0 < len(summary.decode().strip()) < len(held_out_by_topic[0].text)
+
+
+def test_real_smollm2_streams_the_same_summary_and_speaks_openai(real_gateway, held_out_by_topic):
+    import openai
+
+    article = held_out_by_topic[1].text
+    whole = real_gateway.post("/v1/summarize", json={"texts": [article], "max_new_tokens": 40}).json()
+    with real_gateway.stream("POST", "/v1/summarize", json={"texts": [article], "max_new_tokens": 40,
+                                                            "stream": True}) as r:
+        data = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
+    assert "".join(d["text"] for d in data[:-1]) == data[-1]["summary"] == whole["results"][0]["summary"]
+    words = set(article.lower().split())
+    assert sum(w in words for w in data[-1]["summary"].lower().split()) >= 3  # it is about the article
+    base_url = str(real_gateway.base_url).rstrip("/") + "/openai/v1"
+    client = openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0)
+    question = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
+    reply = client.chat.completions.create(model="summarizer", messages=question, max_tokens=8, temperature=0)
+    assert "paris" in reply.choices[0].message.content.lower()
+    streamed = client.chat.completions.create(model="summarizer", messages=question, max_tokens=8, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in streamed) == reply.choices[0].message.content

@@ -57,7 +57,10 @@ def stack(serve_session, tiny_models, tmp_path_factory):
     config = parse_config({
         "models": [{"name": "prom-clf", "task": "classification", "source": "tiny-classifier", "max_length": 32,
                     "resources": {"num_cpus": 0.1, "num_gpus": 0}},
-                   {"name": "prom-echo", "task": "identity", "resources": {"num_cpus": 0.05, "num_gpus": 0}}],
+                   {"name": "prom-echo", "task": "identity", "resources": {"num_cpus": 0.05, "num_gpus": 0}},
+                   {"name": "prom-sum", "task": "summarization", "source": "tiny-chatty", "max_length": 32,
+                    "resources": {"num_cpus": 0.1, "num_gpus": 0},
+                    "generation": {"max_new_tokens": 4, "max_new_tokens_limit": 8}}],
         "pipelines": [{"name": "prom-pipe", "graph": {"type": "fanout", "branches": {
             "a": {"type": "model", "model": "prom-clf"}, "b": {"type": "model", "model": "prom-echo"}}}}],
     }, settings=GatewaySettings(models_dir=tiny_models))
@@ -99,11 +102,14 @@ def test_prometheus_counts_match_traffic_and_every_panel_has_data(stack):
         assert client.post("/v1/classify", json={"texts": ["a"], "model": "prom-clf@99"}).status_code == 404
     for _ in range(piped):
         assert client.post("/v1/pipelines/prom-pipe", json={"texts": ["a"]}).status_code == 200
+    generated = sum(client.post("/v1/summarize", json={"texts": [f"article {i}"], "model": "prom-sum"}).json()
+                    ["results"][0]["generated_tokens"] for i in range(3))
 
     assert wait_value(prom, 'sum(ray_gateway_requests_total{model="prom-clf", pipeline=""})', ok) == ok
     assert wait_value(prom, 'sum(ray_gateway_requests_total{model="prom-clf", pipeline="prom-pipe"})', piped) == piped
     assert wait_value(prom, 'sum(ray_gateway_errors_total{model="prom-clf", kind="model_not_found"})', bad) == bad
     assert wait_value(prom, 'sum(ray_gateway_request_duration_seconds_count{model="prom-clf"})', ok) == ok
+    assert wait_value(prom, 'sum(ray_gateway_generation_tokens_total{model="prom-sum"})', generated) == generated
     assert value(prom, 'up{job="gateway-sidecar"}') == 1 and value(prom, "gateway_probe_success") == 1
 
     # The sidecar rescans the process table every 15 s: replicas deployed after its last scan show up at the

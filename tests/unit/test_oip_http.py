@@ -71,7 +71,7 @@ def test_a_pipeline_is_addressable_as_a_model():
 def test_health_and_metadata():
     assert call("GET", "/v2/health/live").status_code == 200
     assert call("GET", "/v2/health/ready").status_code == 200
-    assert call("GET", "/v2").json()["extensions"] == ["binary_tensor_data", "model_repository"]
+    assert call("GET", "/v2").json()["extensions"] == ["binary_tensor_data", "model_repository", "generate"]
     meta = call("GET", "/v2/models/clf").json()
     assert meta["versions"] == ["5"] and meta["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
     assert call("GET", "/v2/models/clf/versions/5/ready").status_code == 200

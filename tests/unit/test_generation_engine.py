@@ -1,0 +1,137 @@
+"""The continuous-batching engine on a tiny random-weight llama, in-process (no Ray)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from serve_app.generation import SamplingParams
+from serve_app.runtime.generation import GenerationEngine, Sequence
+from serve_app.runtime.summarizer import TextSummarizer
+
+TEXTS = ["The central bank raised rates again on Tuesday.", "Shares fell in London after weak results " * 4,
+         "The striker scored twice in the cup final.", "A new film opened to strong reviews at the weekend."]
+
+
+class Collector:
+    """A sink that records one sequence's events and says when it is done."""
+
+    def __init__(self, on_token=None):
+        self.events: list[dict] = []
+        self.done = threading.Event()
+        self.on_token = on_token
+
+    def __call__(self, event: dict) -> None:
+        self.events.append(event)
+        if self.on_token and (event["type"] == "token" or len(self.events) == 1):
+            self.on_token(self)
+        if event["type"] == "done":
+            self.done.set()
+
+    def wait(self) -> dict:
+        assert self.done.wait(60), "the sequence never finished"
+        return self.events[-1]
+
+    @property
+    def streamed(self) -> str:
+        return "".join(e["text"] for e in self.events if e["type"] == "token")
+
+
+@pytest.fixture(scope="module")
+def summarizer(tiny_models):
+    return TextSummarizer(tiny_models / "tiny-chatty", max_length=64)
+
+
+@pytest.fixture
+def engine(summarizer):
+    engine = summarizer.start_engine(max_running=4, prefill_chunk=8)
+    yield engine
+    engine.close()
+
+
+def run(engine: GenerationEngine, ids: list[int], params: SamplingParams, **kw) -> tuple[dict, Collector]:
+    sink = Collector(**kw)
+    engine.submit(Sequence(ids, params, sink))
+    return sink.wait(), sink
+
+
+def test_engine_matches_static_generate_and_streams_the_same_text(summarizer, engine):
+    static = summarizer.summarize([TEXTS[0]], [12])[0]
+    done, sink = run(engine, summarizer.summary_prompt(TEXTS[0])[0], SamplingParams(12))
+    assert done["text"] == static["summary"] == sink.streamed
+    assert done["completion_tokens"] == static["generated_tokens"]
+    assert done["finish_reason"] == static["finish_reason"]
+
+
+def test_sequences_joining_a_running_batch_get_the_tokens_they_get_alone(summarizer, engine):
+    prompts = [summarizer.summary_prompt(t)[0] for t in TEXTS]
+    alone = [run(engine, p, SamplingParams(10 + 3 * i))[0] for i, p in enumerate(prompts)]
+    # Start the first; each later one is submitted when the one before it has streamed a token, so it joins a
+    # batch that is already decoding (prompt lengths differ, so rows are padded differently).
+    sinks: list[Collector] = []
+
+    def chain(i):
+        def on_token(sink):
+            if len(sink.events) == 1 and i + 1 < len(prompts):
+                submit(i + 1)
+        return on_token
+
+    def submit(i):
+        sink = Collector(on_token=chain(i))
+        sinks.append(sink)
+        engine.submit(Sequence(prompts[i], SamplingParams(10 + 3 * i), sink))
+
+    submit(0)
+    for i in range(len(prompts)):
+        while len(sinks) <= i:
+            sinks[-1].done.wait(0.05)
+        together = sinks[i].wait()
+        assert together["text"] == alone[i]["text"] and together["completion_tokens"] == alone[i]["completion_tokens"]
+    assert engine.stats()["running"] == 0
+
+
+def test_cancelling_ends_the_sequence_and_frees_its_slot(summarizer, engine):
+    ids = summarizer.summary_prompt(TEXTS[1])[0]
+    seqs = []
+
+    def cancel_after_two(sink):
+        if sum(e["type"] == "token" for e in sink.events) == 2:
+            engine.cancel(seqs[0])
+
+    sink = Collector(on_token=cancel_after_two)
+    seqs.append(Sequence(ids, SamplingParams(2000), sink))
+    engine.submit(seqs[0])
+    done = sink.wait()
+    assert done["finish_reason"] == "cancelled" and done["completion_tokens"] < 2000
+    assert engine.stats()["running"] == 0 and engine.stats()["finished"]["cancelled"] == 1
+
+
+def test_seeded_sampling_is_reproducible_and_differs_from_greedy(summarizer, engine):
+    ids = summarizer.summary_prompt(TEXTS[2])[0]
+    sampled = SamplingParams(16, temperature=1.5, top_p=0.95, seed=7)
+    first, second = run(engine, ids, sampled)[0], run(engine, ids, sampled)[0]
+    assert first["text"] == second["text"]
+    other = run(engine, ids, SamplingParams(16, temperature=1.5, top_p=0.95, seed=8))[0]
+    greedy = run(engine, ids, SamplingParams(16))[0]
+    assert len({first["text"], other["text"], greedy["text"]}) == 3
+
+
+def test_a_stop_string_ends_the_sequence_before_it(summarizer, engine):
+    ids = summarizer.summary_prompt(TEXTS[3])[0]
+    full = run(engine, ids, SamplingParams(16))[0]
+    assert len(full["text"]) > 8
+    stop = full["text"][5:8]
+    done, sink = run(engine, ids, SamplingParams(16, stop=[stop]))
+    assert done["finish_reason"] == "stop" and done["text"] == full["text"][: full["text"].find(stop)].rstrip()
+    assert sink.streamed == done["text"]
+
+
+def test_one_token_limit_and_many_waiting_sequences(summarizer, engine):
+    ids = summarizer.summary_prompt(TEXTS[0])[0]
+    sinks = [Collector() for _ in range(9)]  # more than max_running: the rest wait for a slot
+    for s in sinks:
+        engine.submit(Sequence(ids, SamplingParams(1), s))
+    results = [s.wait() for s in sinks]
+    assert all(r["completion_tokens"] <= 1 and r["finish_reason"] in ("length", "stop") for r in results)
+    assert len({r["text"] for r in results}) == 1
