@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import contextmanager
 
 from ray import serve
 from ray.exceptions import ActorUnavailableError, RayActorError
@@ -69,36 +70,37 @@ class HandleBackend:
         response = self.handle.options(stream=True).generate.remote(request)
         finished = False
         try:
-            async for event in response:
-                yield event
+            with self._ray_faults("a stream"):
+                async for event in response:
+                    yield event
             finished = True
-        except BackPressureError as err:
-            raise Overloaded(f"model '{self.name}' is at capacity; retry shortly",
-                             retry_after_s=getattr(err, "retry_after_s", None) or 1) from None
-        except _REPLICA_LOST:
-            log.warning("a replica of %s was lost during a stream", self.name)
-            raise ModelNotReady(f"model '{self.name}' lost a replica while answering; retry shortly",
-                                retry_after_s=1) from None
         finally:
             if not finished:  # the client left or a deadline passed: stop the replica's generator (and sequence)
                 response.cancel()
 
-    async def _call(self, response):
+    @contextmanager
+    def _ray_faults(self, what: str):
+        """Ray's faults as typed, retryable gateway errors."""
         try:
-            return await response
-        except asyncio.CancelledError:
-            # A deadline passed or the client left. Ray Serve does not cancel a handle call whose awaiter is
-            # cancelled; without this the model would go on computing an answer nobody reads.
-            response.cancel()
-            raise
+            yield
         except BackPressureError as err:
             # The ingress already holds max_queued_requests calls waiting for this model: refuse at once.
             raise Overloaded(f"model '{self.name}' is at capacity; retry shortly",
                              retry_after_s=getattr(err, "retry_after_s", None) or 1) from None
         except _REPLICA_LOST:
-            log.warning("a replica of %s was lost during a call", self.name)
+            log.warning("a replica of %s was lost during %s", self.name, what)
             raise ModelNotReady(f"model '{self.name}' lost a replica while answering; retry shortly",
                                 retry_after_s=1) from None
+
+    async def _call(self, response):
+        with self._ray_faults("a call"):
+            try:
+                return await response
+            except asyncio.CancelledError:
+                # A deadline passed or the client left. Ray Serve does not cancel a handle call whose awaiter is
+                # cancelled; without this the model would go on computing an answer nobody reads.
+                response.cancel()
+                raise
 
 
 def backend_for(model: ModelConfig, app: str) -> HandleBackend:

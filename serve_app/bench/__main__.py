@@ -1,5 +1,5 @@
-"""`make bench` (`python -m serve_app.bench`): start a local Ray + gateway, a naive FastAPI server and the raw
-model, measure them side by side, write docs/bench/{bench.md,bench.json,throughput.png,p99.png}.
+"""`make bench` (`python -m serve_app.bench`): start a local Ray + gateway, a naive FastAPI server, the peers
+(LitServe, plain Ray Serve: bench/peers.py) and the raw model, measure them side by side, write docs/bench/{bench.md,bench.json,throughput.png,p99.png}.
 
 Needs the prepared models (`make models`). Loopback only; bounded by --window and --repeats (the default run
 takes about 15 minutes on 2 cores: most of it the summarizer and the concurrency sweep).
@@ -76,6 +76,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--window", type=float, default=5.0, help="seconds per target and concurrency")
     parser.add_argument("--config", type=Path, default=None)
+    parser.add_argument("--concurrencies", default="1,4,16,32,64", help="comma-separated; must include 32")
     args = parser.parse_args()
 
     use_fast_path()
@@ -83,6 +84,7 @@ def main() -> int:
     from ray import serve
 
     from serve_app.app import deploy, open_registry, start_serve
+    from serve_app.bench.peers import plain_serve_app
     from serve_app.config import load_config, parse_config
     from serve_app.models import bbc
     from serve_app.optimize.cli import quiet_transformers
@@ -90,7 +92,8 @@ def main() -> int:
     from serve_app.settings import GatewaySettings
 
     quiet_transformers()
-    settings = BenchSettings(repeats=args.repeats, window_s=args.window)
+    settings = BenchSettings(repeats=args.repeats, window_s=args.window,
+                             concurrencies=[int(c) for c in args.concurrencies.split(",")])
     registry = open_registry(load_config(args.config))
     _, held_out = bbc.split(bbc.load_articles())
     texts = [a.text for a in held_out]
@@ -106,20 +109,28 @@ def main() -> int:
         fast_dir, fast_note = best_gated_variant(registry, Path(tmp), tick)
         config = parse_config(bench_models({"source": str(clf_dir)}, {"source": str(fast_dir)},
                                            {"source": str(sum_dir)}, settings), settings=GatewaySettings())
-        naive_port, http_port, grpc_port = free_port(), free_port(), free_port()
+        naive_port, lit_port, http_port, grpc_port = free_port(), free_port(), free_port(), free_port()
         naive = subprocess.Popen([sys.executable, "-m", "serve_app.bench.naive_server", str(clf_dir), "--port",
                                   str(naive_port), "--max-length", str(settings.max_length)])
+        lit = subprocess.Popen([sys.executable, "-m", "serve_app.bench.peers", "litserve", str(clf_dir), "--port",
+                                str(lit_port), "--max-length", str(settings.max_length)])
         ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="error")
         try:
             tick("starting the gateway")
             start_serve(config, "127.0.0.1", http_port, grpc_port)
             deploy(config)
+            serve.run(plain_serve_app(str(clf_dir), settings.max_length), name="plain", route_prefix="/plain")
             wait_http(f"http://127.0.0.1:{naive_port}/healthz")
+            wait_http(f"http://127.0.0.1:{lit_port}/health")
             raw = load_classifier(clf_dir, settings.max_length)
+            peers = {"LitServe": f"http://127.0.0.1:{lit_port}",
+                     "plain Ray Serve": f"http://127.0.0.1:{http_port}/plain"}
             result = run(f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}",
-                         f"http://127.0.0.1:{naive_port}", lambda batch: raw.predict(batch, 32), texts, settings, tick)
+                         f"http://127.0.0.1:{naive_port}", lambda batch: raw.predict(batch, 32), texts, settings, tick,
+                         peers)
         finally:
             naive.terminate()
+            lit.terminate()
             serve.shutdown()
             ray.shutdown()
     result["best_variant"] = fast_note

@@ -71,7 +71,7 @@ def _check(r: httpx.Response) -> httpx.Response:
 
 
 def classify_targets(texts: list[str], http: httpx.AsyncClient, naive: httpx.AsyncClient, grpc_client,
-                     raw: RawBatcher) -> dict[str, Call]:
+                     raw: RawBatcher, peers: dict[str, httpx.AsyncClient] | None = None) -> dict[str, Call]:
     """One text per request, the answer's label checked to be present."""
     import tritonclient.grpc.aio as tgrpc
 
@@ -100,9 +100,16 @@ def classify_targets(texts: list[str], http: httpx.AsyncClient, naive: httpx.Asy
     async def raw_model(n: int) -> None:
         assert (await raw.submit(pick(n)))["label"]
 
+    def peer(client: httpx.AsyncClient) -> Call:
+        async def call(n: int) -> None:
+            r = _check(await client.post("predict", json={"text": pick(n)}))
+            assert r.json()["label"]
+
+        return call
+
     return {"raw in-process": raw_model, "gateway HTTP": gateway, "gateway OIP REST": oip_rest,
             "gateway OIP gRPC": oip_grpc, "gateway best variant": lambda n: gateway(n, "clf-fast"),
-            "naive FastAPI": naive_server}
+            "naive FastAPI": naive_server, **{name: peer(client) for name, client in (peers or {}).items()}}
 
 
 async def sweep(targets: dict[str, Call], settings: BenchSettings, tick: Callable[[str], None]) -> dict:
@@ -194,6 +201,10 @@ def targets_table(sweep_results: dict, hop: dict, summ: dict, settings: BenchSet
     rows = [
         ("P1", f"gateway classify req/s ÷ raw in-process batched req/s, concurrency {c}",
          ratio("gateway HTTP", "raw in-process", c), ">=", 0.90),
+        ("P1-rest", f"gateway OIP REST req/s ÷ raw in-process batched, concurrency {c}",
+         ratio("gateway OIP REST", "raw in-process", c), ">=", 0.90),
+        ("P1-grpc", f"gateway OIP gRPC req/s ÷ raw in-process batched, concurrency {c}",
+         ratio("gateway OIP gRPC", "raw in-process", c), ">=", 0.90),
         ("P2", f"gateway best gated variant ÷ naive FastAPI fp32 server, concurrency {c}",
          ratio("gateway best variant", "naive FastAPI", c), ">=", 4.0),
         ("P3", "added p50 per extra no-op hop (ms)", hop["ms_per_hop"], "<=", 2.0),
@@ -203,12 +214,18 @@ def targets_table(sweep_results: dict, hop: dict, summ: dict, settings: BenchSet
         ("P9", "p50 at concurrency 1: gateway − raw, one classify over HTTP (ms)",
          p50_gap("gateway HTTP", "raw in-process"), "<=", 8.0),
     ]
+    for peer, tag, wanted in (("LitServe", "P7-litserve", 1.0), ("plain Ray Serve", "P7-rayserve", 1.1)):
+        if peer in sweep_results:
+            rows.append((tag, f"gateway classify req/s ÷ {peer}, concurrency {c}",
+                         ratio("gateway HTTP", peer, c), ">=", wanted))
     return [{"id": i, "measure": m, "value": round(v, 3), "target": f"{op} {t:g}",
              "met": v >= t if op == ">=" else v <= t} for i, m, v, op, t in rows]
 
 
 async def run_suite(base_url: str, grpc_target: str, naive_url: str, raw_predict, texts: list[str],
-                    settings: BenchSettings, tick: Callable[[str], None] = lambda s: None) -> dict:
+                    settings: BenchSettings, tick: Callable[[str], None] = lambda s: None,
+                    peers: dict[str, str] | None = None) -> dict:
+    """`peers`: name -> base URL of a peer server answering POST predict (see bench/peers.py)."""
     import tritonclient.grpc.aio as tgrpc
 
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
@@ -216,8 +233,10 @@ async def run_suite(base_url: str, grpc_target: str, naive_url: str, raw_predict
     grpc_client = tgrpc.InferenceServerClient(grpc_target)
     async with httpx.AsyncClient(base_url=base_url, timeout=600, limits=limits) as http, \
             httpx.AsyncClient(base_url=naive_url, timeout=600, limits=limits) as naive:
+        peer_clients = {name: httpx.AsyncClient(base_url=url.rstrip("/") + "/", timeout=600, limits=limits)
+                        for name, url in (peers or {}).items()}
         try:
-            targets = classify_targets(texts, http, naive, grpc_client, raw)
+            targets = classify_targets(texts, http, naive, grpc_client, raw, peer_clients)
             for call in targets.values():  # warm every path (first calls load kernels, open connections)
                 await call(0)
             results = await sweep(targets, settings, tick)
@@ -226,10 +245,12 @@ async def run_suite(base_url: str, grpc_target: str, naive_url: str, raw_predict
         finally:
             await raw.close()
             await grpc_client.close()
+            for client in peer_clients.values():
+                await client.aclose()
     return {"settings": settings.__dict__, "sweep": results, "hops": hop, "summarizer": summ,
             "targets": targets_table(results, hop, summ, settings)}
 
 
 def run(base_url: str, grpc_target: str, naive_url: str, raw_predict, texts: list[str], settings: BenchSettings,
-        tick: Callable[[str], None] = lambda s: None) -> dict:
-    return asyncio.run(run_suite(base_url, grpc_target, naive_url, raw_predict, texts, settings, tick))
+        tick: Callable[[str], None] = lambda s: None, peers: dict[str, str] | None = None) -> dict:
+    return asyncio.run(run_suite(base_url, grpc_target, naive_url, raw_predict, texts, settings, tick, peers))

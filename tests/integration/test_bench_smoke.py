@@ -1,5 +1,5 @@
 """`make bench` in smoke mode on tiny models: every target runs end to end over loopback (HTTP, OIP REST,
-OIP gRPC, a naive uvicorn server, the raw model, no-op hops, fan-out, batched and sequential summarizers) and
+OIP gRPC, a naive uvicorn server, the LitServe and plain Ray Serve peers, the raw model, no-op hops, fan-out, batched and sequential summarizers) and
 the report is written. No timing is asserted: on shared CI cores the figures mean nothing."""
 
 from __future__ import annotations
@@ -11,7 +11,10 @@ import sys
 from conftest import deployed, free_port
 from tiny_models import build_tiny_classifier
 
+from ray import serve
+
 from serve_app.bench import report
+from serve_app.bench.peers import plain_serve_app
 from serve_app.bench.__main__ import wait_http
 from serve_app.bench.suite import BenchSettings, bench_models, run
 from serve_app.config import parse_config
@@ -30,19 +33,26 @@ def test_bench_smoke_runs_every_target_and_writes_the_report(serve_session, grpc
     build_variant(clf, make_plan("classification", runtime="onnx", quantize="int8"), "classification", fast)
     config = parse_config(bench_models({"source": str(clf)}, {"source": str(fast)},
                                        {"source": str(tiny_models / "tiny-summarizer")}, settings))
-    port = free_port()
+    port, lit_port = free_port(), free_port()
     naive = subprocess.Popen([sys.executable, "-m", "serve_app.bench.naive_server", str(clf), "--port", str(port)])
+    lit = subprocess.Popen([sys.executable, "-m", "serve_app.bench.peers", "litserve", str(clf), "--port",
+                            str(lit_port)])
     raw = load_classifier(clf, settings.max_length)
     try:
         with deployed(config):
+            serve.run(plain_serve_app(str(clf), settings.max_length, num_cpus=0.05), name="plain",
+                      route_prefix="/plain")
             wait_http(f"http://127.0.0.1:{port}/healthz", 120)
+            wait_http(f"http://127.0.0.1:{lit_port}/health", 120)
+            peers = {"LitServe": f"http://127.0.0.1:{lit_port}", "plain Ray Serve": f"{serve_session}/plain"}
             result = run(serve_session, grpc_target, f"http://127.0.0.1:{port}", lambda b: raw.predict(b, 32),
-                         TEXTS, settings)
+                         TEXTS, settings, peers=peers)
     finally:
-        naive.terminate()
-        naive.wait(30)
+        for proc in (naive, lit):
+            proc.terminate()
+            proc.wait(30)
     targets = {"raw in-process", "gateway HTTP", "gateway OIP REST", "gateway OIP gRPC", "gateway best variant",
-               "naive FastAPI"}
+               "naive FastAPI", "LitServe", "plain Ray Serve"}
     assert set(result["sweep"]) == targets
     for target, by_c in result["sweep"].items():
         for c, samples in by_c.items():
@@ -53,7 +63,8 @@ def test_bench_smoke_runs_every_target_and_writes_the_report(serve_session, grpc
         # Concurrent clients add to one total: it must equal the sum of what each request reported.
         assert len(check["per_request"]) == settings.summarizer_requests, model
         assert check["tokens"] == sum(check["per_request"]) > 0, (model, check)
-    assert [t["id"] for t in result["targets"]] == ["P1", "P2", "P3", "P5", "P6", "P9"]
+    assert [t["id"] for t in result["targets"]] == ["P1", "P1-rest", "P1-grpc", "P2", "P3", "P5", "P6", "P9",
+                                                    "P7-litserve", "P7-rayserve"]
     written = report.write(result, tmp_path / "bench", "test machine")
     assert {p.name for p in written} == {"bench.json", "bench.md", "throughput.png", "p99.png"}
     assert json.loads((tmp_path / "bench" / "bench.json").read_text())["targets"][0]["id"] == "P1"

@@ -1,0 +1,98 @@
+"""The peers a platform engineer would compare the gateway with, serving the same classifier with the same
+runtime (`serve_app.runtime.classifier`), batch size (16), batch window (10 ms) and torch threads (2):
+
+- LitServe with batching on: `python -m serve_app.bench.peers litserve MODEL_DIR --port P` (its own process).
+- plain Ray Serve: one deployment with a FastAPI ingress and `@serve.batch`, deployed next to the gateway in the
+  same Ray Serve instance (`plain_serve_app`), so it runs in the same Serve mode as the gateway.
+
+Both answer `POST /predict {"text": "..."}` with `{"label": ..., "score": ...}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+BATCH, WINDOW_S, THREADS = 16, 0.01, 2
+
+
+def _load(model_dir: str, max_length: int):
+    import torch
+
+    from serve_app.runtime.classifier import load_classifier
+
+    torch.set_num_threads(THREADS)
+    return load_classifier(model_dir, max_length)
+
+
+def _answer(result: dict) -> dict:
+    return {"label": result["label"], "score": result["score"]}
+
+
+def litserve_server(model_dir: str, max_length: int):
+    import litserve as ls
+
+    class ClassifierAPI(ls.LitAPI):
+        def setup(self, device):
+            self.model = _load(model_dir, max_length)
+
+        def decode_request(self, request):
+            return request["text"]
+
+        def batch(self, inputs):
+            return list(inputs)
+
+        def predict(self, texts):
+            return self.model.predict(texts, BATCH)
+
+        def unbatch(self, outputs):
+            return outputs
+
+        def encode_response(self, output):
+            return _answer(output)
+
+    return ls.LitServer(ClassifierAPI(max_batch_size=BATCH, batch_timeout=WINDOW_S), accelerator="cpu",
+                        workers_per_device=1)
+
+
+def plain_serve_app(model_dir: str, max_length: int, num_cpus: float = 0.4):
+    """What the Ray Serve docs show: FastAPI ingress, @serve.batch, the model called in the batch handler."""
+    from fastapi import FastAPI
+    from ray import serve
+
+    api = FastAPI()
+
+    @serve.deployment(ray_actor_options={"num_cpus": num_cpus}, max_ongoing_requests=64,
+                      logging_config={"enable_access_log": False})
+    @serve.ingress(api)
+    class PlainClassifier:
+        def __init__(self):
+            self.model = _load(model_dir, max_length)
+
+        @serve.batch(max_batch_size=BATCH, batch_wait_timeout_s=WINDOW_S)
+        async def classify(self, texts: list[str]) -> list[dict]:
+            return [_answer(r) for r in self.model.predict(texts, BATCH)]
+
+        @api.post("/predict")
+        async def predict(self, body: dict) -> dict:
+            return await self.classify(body["text"])
+
+        @api.get("/healthz")
+        async def healthz(self) -> dict:
+            return {"ok": True}
+
+    return PlainClassifier.bind()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m serve_app.bench.peers")
+    parser.add_argument("peer", choices=["litserve"])
+    parser.add_argument("model_dir")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--max-length", type=int, default=128)
+    args = parser.parse_args()
+    litserve_server(args.model_dir, args.max_length).run(host="127.0.0.1", port=args.port, log_level="warning",
+                                                         generate_client_file=False)
+
+
+if __name__ == "__main__":
+    main()
