@@ -28,32 +28,6 @@ def _answer(result: dict) -> dict:
     return {"label": result["label"], "score": result["score"]}
 
 
-def litserve_server(model_dir: str, max_length: int):
-    import litserve as ls
-
-    class ClassifierAPI(ls.LitAPI):
-        def setup(self, device):
-            self.model = _load(model_dir, max_length)
-
-        def decode_request(self, request):
-            return request["text"]
-
-        def batch(self, inputs):
-            return list(inputs)
-
-        def predict(self, texts):
-            return self.model.predict(texts, BATCH)
-
-        def unbatch(self, outputs):
-            return outputs
-
-        def encode_response(self, output):
-            return _answer(output)
-
-    return ls.LitServer(ClassifierAPI(max_batch_size=BATCH, batch_timeout=WINDOW_S), accelerator="cpu",
-                        workers_per_device=1)
-
-
 def plain_serve_app(model_dir: str, max_length: int, num_cpus: float = 0.4):
     """What the Ray Serve docs show: FastAPI ingress, @serve.batch, the model called in the batch handler."""
     from fastapi import FastAPI
@@ -84,14 +58,19 @@ def plain_serve_app(model_dir: str, max_length: int, num_cpus: float = 0.4):
 
 
 def main() -> None:
+    from serve_app.bench.litserve_peer import ClassifierAPI
+
     parser = argparse.ArgumentParser(prog="python -m serve_app.bench.peers")
     parser.add_argument("peer", choices=["litserve"])
     parser.add_argument("model_dir")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--max-length", type=int, default=128)
     args = parser.parse_args()
-    litserve_server(args.model_dir, args.max_length).run(host="127.0.0.1", port=args.port, log_level="warning",
-                                                         generate_client_file=False)
+    import litserve as ls
+
+    api = ClassifierAPI(args.model_dir, args.max_length, max_batch_size=BATCH, batch_timeout=WINDOW_S)
+    ls.LitServer(api, accelerator="cpu", workers_per_device=1).run(
+        host="127.0.0.1", port=args.port, log_level="warning", generate_client_file=False)
 
 
 if __name__ == "__main__":
