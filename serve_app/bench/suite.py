@@ -178,10 +178,9 @@ async def summarizer_tokens(http: httpx.AsyncClient, texts: list[str], settings:
             started = time.perf_counter()
             sample = await closed_loop(call, settings.summarizer_concurrency, 3600,
                                        max_requests=settings.summarizer_requests, timeout_s=600)
-            if sample.errors:
-                raise RuntimeError(f"{model}: {sample.errors} summarize requests failed")
+            # Failed requests count no tokens and are reported (the classifier figures are not thrown away).
             out[model].append(tokens / (time.perf_counter() - started))
-            checks[model] = {"tokens": tokens, "per_request": per_request}
+            checks[model] = {"tokens": tokens, "per_request": per_request, "errors": sample.errors}
     return {"tokens_per_s": {m: statistics.median(v) for m, v in out.items()}, "last_repeat": checks,
             "batched_over_sequential": statistics.median(
                 [b / s for b, s in zip(out["sum-batched"], out["sum-seq"])])}
