@@ -78,6 +78,17 @@ def stats(model: str) -> dict:
     return call_deployment(f"{model}--builtin", model, "stats")
 
 
+def settled(model: str, timeout_s: float = 10) -> dict:
+    """The model's counts once no call is in flight: a call an earlier test cancelled may still be unwinding
+    (more so through HAProxy), and its late count must not be read as this test's."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        s = stats(model)
+        if s["started"] == s["finished"] + s["cancelled"] or time.monotonic() > deadline:
+            return s
+        time.sleep(0.05)
+
+
 # -- auth -------------------------------------------------------------------------------------------------------
 def test_inference_and_admin_tokens_over_http(gateway):
     url = "/v2/models/echo/infer"
@@ -128,7 +139,7 @@ def wait_for(predicate, timeout_s: float, what: str):
 
 
 def test_deadline_is_504_and_cancels_the_model_call(gateway):
-    before = stats("slow")
+    before = settled("slow")
     started = time.perf_counter()
     r = gateway.post("/v2/models/slow/infer", json=infer_body("x"), headers={"X-Request-Timeout": "0.5"})
     elapsed = time.perf_counter() - started
@@ -144,7 +155,7 @@ def test_grpc_deadline_metadata_is_deadline_exceeded(gateway, grpc_target):
 
 
 def test_grpc_client_deadline_cancels_the_model_call(gateway, grpc_target):
-    before = stats("slow")
+    before = settled("slow")
     md = [("authorization", AUTH["Authorization"])]
     assert grpc_code(lambda: grpc_infer(grpc_target, "slow", md, timeout=0.5))[0] == \
         grpc.StatusCode.DEADLINE_EXCEEDED
@@ -152,12 +163,13 @@ def test_grpc_client_deadline_cancels_the_model_call(gateway, grpc_target):
 
 
 def test_client_disconnect_cancels_the_model_call(gateway, serve_session):
-    before = stats("slow")
+    before = settled("slow")
     with httpx.Client(base_url=serve_session, headers=AUTH, timeout=0.5) as impatient:
         with pytest.raises(httpx.TimeoutException):
             impatient.post("/v2/models/slow/infer", json=infer_body("x"))
     # Ray Serve's proxy sees the disconnect and cancels the ingress call, which cancels the model call.
-    wait_for(lambda: stats("slow")["cancelled"] == before["cancelled"] + 1, 4, "the model call is cancelled")
+    wait_for(lambda: stats("slow")["cancelled"] == before["cancelled"] + 1, 4,
+             f"the model call is cancelled (before: {before})")
     assert stats("slow")["finished"] == before["finished"]
 
 
