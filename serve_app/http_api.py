@@ -58,20 +58,22 @@ def error_response(err: GatewayError, path: str = "") -> JSONResponse:
     return JSONResponse(body, status_code=err.http_status, headers=headers)
 
 
-def admin_guard(token: str | None) -> Callable[[Request], None]:
-    """A FastAPI dependency applying `check_bearer` to the request's Authorization header."""
+def admin_guard(token: str | None) -> Callable[[Request], Awaitable[None]]:
+    """A FastAPI dependency applying `check_bearer` to the request's Authorization header. Async although it
+    does no I/O: FastAPI runs a plain `def` dependency in its thread pool, a thread hop on every request."""
 
-    def check(request: Request) -> None:
+    async def check(request: Request) -> None:
         check_bearer(token, request.headers.get("authorization", ""), "admin")
 
     return check
 
 
-def inference_guard(token: str | None) -> Callable[[Request], None]:
+def inference_guard(token: str | None) -> Callable[[Request], Awaitable[None]]:
     """App-wide dependency: every route needs the inference token except health probes and admin routes (those
-    have their own token). Applied to all routes so a new route is guarded unless deliberately opened."""
+    have their own token). Applied to all routes so a new route is guarded unless deliberately opened. Async for
+    the same reason as `admin_guard`."""
 
-    def check(request: Request) -> None:
+    async def check(request: Request) -> None:
         if realm_of(request.url.path) == "inference":
             check_bearer(token, request.headers.get("authorization", ""), "inference")
 
