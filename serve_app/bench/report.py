@@ -38,10 +38,12 @@ def markdown(result: dict, machine: str) -> str:
         lines.append(f"| {target} | " + " | ".join(cells) + " |")
     hops = result["hops"]
     depths = ", ".join(f"{d}: {v:.1f}" for d, v in hops["p50_ms_by_depth"].items())
-    summ = result["summarizer"]["tokens_per_s"]
+    gen = result["generation"]["repeats"]
+    tps = {k: statistics.median(r[k] for r in gen) for k in ("inproc_tps", "c1_tps", "c8_tps")}
     lines += ["", f"No-op chain p50 by depth (ms): {depths}; {hops['ms_per_hop']:.2f} ms per extra hop; "
               f"3-way fan-out ÷ single: {hops['fanout3_over_single']:.2f}.",
-              f"Summarizer tokens/s: batched {summ['sum-batched']:.1f}, sequential {summ['sum-seq']:.1f}."]
+              f"Summarizer tokens/s (streamed): gateway c1 {tps['c1_tps']:.1f}, gateway c8 {tps['c8_tps']:.1f}, "
+              f"in-process engine c8 {tps['inproc_tps']:.1f}."]
     return "\n".join(lines) + "\n"
 
 

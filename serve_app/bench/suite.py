@@ -8,11 +8,13 @@ import asyncio
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import httpx
 import numpy as np
 
+from serve_app.bench import generation
+from serve_app.bench.generation import GenSettings
 from serve_app.bench.load import Call, RawBatcher, closed_loop
 
 NOOP = {"type": "model", "model": "noop"}
@@ -25,16 +27,15 @@ class BenchSettings:
     repeats: int = 3
     hop_depths: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
     hop_requests: int = 100
-    summarizer_concurrency: int = 8
-    summarizer_requests: int = 16
-    summarizer_tokens: int = 32
+    # P5, P10, P11: the generation bench's settings and measurement (serve_app/bench/generation.py)
+    generation: GenSettings = field(default_factory=GenSettings)
     max_length: int = 128
     ratio_concurrency: int = 32  # P1 and P2 are read here
 
     @classmethod
     def smoke(cls) -> BenchSettings:
         return cls(concurrencies=[1, 4], window_s=0.5, repeats=1, hop_depths=[1, 2, 3], hop_requests=10,
-                   summarizer_concurrency=2, summarizer_requests=2, summarizer_tokens=4, ratio_concurrency=4)
+                   generation=GenSettings.smoke(), ratio_concurrency=4)
 
 
 def bench_models(classifier: dict, fast: dict, summarizer: dict, settings: BenchSettings) -> dict:
@@ -44,18 +45,13 @@ def bench_models(classifier: dict, fast: dict, summarizer: dict, settings: Bench
     resources = {"replicas": 1, "num_cpus": 0.4, "num_gpus": 0, "threads": 2}
     clf = {"task": "classification", "max_length": settings.max_length, "resources": resources,
            "batching": {"max_batch_size": 16, "batch_wait_timeout_s": 0.0, "max_concurrent_batches": 2}}
-    gen = {"max_new_tokens": settings.summarizer_tokens, "max_new_tokens_limit": 256}
-    summ = {"task": "summarization", "max_length": 512, "generation": gen, **summarizer,
-            "resources": {"num_cpus": 0.2, "num_gpus": 0, "threads": 2}}
     chains = [{"name": f"hops{d}", "graph": NOOP if d == 1 else
                {"type": "chain", "steps": [{"node": NOOP} for _ in range(d)]}} for d in settings.hop_depths]
     return {
         "models": [
             {"name": "clf", **clf, **classifier},
             {"name": "clf-fast", **clf, **fast},
-            {"name": "sum-batched", **summ, "batching": {"max_batch_size": settings.summarizer_concurrency,
-                                                         "batch_wait_timeout_s": 0.05}},
-            {"name": "sum-seq", **summ, "batching": {"max_batch_size": 1, "batch_wait_timeout_s": 0.0}},
+            generation.generation_model(summarizer, settings.generation),
             {"name": "noop", "task": "identity", "resources": {"num_cpus": 0.05, "num_gpus": 0},
              "batching": {"max_batch_size": 64, "batch_wait_timeout_s": 0.0}},
         ],
@@ -155,39 +151,8 @@ async def hops(http: httpx.AsyncClient, settings: BenchSettings, tick) -> dict:
             "ms_per_hop": statistics.median(per_hop), "fanout3_over_single": statistics.median(fan)}
 
 
-async def summarizer_tokens(http: httpx.AsyncClient, texts: list[str], settings: BenchSettings, tick) -> dict:
-    """Generated tokens/s at `summarizer_concurrency`, batched (max_batch_size = concurrency) vs one at a time."""
-    out: dict[str, list[float]] = {"sum-batched": [], "sum-seq": []}
-    checks: dict[str, dict] = {}
-    for r in range(settings.repeats):
-        for model in out:
-            tick(f"summarizer {model}, repeat {r + 1}/{settings.repeats}")
-            tokens = 0
-            per_request: list[int] = []
-
-            async def call(n: int, model: str = model, per_request: list[int] = per_request) -> None:
-                nonlocal tokens
-                body = {"texts": [texts[n % len(texts)]], "model": model,
-                        "max_new_tokens": settings.summarizer_tokens}
-                # Await first, then add: `tokens += await ...` reads `tokens` before the await, and concurrent
-                # clients would overwrite each other's counts.
-                got = _check(await http.post("/v1/summarize", json=body)).json()["results"][0]["generated_tokens"]
-                tokens += got
-                per_request.append(got)
-
-            started = time.perf_counter()
-            sample = await closed_loop(call, settings.summarizer_concurrency, 3600,
-                                       max_requests=settings.summarizer_requests, timeout_s=600)
-            # Failed requests count no tokens and are reported (the classifier figures are not thrown away).
-            out[model].append(tokens / (time.perf_counter() - started))
-            checks[model] = {"tokens": tokens, "per_request": per_request, "errors": sample.errors}
-    return {"tokens_per_s": {m: statistics.median(v) for m, v in out.items()}, "last_repeat": checks,
-            "batched_over_sequential": statistics.median(
-                [b / s for b, s in zip(out["sum-batched"], out["sum-seq"])])}
-
-
-def targets_table(sweep_results: dict, hop: dict, summ: dict, settings: BenchSettings) -> list[dict]:
-    """P1-P9 as measured: per-repeat ratios, then the median."""
+def targets_table(sweep_results: dict, hop: dict, gen_rows: list[dict], settings: BenchSettings) -> list[dict]:
+    """P1-P11 as measured: per-repeat ratios, then the median (P5, P10, P11 from the generation bench)."""
     c = settings.ratio_concurrency
 
     def ratio(a: str, b: str, conc: int) -> float:
@@ -208,8 +173,6 @@ def targets_table(sweep_results: dict, hop: dict, summ: dict, settings: BenchSet
         ("P2", f"gateway best gated variant ÷ naive FastAPI fp32 server, concurrency {c}",
          ratio("gateway best variant", "naive FastAPI", c), ">=", 4.0),
         ("P3", "added p50 per extra no-op hop (ms)", hop["ms_per_hop"], "<=", 2.0),
-        ("P5", f"summarizer batched ÷ sequential tokens/s, concurrency {settings.summarizer_concurrency}",
-         summ["batched_over_sequential"], ">=", 3.0),
         ("P6", "3-way no-op fan-out p50 ÷ single no-op p50", hop["fanout3_over_single"], "<=", 1.3),
         ("P9", "p50 at concurrency 1: gateway − raw, one classify over HTTP (ms)",
          p50_gap("gateway HTTP", "raw in-process"), "<=", 8.0),
@@ -218,14 +181,16 @@ def targets_table(sweep_results: dict, hop: dict, summ: dict, settings: BenchSet
         if peer in sweep_results:
             rows.append((tag, f"gateway classify req/s ÷ {peer}, concurrency {c}",
                          ratio("gateway HTTP", peer, c), ">=", wanted))
-    return [{"id": i, "measure": m, "value": round(v, 3), "target": f"{op} {t:g}",
-             "met": v >= t if op == ">=" else v <= t} for i, m, v, op, t in rows]
+    table = [{"id": i, "measure": m, "value": round(v, 3), "target": f"{op} {t:g}",
+              "met": v >= t if op == ">=" else v <= t} for i, m, v, op, t in rows]
+    return table[:5] + generation.targets(gen_rows) + table[5:]
 
 
 async def run_suite(base_url: str, grpc_target: str, naive_url: str, raw_predict, texts: list[str],
-                    settings: BenchSettings, tick: Callable[[str], None] = lambda s: None,
+                    settings: BenchSettings, sum_dir, tick: Callable[[str], None] = lambda s: None,
                     peers: dict[str, str] | None = None) -> dict:
-    """`peers`: name -> base URL of a peer server answering POST predict (see bench/peers.py)."""
+    """`peers`: name -> base URL of a peer server answering POST predict (see bench/peers.py); `sum_dir`: the
+    folder of the summarizer the gateway serves as `sum`, loaded again in-process for P11."""
     import tritonclient.grpc.aio as tgrpc
 
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
@@ -241,16 +206,19 @@ async def run_suite(base_url: str, grpc_target: str, naive_url: str, raw_predict
                 await call(0)
             results = await sweep(targets, settings, tick)
             hop = await hops(http, settings, tick)
-            summ = await summarizer_tokens(http, texts, settings, tick)
         finally:
             await raw.close()
             await grpc_client.close()
             for client in peer_clients.values():
                 await client.aclose()
-    return {"settings": settings.__dict__, "sweep": results, "hops": hop, "summarizer": summ,
-            "targets": targets_table(results, hop, summ, settings)}
+    gen_rows = await generation.measure(sum_dir, texts, settings.generation, base_url,
+                                        lambda step: tick(f"generation: {step}"))
+    return {"settings": asdict(settings), "sweep": results, "hops": hop,
+            "generation": {"settings": asdict(settings.generation), "repeats": gen_rows},
+            "targets": targets_table(results, hop, gen_rows, settings)}
 
 
 def run(base_url: str, grpc_target: str, naive_url: str, raw_predict, texts: list[str], settings: BenchSettings,
-        tick: Callable[[str], None] = lambda s: None, peers: dict[str, str] | None = None) -> dict:
-    return asyncio.run(run_suite(base_url, grpc_target, naive_url, raw_predict, texts, settings, tick, peers))
+        sum_dir, tick: Callable[[str], None] = lambda s: None, peers: dict[str, str] | None = None) -> dict:
+    return asyncio.run(run_suite(base_url, grpc_target, naive_url, raw_predict, texts, settings, sum_dir, tick,
+                                 peers))

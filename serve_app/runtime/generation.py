@@ -3,20 +3,28 @@
 One worker thread owns the model. Each iteration it
   1. drops sequences whose client went away (or whose deadline passed),
   2. runs one decode step for every running sequence together (one forward of batch B, one token each),
-  3. runs one prefill chunk (`prefill_chunk` prompt tokens) of the oldest waiting sequence, alone.
+  3. runs one prefill chunk (`prefill_chunk` prompt tokens) of the oldest waiting sequence, alone (the whole
+     prompt in one forward when no stream is running: nothing to keep moving, and one wide forward is faster).
 A sequence joins the decode batch the step after its prefill ends and leaves it the step it finishes (stop
 token, stop string, its own `max_new_tokens`), so no request waits for another's longest sequence, and a long
 prompt never freezes running streams for more than one chunk.
 
 Why not `transformers`' ContinuousBatchingManager: measured here (SmolLM2-135M, 2 CPU cores, 8 prompts of ~290
 tokens, 32 new tokens each, warm) it took 18.7 s against 7.4 s for one static `generate` batch; its paged
-attention is built for GPUs. Decode on CPU is bound by per-step overhead, not by batch size (a batch of 8 costs
-about what a batch of 1 does), so the win comes from keeping the batch full.
+attention is built for GPUs.
 
-The batch's cache is one `DynamicCache` whose rows are left-padded to a common length; the attention mask hides
-the padding and `position_ids` are per row, so each row computes what it would alone (greedy output equals the
-request run alone; tests check it). Rows are merged in when a prefill ends and cut out when a sequence ends;
-common leading padding is trimmed then.
+Where the time goes on 2 CPU cores (SmolLM2-135M fp32, ~290-token prompts; see serve_app/runtime/skinny.py):
+a decode step is a pass over 540 MB of weights, ~85 ms at batch 1. With `F.linear`, MKL's sgemm made each extra
+row cost almost another pass (~215 ms at batch 6); the engine's linears take `(W @ x.T).T` for a few rows
+(~125 ms at batch 6). Prefill is compute-bound (~5-8 ms per prompt token, 1.6-2.3 s per prompt) and cannot be
+batched into fewer FLOPs, so at concurrency 8 most of the wall time is prefill, which bounds how far batching
+can lift tokens/s over one request at a time.
+
+The batch's KV cache is a `SlotKVCache` (serve_app/runtime/kvcache.py): preallocated per-row tensors, written in
+place each step (no `torch.cat` of the whole cache per token). Rows are right-aligned and left-padded, the
+attention mask hides the padding and `position_ids` are per row, so each row computes what it would alone
+(greedy output equals the request run alone; tests check it). A prefill runs in its own `DynamicCache` and is
+copied into a free row when it ends.
 """
 
 from __future__ import annotations
@@ -30,9 +38,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from serve_app.generation import SamplingParams
+from serve_app.runtime.kvcache import SlotKVCache
+from serve_app.runtime.skinny import use_skinny_linears
 from serve_app.runtime.textstream import TextStream
 
 log = logging.getLogger("ray.serve")
@@ -66,7 +75,7 @@ class GenerationEngine:
     def __init__(self, model, decode: Callable[[list[int]], str], stop_ids: set[int], max_running: int = 8,
                  prefill_chunk: int = 64, device: torch.device | str = "cpu",
                  on_change: Callable[[dict], None] | None = None):
-        self.model = model
+        self.model = use_skinny_linears(model) if torch.device(device).type == "cpu" else model
         self.decode = decode
         self.stop_ids = set(stop_ids)
         self.max_running = max_running
@@ -76,8 +85,7 @@ class GenerationEngine:
         self.waiting: deque[Sequence] = deque()
         self.prefilling: Sequence | None = None
         self.batch: list[Sequence] = []
-        self._cache = None  # DynamicCache of the batch, rows in `self.batch` order
-        self._mask: torch.Tensor | None = None  # [B, T] 1 = real token
+        self._cache: SlotKVCache | None = None  # rows in `self.batch` order, allocated at the first join
         self._cv = threading.Condition()
         self._closed = False
         self.finished_by_reason: dict[str, int] = {}
@@ -130,7 +138,7 @@ class GenerationEngine:
                 log.exception("generation step failed")
                 for seq in [*self.batch, *([self.prefilling] if self.prefilling else [])]:
                     self._finish(seq, "error")
-                self.batch, self._cache, self._mask, self.prefilling = [], None, None, None
+                self.batch, self._cache, self.prefilling = [], None, None
             self.on_change(self.stats())
         for seq in [*self.batch, *list(self.waiting), *([self.prefilling] if self.prefilling else [])]:
             self._finish(seq, "cancelled")
@@ -157,7 +165,10 @@ class GenerationEngine:
 
         if seq.cache is None:
             seq.cache = DynamicCache()
-        chunk = seq.prompt_ids[seq.prefilled: seq.prefilled + self.prefill_chunk]
+        # Chunks exist so that running streams are not frozen; with none running, one forward over the whole
+        # prompt is faster (measured: 8.0 ms/token for a 270-token prompt in one go, 11.5 in 64-token chunks).
+        size = self.prefill_chunk if self.batch else len(seq.prompt_ids)
+        chunk = seq.prompt_ids[seq.prefilled: seq.prefilled + size]
         ids = torch.tensor([chunk], device=self.device)
         out = self.model(input_ids=ids, cache=seq.cache, use_cache=True, logits_to_keep=1)
         seq.prefilled += len(chunk)
@@ -172,47 +183,34 @@ class GenerationEngine:
     def _decode_step(self) -> None:
         ids = torch.tensor([[s.generated[-1]] for s in self.batch], device=self.device)
         positions = torch.tensor([[s.position] for s in self.batch], device=self.device)
-        ones = torch.ones((len(self.batch), 1), dtype=self._mask.dtype, device=self.device)
-        self._mask = torch.cat([self._mask, ones], dim=1)
-        out = self.model(input_ids=ids, attention_mask=self._mask, position_ids=positions,
-                         cache=self._cache, use_cache=True)
+        mask = self._cache.step_mask()
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=self._cache,
+                         use_cache=True)
+        self._cache.advance()
         logits = out.logits[:, -1]
-        for row, seq in enumerate(self.batch):
-            self._emit_token(seq, self._pick(seq, logits[row]))
+        greedy = logits.argmax(dim=-1).tolist()  # one call for the batch, not one per row
+        for row, seq in enumerate(list(self.batch)):
+            token = greedy[row] if seq.params.temperature <= 0 else self._pick(seq, logits[row])
+            self._emit_token(seq, token)
 
     # -- batch cache bookkeeping --------------------------------------------------------------------------
     def _join(self, seq: Sequence) -> None:
-        """Append the sequence's cache as a new row, left-padding the shorter side to a common length."""
-        length = len(seq.prompt_ids)
-        row_mask = torch.ones((1, length), dtype=torch.long, device=self.device)
+        """Copy the sequence's prefilled cache into a new row of the batch cache."""
+        layers = seq.cache.layers
         if self._cache is None:
-            self._cache, self._mask = seq.cache, row_mask
-        else:
-            width = self._mask.shape[1]
-            for mine, theirs in zip(self._cache.layers, seq.cache.layers):
-                a, b = mine.keys, theirs.keys
-                mine.keys = torch.cat(_align(a, b, width, length), dim=0)
-                mine.values = torch.cat(_align(mine.values, theirs.values, width, length), dim=0)
-            pad = abs(width - length)
-            self._mask = torch.cat([F.pad(self._mask, (pad, 0)) if length > width else self._mask,
-                                    F.pad(row_mask, (pad, 0)) if width > length else row_mask], dim=0)
+            _, kv_heads, _, head_dim = layers[0].keys.shape
+            self._cache = SlotKVCache(len(layers), kv_heads, head_dim, self.max_running, layers[0].keys.dtype,
+                                      self.device)
+        self._cache.add([layer.keys for layer in layers], [layer.values for layer in layers])
         self.batch.append(seq)
 
     def _drop_finished(self) -> None:
-        keep = [i for i, s in enumerate(self.batch) if s.finished is None]
-        if len(keep) == len(self.batch):
-            return
-        self.batch = [self.batch[i] for i in keep]
-        if not keep:
-            self._cache, self._mask = None, None
-            return
-        rows = torch.tensor(keep, device=self.device)
-        mask = self._mask.index_select(0, rows)
-        start = int(mask.any(dim=0).nonzero()[0])  # columns that are padding in every row go
-        self._mask = mask[:, start:]
-        for layer in self._cache.layers:
-            layer.keys = layer.keys.index_select(0, rows)[:, :, start:]
-            layer.values = layer.values.index_select(0, rows)[:, :, start:]
+        # From the end: the cache moves its last row into a freed slot, and the batch list does the same.
+        for row in reversed(range(len(self.batch))):
+            if self.batch[row].finished is not None:
+                self._cache.remove(row)
+                self.batch[row] = self.batch[-1]
+                self.batch.pop()
 
     # -- tokens out ---------------------------------------------------------------------------------------
     def _pick(self, seq: Sequence, logits: torch.Tensor) -> int:
@@ -266,9 +264,3 @@ class GenerationEngine:
                   "tpot_s": (now - first) / (len(seq.generated) - 1)
                   if first is not None and len(seq.generated) > 1 else None})
 
-
-def _align(batch: torch.Tensor, row: torch.Tensor, width: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-pad the batch [B,h,width,d] or the new row [1,h,length,d] (dim -2) so both have the same length."""
-    if length > width:
-        return F.pad(batch, (0, 0, length - width, 0)), row
-    return batch, F.pad(row, (0, 0, width - length, 0))
