@@ -120,7 +120,9 @@ def gateway_call(http, model: str, max_new_tokens: int):
     async def one(text: str) -> tuple[int, float]:
         started, ttft, done = time.perf_counter(), None, None
         body = {"texts": [text], "model": model, "max_new_tokens": max_new_tokens, "stream": True}
-        async with http.stream("POST", "/v1/summarize", json=body) as r:
+        # A closed loop of 8 queues each request behind the others' prefill: the server's 60 s default deadline
+        # is not what is measured here, so ask for its maximum.
+        async with http.stream("POST", "/v1/summarize", json=body, headers={"X-Request-Timeout": "300"}) as r:
             if r.status_code != 200:
                 raise RuntimeError(f"{r.status_code}: {(await r.aread())[:200]!r}")
             event = ""
@@ -145,7 +147,7 @@ def _ratio(a: float, b: float) -> float:
 def targets(rows: list[dict]) -> list[dict]:
     """The P5, P10, P11 rows (same shape as make bench's targets table)."""
     def med(key):
-        return statistics.median(r[key] for r in rows)
+        return statistics.median(r[key] for r in rows) if rows else None
 
     table = [
         ("P5", "gateway summarizer tokens/s at concurrency 8 ÷ one request at a time (streamed)", med("p5"), ">=", 3.0),
@@ -154,8 +156,9 @@ def targets(rows: list[dict]) -> list[dict]:
         ("P11", "gateway tokens/s at concurrency 8 ÷ the in-process continuous-batching engine at 8",
          med("p11"), ">=", 0.9),
     ]
-    return [{"id": i, "measure": m, "value": round(v, 3), "target": f"{op} {t:g}",
-             "met": v >= t if op == ">=" else v <= t} for i, m, v, op, t in table]
+    # No rows: the generation run failed (its error is in the bench's JSON); reported as not measured.
+    return [{"id": i, "measure": m, "value": None if v is None else round(v, 3), "target": f"{op} {t:g}",
+             "met": v is not None and (v >= t if op == ">=" else v <= t)} for i, m, v, op, t in table]
 
 
 def plot(rows: list[dict], path: Path) -> None:

@@ -27,7 +27,8 @@ def markdown(result: dict, machine: str) -> str:
              f"{result['settings']['max_length']} tokens max.", "",
              "| id | measure | value | target | met |", "|---|---|---:|---|---|"]
     for t in result["targets"]:
-        lines.append(f"| {t['id']} | {t['measure']} | {t['value']:g} | {t['target']} | "
+        value = "not measured" if t["value"] is None else f"{t['value']:g}"
+        lines.append(f"| {t['id']} | {t['measure']} | {value} | {t['target']} | "
                      f"{'yes' if t['met'] else '**no**'} |")
     lines += ["", "Requests/s (p50 / p99 ms) by concurrency:", "",
               "| target | " + " | ".join(f"c={c}" for c in concurrencies) + " |",
@@ -39,11 +40,14 @@ def markdown(result: dict, machine: str) -> str:
     hops = result["hops"]
     depths = ", ".join(f"{d}: {v:.1f}" for d, v in hops["p50_ms_by_depth"].items())
     gen = result["generation"]["repeats"]
-    tps = {k: statistics.median(r[k] for r in gen) for k in ("inproc_tps", "c1_tps", "c8_tps")}
     lines += ["", f"No-op chain p50 by depth (ms): {depths}; {hops['ms_per_hop']:.2f} ms per extra hop; "
-              f"3-way fan-out ÷ single: {hops['fanout3_over_single']:.2f}.",
-              f"Summarizer tokens/s (streamed): gateway c1 {tps['c1_tps']:.1f}, gateway c8 {tps['c8_tps']:.1f}, "
-              f"in-process engine c8 {tps['inproc_tps']:.1f}."]
+              f"3-way fan-out ÷ single: {hops['fanout3_over_single']:.2f}."]
+    if gen:
+        tps = {k: statistics.median(r[k] for r in gen) for k in ("inproc_tps", "c1_tps", "c8_tps")}
+        lines.append(f"Summarizer tokens/s (streamed): gateway c1 {tps['c1_tps']:.1f}, gateway c8 "
+                     f"{tps['c8_tps']:.1f}, in-process engine c8 {tps['inproc_tps']:.1f}.")
+    else:
+        lines.append(f"Summarizer: the generation run failed ({result['generation'].get('error')}).")
     return "\n".join(lines) + "\n"
 
 

@@ -211,10 +211,14 @@ async def run_suite(base_url: str, grpc_target: str, naive_url: str, raw_predict
             await grpc_client.close()
             for client in peer_clients.values():
                 await client.aclose()
-    gen_rows = await generation.measure(sum_dir, texts, settings.generation, base_url,
-                                        lambda step: tick(f"generation: {step}"))
+    gen_error = None
+    try:
+        gen_rows = await generation.measure(sum_dir, texts, settings.generation, base_url,
+                                            lambda step: tick(f"generation: {step}"))
+    except Exception as err:  # noqa: BLE001 - a failed generation run is reported; the classifier figures stay
+        gen_rows, gen_error = [], f"{type(err).__name__}: {err}"
     return {"settings": asdict(settings), "sweep": results, "hops": hop,
-            "generation": {"settings": asdict(settings.generation), "repeats": gen_rows},
+            "generation": {"settings": asdict(settings.generation), "repeats": gen_rows, "error": gen_error},
             "targets": targets_table(results, hop, gen_rows, settings)}
 
 
