@@ -77,7 +77,8 @@ test-e2e: models
 soak: venv
 	$(BIN)/python scripts/soak.py
 
-# Gateway vs raw model vs a naive FastAPI server, hops, fan-out, summarizer batching: docs/bench/ (~15 min).
+# Gateway vs raw model vs the peers (naive FastAPI, LitServe, plain Ray Serve), hops, fan-out, generation
+# (P5, P10, P11): docs/bench/ (~25 min).
 bench: models
 	$(BIN)/python -m serve_app.bench
 
