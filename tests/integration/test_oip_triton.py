@@ -90,7 +90,9 @@ def test_repository_index_load_and_unload(gateway):
     r = httpx.post(f"{gateway}/v2/repository/models/tiny-clf/load", json={"parameters": {"version": "2"}},
                    timeout=120)
     assert r.status_code == 200 and c.is_model_ready("tiny-clf", "2")
-    r = httpx.post(f"{gateway}/v2/repository/models/tiny-clf/unload", json={"parameters": {"version": "2"}})
+    # Unloading deletes a Serve application and waits for it to drain: seconds on a busy machine, past httpx's 5 s.
+    r = httpx.post(f"{gateway}/v2/repository/models/tiny-clf/unload", json={"parameters": {"version": "2"}},
+                   timeout=120)
     assert r.status_code == 200 and not c.is_model_ready("tiny-clf", "2") and c.is_model_ready("tiny-clf", "1")
 
 
