@@ -18,6 +18,10 @@ from serve_app.config import parse_config
 from serve_app.settings import GatewaySettings
 
 MONITORING = REPO / "k8s" / "monitoring"
+# Late in a full test session Ray's exporter holds every series of every application deployed so far, and a
+# scrape of it on 2 busy cores took over 1 s: with a 1 s interval (and so a 1 s timeout) every scrape failed
+# and the test saw no series at all (CI, 0 of 20 after 90 s). 3 s leaves room and still ends quickly.
+SCRAPE_S = 3
 PROMETHEUS = shutil.which("prometheus")
 pytestmark = pytest.mark.skipif(PROMETHEUS is None, reason="prometheus binary not installed "
                                 "(apt-get install prometheus; .ci/run does)")
@@ -44,7 +48,8 @@ def stack(serve_session, tiny_models, tmp_path_factory):
                                 "--gateway", serve_session])
     metrics_target = SERVE_ADDRESSES["metrics"].removeprefix("http://").removesuffix("/metrics")
     (work / "prometheus.yml").write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "global": {"scrape_interval": f"{SCRAPE_S}s", "scrape_timeout": f"{SCRAPE_S}s",
+                   "evaluation_interval": f"{SCRAPE_S}s"},
         "rule_files": [str(MONITORING / "alert-rules.yaml")],
         "scrape_configs": [
             {"job_name": "gateway", "static_configs": [{"targets": [metrics_target]}]},
@@ -86,10 +91,19 @@ def value(prom: str, expr: str) -> float:
     return float(result[0]["value"][1]) if result else 0.0
 
 
+def targets_health(prom: str) -> str:
+    """What Prometheus says of each scrape target: shown when a series never arrives."""
+    active = httpx.get(f"{prom}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+    return "; ".join(f"{t['labels'].get('job')}: {t['health']} ({t.get('lastScrapeDuration')} s) "
+                     f"{t.get('lastError', '')}" for t in active)
+
+
 def wait_value(prom: str, expr: str, expected: float, seconds: float = 90) -> float:
     deadline = time.monotonic() + seconds
     while (got := value(prom, expr)) != expected and time.monotonic() < deadline:
         time.sleep(1)
+    if got != expected:
+        print(f"{expr} = {got}, expected {expected}; targets: {targets_health(prom)}")
     return got
 
 
@@ -116,7 +130,7 @@ def test_prometheus_counts_match_traffic_and_every_panel_has_data(stack):
     # next one (seen empty when the previous module's replicas were still stopping at the first scan).
     assert wait_value(prom, 'count(gateway_replica_resident_memory_bytes{application="prom-clf--folder"}) > bool 0',
                       1) == 1
-    time.sleep(3)  # let rate() windows hold at least two samples of every series
+    time.sleep(2 * SCRAPE_S)  # let rate() windows hold at least two samples of every series
     dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text())
     empty = []
     for panel in dashboard["panels"]:
