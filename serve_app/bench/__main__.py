@@ -71,6 +71,23 @@ def best_gated_variant(registry, tmp: Path, tick) -> tuple[Path, str]:
     return scratch.pull(result.version), f"int8 ONNX (accuracy drop {result.drop:+g} points)"
 
 
+def start_serve_on_free_ports(config, attempts: int = 3) -> tuple[int, int]:
+    from ray import serve
+
+    from serve_app.app import start_serve
+
+    for attempt in range(attempts):
+        http_port, grpc_port = free_port(), free_port()
+        try:
+            start_serve(config, "127.0.0.1", http_port, grpc_port)
+            return http_port, grpc_port
+        except Exception as err:  # Ray wraps the proxy's bind error in a RayTaskError
+            if "bind" not in str(err) or attempt == attempts - 1:
+                raise
+            serve.shutdown()
+    raise AssertionError("unreachable")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m serve_app.bench")
     parser.add_argument("--out", type=Path, default=Path("docs/bench"))
@@ -110,19 +127,27 @@ def main() -> int:
         fast_dir, fast_note = best_gated_variant(registry, Path(tmp), tick)
         config = parse_config(bench_models({"source": str(clf_dir)}, {"source": str(fast_dir)},
                                            {"source": str(sum_dir)}, settings), settings=GatewaySettings())
-        naive_port, lit_port, http_port, grpc_port = free_port(), free_port(), free_port(), free_port()
+        naive_port, lit_port = free_port(), free_port()
         naive = subprocess.Popen([sys.executable, "-m", "serve_app.bench.naive_server", str(clf_dir), "--port",
                                   str(naive_port), "--max-length", str(settings.max_length)])
         lit = subprocess.Popen([sys.executable, "-m", "serve_app.bench.peers", "litserve", str(clf_dir), "--port",
                                 str(lit_port), "--max-length", str(settings.max_length)])
+        # The peers bind their own helper sockets as they start, and so do Ray's processes: the gateway's
+        # ports are chosen once those are up (a port chosen earlier was taken by the time Ray's proxy bound
+        # it, which ended a make bench run), and chosen again if binding still fails.
+        try:
+            wait_http(f"http://127.0.0.1:{naive_port}/healthz")
+            wait_http(f"http://127.0.0.1:{lit_port}/health")
+        except TimeoutError:
+            naive.terminate()
+            lit.terminate()
+            raise
         ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="error")
         try:
             tick("starting the gateway")
-            start_serve(config, "127.0.0.1", http_port, grpc_port)
+            http_port, grpc_port = start_serve_on_free_ports(config)
             deploy(config)
             serve.run(plain_serve_app(str(clf_dir), settings.max_length), name="plain", route_prefix="/plain")
-            wait_http(f"http://127.0.0.1:{naive_port}/healthz")
-            wait_http(f"http://127.0.0.1:{lit_port}/health")
             raw = load_classifier(clf_dir, settings.max_length)
             peers = {"LitServe": f"http://127.0.0.1:{lit_port}",
                      "plain Ray Serve": f"http://127.0.0.1:{http_port}/plain"}
