@@ -114,7 +114,10 @@ headers = st.fixed_dictionaries({}, optional={
     "content-type": st.sampled_from(["application/json", "text/plain", "application/octet-stream", "",
                                      "a/b; x=\xe9".encode("latin-1")]),
     "x-request-timeout": st.one_of(st.sampled_from(["1", "0.5", "-1", "0", "nan", "1e309", ""]),
-                                   st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=8)),
+                                   # A field value has no leading/trailing whitespace on the wire (RFC 9110 5.5):
+                                   # h11 refuses to send ' ', so strip rather than fail inside the client.
+                                   st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126),
+                                           max_size=8).map(str.strip)),
     "inference-header-content-length": st.one_of(st.integers(-10, 5000).map(str), st.sampled_from(["x", ""])),
 })
 
