@@ -222,6 +222,37 @@ def measure_capacity(client: httpx.Client, target: Target, seconds: float, worke
     return done[0] / seconds
 
 
+def progress(message: str) -> None:
+    """Progress goes to stderr, unbuffered, so a 10-minute run shows it while the report goes to stdout."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def measure_mixed_capacity(client: httpx.Client, target, seconds: float, workers: int) -> tuple[float, dict]:
+    """The rate at which the round-robin mix can be sustained: a closed loop over the mix, then the number of
+    kinds times the slowest kind's completion rate (the mix sends each kind equally often, so the slowest kind
+    bounds it, slowed by everything that runs beside it). Neither the loop's total nor each kind's capacity
+    alone will do: the total counts the fast kinds finishing many times while summaries queue, and the
+    summarizer alone answered 4.3 req/s but only ~1.3 req/s with the classifiers beside it, so the 10-minute
+    mixed soak at 70% of either figure had its summaries time out (938 of 5728 calls after 30 s)."""
+    kinds = [k[0] for k in target.kinds]
+    done, stop = dict.fromkeys(kinds, 0), time.perf_counter() + seconds
+    lock = threading.Lock()
+
+    def loop(w: int):
+        n = w
+        while time.perf_counter() < stop:
+            _, _, status = call(client, target, TEXTS[n % len(TEXTS)], n)
+            if status == 200:
+                with lock:
+                    done[kinds[n % len(kinds)]] += 1
+            n += workers
+
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        list(pool.map(loop, range(workers)))
+    per_kind = {k: v / seconds for k, v in done.items()}
+    return len(kinds) * min(per_kind.values()), per_kind
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -236,6 +267,7 @@ class Stream:
         self.client, self.target, self.reference = client, target, reference
         self.latencies, self.errors, self.wrong, self.statuses = [], [], [], {}
         self.sent, self.lock = 0, threading.Lock()
+        self.by_kind: dict[str, dict] = {}  # per kind of call in a mixed soak: statuses and latencies
 
     def _one(self, i: int) -> None:
         text = TEXTS[i % len(TEXTS)]
@@ -243,20 +275,38 @@ class Stream:
         key = reference_key(self.target, text, i)
         with self.lock:
             self.statuses[str(status)] = self.statuses.get(str(status), 0) + 1
+            kind = self.by_kind.setdefault(key[0] if len(key) > 1 else "all", {"statuses": {}, "latencies": []})
+            kind["statuses"][str(status)] = kind["statuses"].get(str(status), 0) + 1
             if status != 200:
                 self.errors.append(status)
             elif not self.target.same(self.reference[key], answer):
                 self.wrong.append((text, answer))
             else:
                 self.latencies.append(elapsed)
+                kind["latencies"].append(elapsed)
 
-    def run(self, rate: float, seconds: float) -> float:
+    def kind_report(self) -> dict:
+        with self.lock:
+            return {k: {"statuses": dict(v["statuses"]), "p50_ms": round(1000 * percentile(v["latencies"], 50), 1),
+                        "p99_ms": round(1000 * percentile(v["latencies"], 99), 1)} for k, v in self.by_kind.items()}
+
+    def run(self, rate: float, seconds: float, log=None, every_s: float = 30.0) -> float:
         started, n = time.perf_counter(), int(rate * seconds)
+        next_report = started + every_s
         with concurrent.futures.ThreadPoolExecutor(64) as pool:
             futures = []
             for i in range(n):
                 time.sleep(max(0.0, started + i / rate - time.perf_counter()))
                 futures.append(pool.submit(self._one, self.sent + i))
+                if log and time.perf_counter() >= next_report:  # a 10-minute run shows it is alive and how
+                    next_report += every_s
+                    with self.lock:
+                        done, errors = len(self.latencies) + len(self.errors) + len(self.wrong), len(self.errors)
+                    log(f"  {time.perf_counter() - started:.0f}/{seconds:.0f} s: sent {i + 1}, answered {done}, "
+                        f"errors {errors}, wrong {len(self.wrong)}, p50 {1000 * percentile(self.latencies, 50):.0f} ms")
+                    if len(self.by_kind) > 1:
+                        log("    " + "; ".join(f"{k} p50 {v['p50_ms']:.0f} ms p99 {v['p99_ms']:.0f} ms {v['statuses']}"
+                                              for k, v in self.kind_report().items()))
             for f in futures:
                 f.result()
         self.sent += n
@@ -321,7 +371,7 @@ def plot_timeline(timeline: dict, path: Path, title: str) -> None:
 
 
 def run_soak(target: Target, seconds: float, load: float = 0.7, capacity_s: float = 10.0, workers: int = 32,
-             warmup_s: float | None = None, log=print) -> dict:
+             warmup_s: float | None = None, log=None) -> dict:
     """Drive a running gateway; return the report (see the module docstring).
 
     RSS is sampled after a warm-up at the soak's rate (default 15% of its length, 5-60 s): allocators, caches
@@ -331,6 +381,7 @@ def run_soak(target: Target, seconds: float, load: float = 0.7, capacity_s: floa
     clients a 5 s loop measured 44 req/s on the real classifier, and the open-loop stream then sustained only
     14 req/s, so the 10-minute soak ran overloaded (1296 s, p50 4.5 s) instead of at 70%."""
     warmup_s = min(60.0, max(5.0, 0.15 * seconds)) if warmup_s is None else warmup_s
+    log = log or progress
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     with httpx.Client(base_url=target.base_url, headers=target.headers, timeout=30, limits=limits) as client:
         reference = {}
@@ -342,7 +393,13 @@ def run_soak(target: Target, seconds: float, load: float = 0.7, capacity_s: floa
             reference[reference_key(target, text, i)] = answer
         if target.task == "identity":
             assert all(reference[(t,)] == t for t in TEXTS), "the identity model must echo its input"
-        capacity = measure_capacity(client, target, capacity_s, workers)
+        per_kind_capacity = {}
+        if hasattr(target, "kinds"):
+            # Longer than a single model's loop: a summary queued behind 30 others takes seconds to come back.
+            capacity, per_kind_capacity = measure_mixed_capacity(client, target, 3 * capacity_s, workers)
+            log("answered per kind in the mixed closed loop (req/s): " + ", ".join(f"{k} {v:.1f}" for k, v in per_kind_capacity.items()))
+        else:
+            capacity = measure_capacity(client, target, capacity_s, workers)
         rate = load * capacity
         log(f"capacity {capacity:.1f} req/s; {warmup_s:.0f} s warm-up, then {seconds:.0f} s at {rate:.1f} req/s")
         stream = Stream(client, target, reference)
@@ -350,18 +407,19 @@ def run_soak(target: Target, seconds: float, load: float = 0.7, capacity_s: floa
         warmup_requests = stream.sent
         rss_before = ray_processes()
         with RssSampler(max(5.0, seconds / 40)) as sampler:
-            elapsed = stream.run(rate, seconds)
+            elapsed = stream.run(rate, seconds, log=log)
         rss_after = ray_processes()
     n = stream.sent - warmup_requests
     per_kind = {}
     if hasattr(target, "kinds"):
-        per_kind = {"mix": [k[0] for k in target.kinds]}
+        per_kind = {"mix": [k[0] for k in target.kinds],
+                    "capacity_per_kind_rps": {k: round(v, 1) for k, v in per_kind_capacity.items()}}
     return {
         **per_kind,
         "model": target.model, "task": target.task, "seconds": round(elapsed, 1), "warmup_s": round(warmup_s, 1),
         "capacity_rps": round(capacity, 1), "target_rps": round(rate, 1), "achieved_rps": round(n / elapsed, 1),
         "requests": stream.sent, "errors": len(stream.errors), "wrong_answers": len(stream.wrong),
-        "statuses": stream.statuses,
+        "statuses": stream.statuses, "by_kind": stream.kind_report(),
         "latency_p50_ms": round(1000 * percentile(stream.latencies, 50), 1),
         "latency_p99_ms": round(1000 * percentile(stream.latencies, 99), 1),
         **rss_report(rss_before, rss_after),

