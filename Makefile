@@ -57,7 +57,7 @@ check-config: venv
 # The generated Kubernetes files: serveConfigV2 from configs/gateway.yaml, the PrometheusRule from the alert
 # rules (a unit test fails while a committed copy is stale). Then: kubectl apply -k k8s/overlays/gpu
 k8s: venv
-	$(BIN)/python -m serve_app.k8s_render
+	$(BIN)/python -m serve_app.ops.k8s_render
 
 test: models flink-venv kserve-venv
 	$(BIN)/python -m pytest

@@ -1,7 +1,7 @@
 """Ray Serve deployment of the summarizer: continuous batching for decoder-only models, static batches otherwise.
 
 `infer` answers whole summaries (the JSON API, OIP infer, pipelines); `generate` is a streaming method, called
-through `handle.options(stream=True)`, whose events are documented in `serve_app.generation`. Both feed the
+through `handle.options(stream=True)`, whose events are documented in `serve_app.dataplane.generation`. Both feed the
 same `GenerationEngine`, so a request joins the running batch at the next decode step whichever way it came.
 A seq2seq checkpoint keeps `@serve.batch` over `generate()`, and streams its answer as one chunk.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 from ray import serve
 
 from deployments.base import ModelDeployment
-from serve_app.generation import PromptTooLong, sampling_params
+from serve_app.dataplane.generation import PromptTooLong, sampling_params
 from serve_app.runtime.generation import Sequence
 from serve_app.runtime.summarizer import TextSummarizer
 

@@ -75,7 +75,7 @@ def main():
     # The sidecar's GPU path (NVML): the metric lines it would export on this machine.
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from serve_app.sidecar import SidecarCollector
+    from serve_app.ops.sidecar import SidecarCollector
 
     registry = CollectorRegistry()
     registry.register(SidecarCollector(None))

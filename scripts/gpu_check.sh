@@ -9,8 +9,8 @@ if [ "${1:-}" = prepare ]; then
   .venv/bin/python - <<'PY'
 import shutil
 from pathlib import Path
-from serve_app.models.sources import minilm_dir
-from serve_app.models.prepare import export_smollm2_tokenizer
+from serve_app.builders.sources import minilm_dir
+from serve_app.builders.prepare import export_smollm2_tokenizer
 for f in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
     shutil.copy(minilm_dir() / f, Path(".gpu/minilm") / f)
 export_smollm2_tokenizer(Path(".gpu/smollm2"))

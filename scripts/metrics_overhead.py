@@ -18,7 +18,7 @@ import httpx  # noqa: E402
 import psutil  # noqa: E402
 
 from serve_app.config import parse_config  # noqa: E402
-from serve_app.settings import GatewaySettings  # noqa: E402
+from serve_app.config.settings import GatewaySettings  # noqa: E402
 
 
 def config(metrics: bool):
@@ -59,7 +59,7 @@ def main() -> None:
                 for app in serve.status().applications:
                     serve.delete(app)
             deploy(config(True))
-            sidecar = subprocess.Popen([sys.executable, "-m", "serve_app.sidecar", "--port", str(sidecar_port),
+            sidecar = subprocess.Popen([sys.executable, "-m", "serve_app.ops.sidecar", "--port", str(sidecar_port),
                                         "--gateway", f"http://127.0.0.1:{http_port}"])
             time.sleep(3)
             proc = psutil.Process(sidecar.pid)

@@ -18,8 +18,8 @@ import httpx  # noqa: E402
 import yaml  # noqa: E402
 
 from serve_app.config import parse_config  # noqa: E402
-from serve_app.models import bbc  # noqa: E402
-from serve_app.settings import GatewaySettings  # noqa: E402
+from serve_app.builders import bbc  # noqa: E402
+from serve_app.config.settings import GatewaySettings  # noqa: E402
 
 NOOP = {"type": "model", "model": "noop"}
 

@@ -19,8 +19,8 @@ import tritonclient.grpc as tgrpc  # noqa: E402
 import tritonclient.http as thttp  # noqa: E402
 
 from serve_app.config import parse_config  # noqa: E402
-from serve_app.models import bbc  # noqa: E402
-from serve_app.settings import GatewaySettings  # noqa: E402
+from serve_app.builders import bbc  # noqa: E402
+from serve_app.config.settings import GatewaySettings  # noqa: E402
 
 N = 100
 

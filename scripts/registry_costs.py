@@ -51,7 +51,7 @@ def hot_load_unload(work: Path) -> tuple[float, float]:
 
     from serve_app.app import deploy
     from serve_app.config import parse_config
-    from serve_app.settings import GatewaySettings
+    from serve_app.config.settings import GatewaySettings
 
     reg = Registry(str(work / "hot-store"), cache_dir=work / "hot-cache")
     reg.register("classifier", CLASSIFIER)

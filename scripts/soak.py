@@ -502,7 +502,7 @@ def _run_local(args, name: str, task: str, headers: dict) -> dict:
     import socket
 
     sys.path.insert(0, str(REPO))
-    from serve_app.serve_env import use_fast_path
+    from serve_app.config.serve_env import use_fast_path
 
     use_fast_path()  # the mode `make run` uses; before Ray is imported
     import ray
@@ -510,7 +510,7 @@ def _run_local(args, name: str, task: str, headers: dict) -> dict:
 
     from serve_app.app import deploy, start_serve
     from serve_app.config import parse_config
-    from serve_app.settings import GatewaySettings
+    from serve_app.config.settings import GatewaySettings
 
     def free_port() -> int:
         with socket.socket() as s:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from serve_app.config import GatewayConfig, ModelConfig, Resources, Task
 from serve_app.registry import ModelVersion, Registry
-from serve_app.versioning import content_hash, short
+from serve_app.registry.versioning import content_hash, short
 
 GATEWAY_APP = "gateway"
 
@@ -123,7 +123,7 @@ INGRESS_ENV = {"RAY_SERVE_ROUTER_RETRY_MAX_BACKOFF_S": "0.05"}
 def gateway_app(config: GatewayConfig, plans: list[VersionPlan], gpus_in_cluster: float,
                 env: dict[str, str] | None = None):
     """The ingress application; `env` adds environment variables to its replica (e.g. GATEWAY_* settings)."""
-    from deployments.router import Gateway
+    from deployments.ingress import Gateway
 
     table = {m.name: [] for m in config.models}
     for p in plans:

@@ -24,8 +24,8 @@ from serve_app.config import ConfigError, load_config
 from serve_app.errors import GatewayError
 from serve_app.optimize.cli import add_parsers as add_optimize_parsers
 from serve_app.registry.cli import add_parser as add_registry_parser
-from serve_app.serve_env import use_fast_path
-from serve_app.settings import GatewaySettings
+from serve_app.config.serve_env import use_fast_path
+from serve_app.config.settings import GatewaySettings
 
 
 def _cmd_registry(args: argparse.Namespace, settings: GatewaySettings) -> int:
@@ -42,7 +42,7 @@ def _cmd_optimizer(args: argparse.Namespace, settings: GatewaySettings) -> int:
 
 def _cmd_prepare(args: argparse.Namespace, settings: GatewaySettings) -> int:
     from serve_app.app import open_registry
-    from serve_app.models.prepare import BUILDERS, prepare_models, register_defaults
+    from serve_app.builders.prepare import BUILDERS, prepare_models, register_defaults
 
     unknown = set(args.names) - set(BUILDERS)
     if unknown:
@@ -98,7 +98,7 @@ def _cmd_run(args: argparse.Namespace, settings: GatewaySettings) -> int:
     stop = threading.Event()
     try:
         if settings.sidecar_port:
-            sidecar = subprocess.Popen([sys.executable, "-m", "serve_app.sidecar", "--port",
+            sidecar = subprocess.Popen([sys.executable, "-m", "serve_app.ops.sidecar", "--port",
                                         str(settings.sidecar_port), "--host", config.server.host, "--gateway", base])
         start_serve(config)
         gpus = ray.cluster_resources().get("GPU", 0.0)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from serve_app.app import VersionPlan, gateway_app, model_spec, open_registry, version_app
 from serve_app.config import GatewayConfig, ModelConfig, Task, parse_config
-from serve_app.versioning import content_hash, short
+from serve_app.registry.versioning import content_hash, short
 
 BUILD_VERSION = "serve_app.k8s_entry:build_version"
 BUILD_GATEWAY = "serve_app.k8s_entry:build_gateway"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from serve_app.serve_env import use_fast_path
+from serve_app.config.serve_env import use_fast_path
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / ".cache"
@@ -41,7 +41,7 @@ def smollm2_tokenizer_dir() -> Path:
         return prepared
     cached = CACHE / "smollm2-tokenizer"
     if not (cached / "tokenizer.json").is_file():
-        from serve_app.models.prepare import export_smollm2_tokenizer
+        from serve_app.builders.prepare import export_smollm2_tokenizer
 
         cached.mkdir(parents=True, exist_ok=True)
         export_smollm2_tokenizer(cached)

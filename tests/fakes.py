@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from serve_app.config import parse_config
 from serve_app.dataplane import DataPlane
-from serve_app.routing import ModelRoutes
-from serve_app.settings import GatewaySettings
+from serve_app.dataplane.routing import ModelRoutes
+from serve_app.config.settings import GatewaySettings
 
 # A classifier "clf" (version 5), a summarizer "sum" (version 2), and the pipeline "stc" chaining them.
 CHAIN_CONFIG = {

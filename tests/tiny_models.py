@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from serve_app.models.sources import minilm_dir
+from serve_app.builders.sources import minilm_dir
 
 TINY_LABELS = ["alpha", "beta", "gamma"]
 _TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")

@@ -24,7 +24,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from serve_app.bench import report
 from serve_app.bench.generation import GenSettings
 from serve_app.bench.suite import BenchSettings, bench_models, run
-from serve_app.serve_env import use_fast_path
+from serve_app.config.serve_env import use_fast_path
 
 console = Console()
 
@@ -104,10 +104,10 @@ def main() -> int:
     from serve_app.app import deploy, open_registry, start_serve
     from serve_app.bench.peers import plain_serve_app
     from serve_app.config import load_config, parse_config
-    from serve_app.models import bbc
+    from serve_app.builders import bbc
     from serve_app.optimize.cli import quiet_transformers
     from serve_app.runtime.classifier import load_classifier
-    from serve_app.settings import GatewaySettings
+    from serve_app.config.settings import GatewaySettings
 
     quiet_transformers()
     settings = BenchSettings(repeats=args.repeats, window_s=args.window, generation=GenSettings(repeats=args.repeats),

@@ -92,7 +92,7 @@ async def closed_loop(one, texts: list[str], concurrency: int, n: int) -> Run:
 
 def engine_call(runtime, engine, max_new_tokens: int):
     """One summary through the in-process engine: (generated tokens, seconds to first token)."""
-    from serve_app.generation import SamplingParams
+    from serve_app.dataplane.generation import SamplingParams
     from serve_app.runtime.generation import Sequence
 
     async def one(text: str) -> tuple[int, float]:
@@ -260,9 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     from serve_app.app import deploy, open_registry, start_serve
     from serve_app.bench.__main__ import free_port, machine
     from serve_app.config import load_config, parse_config
-    from serve_app.models import bbc
+    from serve_app.builders import bbc
     from serve_app.optimize.cli import quiet_transformers
-    from serve_app.settings import GatewaySettings
+    from serve_app.config.settings import GatewaySettings
 
     quiet_transformers()
     settings = GenSettings.smoke() if args.smoke else GenSettings(

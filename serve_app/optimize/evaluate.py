@@ -28,7 +28,7 @@ class Example:
 
 
 def bbc_held_out(limit: int | None = None) -> list[Example]:
-    from serve_app.models import bbc
+    from serve_app.builders import bbc
 
     _, held_out = bbc.split(bbc.load_articles())
     return [Example(a.text, a.label) for a in held_out[:limit]]
@@ -36,7 +36,7 @@ def bbc_held_out(limit: int | None = None) -> list[Example]:
 
 def bbc_headlines(limit: int) -> list[Example]:
     """Held-out articles without their headline, one topic after another so a few cover every topic."""
-    from serve_app.models import bbc
+    from serve_app.builders import bbc
 
     _, held_out = bbc.split(bbc.load_articles())
     by_topic: dict[str, list] = {}
@@ -49,7 +49,7 @@ def bbc_headlines(limit: int) -> list[Example]:
 
 def bbc_calibration(count: int = 64) -> list[str]:
     """Training-split texts for ranking heads: the held-out split stays unseen until the evaluation."""
-    from serve_app.models import bbc
+    from serve_app.builders import bbc
 
     train, _ = bbc.split(bbc.load_articles())
     step = max(1, len(train) // count)

@@ -18,7 +18,7 @@ import math
 
 import grpc
 
-from serve_app.auth import check_bearer
+from serve_app.protocols.auth import check_bearer
 from serve_app.errors import GatewayError, InvalidInput, ModelNotReady, Overloaded
 from serve_app.protocols import oip
 from serve_app.protocols.grpc_stubs import RPC_NAMES

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from serve_app.config import Task
 from serve_app.dataplane import DataPlane, _describe
 from serve_app.errors import GatewayError, InvalidInput, ModelNotFound
-from serve_app.generation import GenerationStream
+from serve_app.dataplane.generation import GenerationStream
 from serve_app.protocols.sse import SSE_HEADERS, ended_badly, frame, guarded
 
 PREFIX = "/openai/v1"

@@ -15,8 +15,8 @@ from fastapi.responses import StreamingResponse
 
 from serve_app.dataplane import DataPlane
 from serve_app.errors import DeadlineExceeded, GatewayError, InferenceFailed, InvalidInput
-from serve_app.generation import GenerationStream
-from serve_app.schemas import SummarizeRequest
+from serve_app.dataplane.generation import GenerationStream
+from serve_app.protocols.schemas import SummarizeRequest
 
 log = logging.getLogger("ray.serve")
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from serve_app.generation import SamplingParams
+from serve_app.dataplane.generation import SamplingParams
 from serve_app.runtime.kvcache import SlotKVCache
 from serve_app.runtime.skinny import use_skinny_linears
 from serve_app.runtime.textstream import TextStream

@@ -43,7 +43,7 @@ def free_port() -> int:
 
 def gateway_config():
     from serve_app.config import parse_config
-    from serve_app.settings import GatewaySettings
+    from serve_app.config.settings import GatewaySettings
 
     return parse_config({"server": {"grpc_port": 0, "limits": {"max_texts": 64}}, "models": [
         {"name": "classifier", "task": "classification", "source": "classifier", "max_length": 128,
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     from serve_app.app import deploy, start_serve
-    from serve_app.models.bbc import load_articles
+    from serve_app.builders.bbc import load_articles
 
     articles = load_articles()[:args.records]
     texts = [a.text for a in articles]

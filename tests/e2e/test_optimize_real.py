@@ -12,7 +12,7 @@ from serve_app.optimize.evaluate import bbc_held_out
 from serve_app.optimize.pipeline import optimize
 from serve_app.optimize.plan import make_plan
 from serve_app.registry import Registry
-from serve_app.settings import GatewaySettings
+from serve_app.config.settings import GatewaySettings
 
 CLASSIFIER = REPO / "models" / "classifier"
 

@@ -9,8 +9,8 @@ import pytest
 from conftest import REPO, deployed
 
 from serve_app.config import load_config
-from serve_app.models import bbc
-from serve_app.settings import GatewaySettings
+from serve_app.builders import bbc
+from serve_app.config.settings import GatewaySettings
 
 MODELS = REPO / "models"
 

@@ -13,7 +13,7 @@ import pytest
 from conftest import SERVE_ADDRESSES, call_deployment, deployed
 
 from serve_app.config import parse_config
-from serve_app.settings import GatewaySettings
+from serve_app.config.settings import GatewaySettings
 
 MODEL = "slow-batched"
 BURST = 32

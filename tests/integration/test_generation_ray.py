@@ -11,7 +11,7 @@ import pytest
 from conftest import deployed
 
 from serve_app.config import parse_config
-from serve_app.settings import GatewaySettings
+from serve_app.config.settings import GatewaySettings
 
 ARTICLE = "The central bank raised interest rates again on Tuesday, citing stubborn inflation."
 OTHER = "The striker scored twice in the cup final as the home side won."

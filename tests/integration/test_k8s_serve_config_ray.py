@@ -11,7 +11,7 @@ import httpx
 import pytest
 from tiny_models import build_tiny_classifier
 
-from serve_app import k8s_render
+from serve_app.ops import k8s_render
 from serve_app.registry import Registry
 
 CPU = {"num_cpus": 0.1, "num_gpus": 0}

@@ -19,7 +19,7 @@ from tiny_models import TINY_LABELS
 
 from serve_app.config import parse_config
 from serve_app.registry import Registry
-from serve_app.settings import GatewaySettings
+from serve_app.config.settings import GatewaySettings
 
 KSERVE_PYTHON = REPO / ".venv-kserve" / "bin" / "python"
 CPU = {"num_cpus": 0.1, "num_gpus": 0}

@@ -10,7 +10,7 @@ import pytest
 from conftest import SERVE_ADDRESSES, deployed
 
 from serve_app.config import parse_config
-from serve_app.settings import GatewaySettings
+from serve_app.config.settings import GatewaySettings
 
 DEPLOYED_AT: list[float] = []
 # Measured on Ray 2.60 (2 s export interval): a gauge set once stays in the exporter ~20 s, then is gone.

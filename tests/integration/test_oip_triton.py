@@ -14,7 +14,7 @@ from tritonclient.utils import InferenceServerException
 
 from serve_app.config import parse_config
 from serve_app.registry import Registry
-from serve_app.settings import GatewaySettings
+from serve_app.config.settings import GatewaySettings
 
 CPU = {"num_cpus": 0.1, "num_gpus": 0}
 OIP_SPEC = REPO.parent / "shared" / "schemas" / "oip" / "open_inference_rest.yaml"

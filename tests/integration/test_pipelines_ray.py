@@ -10,7 +10,7 @@ from conftest import deployed
 from tiny_models import TINY_LABELS
 
 from serve_app.config import parse_config
-from serve_app.settings import GatewaySettings
+from serve_app.config.settings import GatewaySettings
 
 CPU = {"num_cpus": 0.1, "num_gpus": 0}
 

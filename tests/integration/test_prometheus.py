@@ -15,7 +15,7 @@ import yaml
 from conftest import REPO, SERVE_ADDRESSES, deployed, free_port
 
 from serve_app.config import parse_config
-from serve_app.settings import GatewaySettings
+from serve_app.config.settings import GatewaySettings
 
 MONITORING = REPO / "k8s" / "monitoring"
 # Late in a full test session Ray's exporter holds every series of every application deployed so far, and a
@@ -44,7 +44,7 @@ def wait_http(url: str, seconds: float = 30) -> None:
 def stack(serve_session, tiny_models, tmp_path_factory):
     work = tmp_path_factory.mktemp("prometheus")
     sidecar_port, prom_port = free_port(), free_port()
-    sidecar = subprocess.Popen([sys.executable, "-m", "serve_app.sidecar", "--port", str(sidecar_port),
+    sidecar = subprocess.Popen([sys.executable, "-m", "serve_app.ops.sidecar", "--port", str(sidecar_port),
                                 "--gateway", serve_session])
     metrics_target = SERVE_ADDRESSES["metrics"].removeprefix("http://").removesuffix("/metrics")
     (work / "prometheus.yml").write_text(yaml.safe_dump({

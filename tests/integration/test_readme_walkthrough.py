@@ -19,7 +19,7 @@ from conftest import REPO, deployed
 
 from serve_app.config import parse_config
 from serve_app.registry import Registry
-from serve_app.settings import GatewaySettings
+from serve_app.config.settings import GatewaySettings
 
 MARKER = "<!-- walkthrough -->"
 

@@ -67,7 +67,7 @@ def test_gateway_serves_a_version_pulled_from_s3(s3_endpoint, serve_session, tin
     from conftest import deployed
 
     from serve_app.config import parse_config
-    from serve_app.settings import GatewaySettings
+    from serve_app.config.settings import GatewaySettings
 
     reg = s3_registry(s3_endpoint, tmp_path / "seed-cache")
     version = reg.register("s3-clf", tiny_models / "tiny-classifier")

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from serve_app.app import GATEWAY_APP, gateway_app, plan_versions, version_app
 from serve_app.config import parse_config
-from serve_app.settings import GatewaySettings
+from serve_app.config.settings import GatewaySettings
 
 CPU = {"num_cpus": 0.1, "num_gpus": 0}
 INFERENCE_TOKEN = "inference-token-for-tests"
@@ -34,7 +34,7 @@ CONFIG = {
     "models": [
         # Capacity 4 / 0.5 s = 8 requests/s (low, so a 2-core machine's proxy is not the bottleneck);
         # at most one more may wait (by count, at Ray's router), and none whose expected wait for a slot is
-        # over 0.1 s (by time, at the gateway's admission: serve_app/admission.py); the rest are refused at once.
+        # over 0.1 s (by time, at the gateway's admission: serve_app/dataplane/admission.py); the rest are refused at once.
         {"name": "echo", "task": "identity", "delay_ms": ECHO_DELAY_S * 1000,
          "resources": {**CPU, "max_ongoing_requests": 4, "max_queued_requests": 1, "max_queue_wait_s": 0.1}},
         {"name": "slow", "task": "identity", "delay_ms": 5000, "resources": CPU},

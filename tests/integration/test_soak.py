@@ -9,7 +9,7 @@ import pytest
 from conftest import REPO, deployed
 
 from serve_app.config import parse_config
-from serve_app.settings import GatewaySettings
+from serve_app.config.settings import GatewaySettings
 
 
 def load_soak():

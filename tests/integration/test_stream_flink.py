@@ -18,11 +18,11 @@ from stream_proxy import FaultProxy
 from tiny_models import build_tiny_classifier
 
 from serve_app.config import parse_config
-from serve_app.models.bbc import load_articles
+from serve_app.builders.bbc import load_articles
 from serve_app.optimize.build import build_variant
 from serve_app.optimize.edge import write_bundle
 from serve_app.optimize.plan import make_plan
-from serve_app.settings import GatewaySettings
+from serve_app.config.settings import GatewaySettings
 from serve_app.stream.cli import flink_python, job_command, job_env
 from serve_app.stream.outputs import Tally
 

@@ -12,7 +12,7 @@ from tiny_models import build_tiny_classifier
 
 from serve_app.config import parse_config
 from serve_app.registry import Registry
-from serve_app.settings import GatewaySettings
+from serve_app.config.settings import GatewaySettings
 
 SPLIT = {"stable": 70, "canary": 30}
 # 200 draws at p=0.3: sd = 3.2 points; 12 points is ~3.7 sd, so a correct router fails this < 1 in 4,000 runs.

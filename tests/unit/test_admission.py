@@ -1,4 +1,4 @@
-"""Admission against measured capacity (serve_app/admission.py), on a fake clock, and through the dataplane."""
+"""Admission against measured capacity (serve_app/dataplane/admission.py), on a fake clock, and through the dataplane."""
 
 import asyncio
 import math
@@ -6,13 +6,13 @@ import math
 import httpx
 import pytest
 
-from serve_app.admission import AdmissionController
+from serve_app.dataplane.admission import AdmissionController
 from serve_app.config import parse_config
 from serve_app.dataplane import DataPlane
 from serve_app.errors import Overloaded
-from serve_app.http_api import create_app
-from serve_app.routing import ModelRoutes
-from serve_app.settings import GatewaySettings
+from serve_app.protocols.http_app import create_app
+from serve_app.dataplane.routing import ModelRoutes
+from serve_app.config.settings import GatewaySettings
 
 
 class Clock:

@@ -2,7 +2,7 @@
 
 from serve_app.app import deployment_options, model_spec, resolve_num_gpus
 from serve_app.config import parse_config
-from serve_app.settings import GatewaySettings
+from serve_app.config.settings import GatewaySettings
 
 
 def test_auto_gpus_follow_the_cluster_and_explicit_values_are_kept():

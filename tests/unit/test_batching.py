@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from serve_app.batching import SlotBatcher
+from serve_app.dataplane.batching import SlotBatcher
 from serve_app.errors import Overloaded
 
 

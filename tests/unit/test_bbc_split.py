@@ -1,4 +1,4 @@
-from serve_app.models import bbc
+from serve_app.builders import bbc
 
 
 def test_split_is_fixed_disjoint_and_covers_every_topic():

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from serve_app.config import ConfigError, Task, load_config, parse_config
-from serve_app.settings import REPO_ROOT, GatewaySettings
+from serve_app.config.settings import REPO_ROOT, GatewaySettings
 
 MINIMAL = {"models": [{"name": "clf", "task": "classification", "source": "clf"}]}
 

@@ -33,9 +33,9 @@ from hypothesis import given, settings
 
 from serve_app.config import parse_config
 from serve_app.dataplane import DataPlane
-from serve_app.http_api import create_app
-from serve_app.routing import ModelRoutes
-from serve_app.settings import GatewaySettings
+from serve_app.protocols.http_app import create_app
+from serve_app.dataplane.routing import ModelRoutes
+from serve_app.config.settings import GatewaySettings
 
 MAX_BODY = 4096
 

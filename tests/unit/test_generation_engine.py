@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from serve_app.generation import SamplingParams
+from serve_app.dataplane.generation import SamplingParams
 from serve_app.runtime.generation import GenerationEngine, Sequence
 from serve_app.runtime.summarizer import TextSummarizer
 

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from serve_app import k8s_render
+from serve_app.ops import k8s_render
 from serve_app.app import deployment_options, replica_options
 from serve_app.config import parse_config
 from serve_app.k8s_entry import declared_versions, gateway_application, selector_slug, version_application

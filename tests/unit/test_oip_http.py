@@ -8,7 +8,7 @@ import pytest
 import tritonclient.http as triton
 from fakes import chain_dataplane
 
-from serve_app.http_api import create_app
+from serve_app.protocols.http_app import create_app
 
 
 def call(method, path, **kw):

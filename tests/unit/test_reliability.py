@@ -11,19 +11,19 @@ import pytest
 from ray.exceptions import ActorDiedError
 from ray.serve.exceptions import BackPressureError
 
-from deployments.router import HandleBackend
+from deployments.ingress import HandleBackend
 from serve_app.app import deployment_options
 from serve_app.config import ConfigError, parse_config
 from serve_app.dataplane import DataPlane
 from serve_app.errors import InvalidInput, ModelNotReady, Overloaded
-from serve_app.http_api import create_app
+from serve_app.protocols.http_app import create_app
 from serve_app.protocols.grpc_stubs import service_pb2 as pb
 from serve_app.protocols.oip_grpc import OipGrpcServicer
 from serve_app.registry import Registry
 from serve_app.registry.errors import SelectorError, UnsafeArtifactError
 from serve_app.registry.store import open_store
-from serve_app.routing import ModelRoutes
-from serve_app.settings import GatewaySettings
+from serve_app.dataplane.routing import ModelRoutes
+from serve_app.config.settings import GatewaySettings
 
 CONFIG = {
     "server": {"limits": {"request_timeout_s": 5, "max_request_timeout_s": 10}},
@@ -362,7 +362,7 @@ def test_traversal_in_model_selectors_is_refused(tmp_path, selector):
                                   "/v2/repository/models/..%2Fetc/load",
                                   "/v2/repository/models/clf/load"])  # the version ../../etc in the body
 def test_traversal_through_the_admin_api_is_a_4xx(tmp_path, path):
-    from deployments.router import ServeModelManager
+    from deployments.ingress import ServeModelManager
 
     config = parse_config({**CONFIG, "registry": {"uri": str(tmp_path / "store")}}, settings=GatewaySettings())
     routes = {"clf": ModelRoutes("clf")}

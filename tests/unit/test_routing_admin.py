@@ -10,9 +10,9 @@ import pytest
 from serve_app.config import parse_config
 from serve_app.dataplane import DataPlane
 from serve_app.errors import InvalidInput, ModelNotFound, ModelNotReady
-from serve_app.http_api import create_app
-from serve_app.routing import ModelRoutes
-from serve_app.settings import GatewaySettings
+from serve_app.protocols.http_app import create_app
+from serve_app.dataplane.routing import ModelRoutes
+from serve_app.config.settings import GatewaySettings
 
 
 class Versioned:

@@ -1,6 +1,6 @@
 """The fast-path switches: set for every entry point unless the environment already decides."""
 
-from serve_app.serve_env import FAST_PATH, use_fast_path
+from serve_app.config.serve_env import FAST_PATH, use_fast_path
 
 
 def test_sets_the_switches_in_an_empty_environment():
@@ -35,7 +35,7 @@ def test_every_ray_container_of_the_rayservice_runs_the_fast_path():
                 yield from containers(item)
 
     found = [c for doc in docs for c in containers(doc)
-             if c.get("image") == "inference-gateway" and "serve_app.sidecar" not in c.get("command", [])]
+             if c.get("image") == "inference-gateway" and "serve_app.ops.sidecar" not in c.get("command", [])]
     assert len(found) >= 3  # head, CPU workers, GPU workers
     for c in found:
         env = {e["name"]: e.get("value") for e in c.get("env", [])}

@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from serve_app.sidecar import SidecarCollector
+from serve_app.ops.sidecar import SidecarCollector
 
 
 class Ready(BaseHTTPRequestHandler):

@@ -1,6 +1,6 @@
 import shutil
 
-from serve_app.versioning import content_hash, manifest
+from serve_app.registry.versioning import content_hash, manifest
 
 
 def test_content_hash_depends_on_content_not_location(tmp_path):

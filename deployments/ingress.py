@@ -18,14 +18,14 @@ from ray.serve.handle import DeploymentHandle
 
 from deployments.metrics import metrics_for
 from serve_app.app import app_name, open_registry, plan_version, version_app
-from serve_app.batching import SlotBatcher
+from serve_app.dataplane.batching import SlotBatcher
 from serve_app.config import GatewayConfig, ModelConfig
 from serve_app.dataplane import DataPlane
 from serve_app.errors import LoadFailed, ModelNotReady, Overloaded
-from serve_app.http_api import create_app
+from serve_app.protocols.http_app import create_app
 from serve_app.protocols.oip_grpc import OipGrpcServicer
-from serve_app.routing import ModelRoutes
-from serve_app.settings import GatewaySettings
+from serve_app.dataplane.routing import ModelRoutes
+from serve_app.config.settings import GatewaySettings
 
 log = logging.getLogger("ray.serve")
 

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
-from serve_app.admission import Admission
+from serve_app.dataplane.admission import Admission
 from serve_app.config import GatewayConfig, Generation, ModelConfig, Task
 from serve_app.errors import (
     DeadlineExceeded,
@@ -30,12 +30,12 @@ from serve_app.errors import (
     ModelNotReady,
     PayloadTooLarge,
 )
-from serve_app.generation import GenerationStream, check_params
+from serve_app.dataplane.generation import GenerationStream, check_params
 from serve_app.metrics import Metrics, NullMetrics
 from serve_app.pipelines.engine import run_pipeline
 from serve_app.pipelines.validate import models_used, output_fields
-from serve_app.routing import ModelRoutes, VersionEntry
-from serve_app.schemas import ClassifyRequest, PipelineRequest, SummarizeRequest
+from serve_app.dataplane.routing import ModelRoutes, VersionEntry
+from serve_app.protocols.schemas import ClassifyRequest, PipelineRequest, SummarizeRequest
 
 READY_TIMEOUT_S = 2.0
 # When the request being served must be answered (time.monotonic()), set by DataPlane.within: admission
@@ -263,7 +263,7 @@ class DataPlane:
     async def open_stream(self, requested: str | None, request: dict, deadline_s: float) -> GenerationStream:
         """Start a generation on a summarization model (`name` or `name@version`) and wait for the replica to
         accept the prompt: errors up to then are typed errors (an HTTP status), later ones arrive in the stream.
-        `request` is the dict `serve_app.generation` describes, with unchecked "params"."""
+        `request` is the dict `serve_app.dataplane.generation` describes, with unchecked "params"."""
         model, pinned = self._model(requested, Task.summarization)
         gen = model.generation or Generation()
         request = {**request, "params": check_params(request.get("params") or {}, gen.max_new_tokens,

@@ -1,6 +1,6 @@
 """Render the generated parts of the Kubernetes manifests (`make k8s`; `--check` fails when a copy is stale).
 
-    .venv/bin/python -m serve_app.k8s_render [--check]
+    .venv/bin/python -m serve_app.ops.k8s_render [--check]
 
 - `k8s/base/serve-config.yaml` and `k8s/overlays/gpu/serve-config.yaml`: RayService patches whose `serveConfigV2`
   is built from `configs/gateway.yaml` (what `make run` serves) merged with the folder's `gateway-overrides.yaml`
@@ -23,7 +23,7 @@ from serve_app.app import GATEWAY_APP, replica_options
 from serve_app.config import parse_config
 from serve_app.k8s_entry import BUILD_GATEWAY, BUILD_VERSION, declared_versions
 from serve_app.protocols.grpc_stubs import GRPC_SERVICER
-from serve_app.settings import REPO_ROOT, GatewaySettings
+from serve_app.config.settings import REPO_ROOT, GatewaySettings
 
 RAYSERVICE = "inference-gateway"
 GATEWAY_CONFIG = Path("configs/gateway.yaml")

@@ -33,7 +33,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serve_app.auth import check_bearer, realm_of
+from serve_app.protocols.auth import check_bearer, realm_of
 from serve_app.dataplane import Answer, DataPlane
 from serve_app.errors import GatewayError, InvalidInput, ModelNotReady, Overloaded, PayloadTooLarge
 from serve_app.protocols.oip_http import add_oip_routes

@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from serve_app.models.sources import bbc_dir
+from serve_app.builders.sources import bbc_dir
 
 HELD_OUT_PERCENT = 20
 SPLIT_RULE = f"int(sha256(article_id).hexdigest()[:8], 16) % 100 < {HELD_OUT_PERCENT} -> held_out"

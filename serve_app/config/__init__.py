@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from serve_app.pipelines.spec import Pipeline
 from serve_app.pipelines.validate import PipelineError, check_pipelines
-from serve_app.settings import GatewaySettings
+from serve_app.config.settings import GatewaySettings
 
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
 
@@ -97,7 +97,7 @@ class Resources(_Strict):
     # instead of queueing without bound. None: no limit (Ray Serve's default).
     max_queued_requests: Annotated[int, Field(ge=1, le=100_000)] | None = None
     # A queue bounded by time: a request whose expected wait for a slot (queue ahead x measured service time /
-    # concurrency) exceeds this is refused at once with 429 and Retry-After (serve_app/admission.py). Requests
+    # concurrency) exceeds this is refused at once with 429 and Retry-After (serve_app/dataplane/admission.py). Requests
     # are always refused when the expected wait exceeds their own deadline. None: the deadline only.
     max_queue_wait_s: Annotated[float, Field(gt=0, le=3600)] | None = None
     # Replicas that follow the load; replaces a fixed `replicas` (which must then stay 1, its default).

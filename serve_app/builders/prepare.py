@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from serve_app.models.sources import smollm2_gguf
+from serve_app.builders.sources import smollm2_gguf
 
 console = Console(stderr=True)
 SMOLLM2_CONTEXT = 8192  # the model's trained context; the GGUF tokenizer carries no limit
@@ -78,7 +78,7 @@ def convert_summarizer(out_dir: Path) -> dict:
 def build_classifier(out_dir: Path) -> dict:
     import torch
 
-    from serve_app.models.train_classifier import train_classifier
+    from serve_app.builders.train_classifier import train_classifier
 
     console.print("[bold]classifier[/]: fine-tuning all-MiniLM-L6-v2 on BBC News (a few minutes on 2 cores)")
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -90,7 +90,7 @@ BUILDERS = {"classifier": (build_classifier, "training.json"), "summarizer": (co
 
 def register_defaults(registry, models_dir: Path, reports: dict[str, dict]) -> None:
     """Publish each built default model unless the registry already holds the same content; alias it `stable`."""
-    from serve_app.versioning import content_hash
+    from serve_app.registry.versioning import content_hash
 
     for name, report in reports.items():
         folder = models_dir / name

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from rich.progress import Progress
 
-from serve_app.models import bbc
-from serve_app.models.sources import minilm_dir
+from serve_app.builders import bbc
+from serve_app.builders.sources import minilm_dir
 
 
 @dataclass(frozen=True)

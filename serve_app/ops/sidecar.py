@@ -1,7 +1,7 @@
 """Metrics sidecar: host and per-replica CPU and memory, GPUs through NVML, and the gateway's health as seen
 from outside, as a Prometheus endpoint (prometheus-client, psutil, pynvml).
 
-    python -m serve_app.sidecar --port 9101 --gateway http://127.0.0.1:8000
+    python -m serve_app.ops.sidecar --port 9101 --gateway http://127.0.0.1:8000
 
 With no GPU or no NVIDIA driver it exports `gateway_gpu_count 0` and nothing else about GPUs, without errors.
 Values are read at scrape time (a custom collector), so nothing runs between scrapes.
