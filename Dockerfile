@@ -20,7 +20,7 @@ COPY --chown=ray:users deployments ./deployments
 COPY --chown=ray:users configs ./configs
 # Editable, so the project root stays /home/ray/gateway: relative paths of the config (models/, .cache/) resolve
 # there, and .cache is the volume the manifests mount for the model cache.
-RUN pip install --no-cache-dir -e . && python -c "import serve_app.k8s_entry, deployments.ingress"
+RUN pip install --no-cache-dir -e . && python -c "import deployments.k8s_builders, deployments.ingress"
 
 ENV GATEWAY_CONFIG=/home/ray/gateway/configs/gateway.yaml \
     GATEWAY_MODELS_DIR=/home/ray/gateway/models \

@@ -13,9 +13,9 @@ import torch
 
 from deployments.metrics import metrics_for
 from serve_app.dataplane.batching import SlotBatcher
-from serve_app.runtime.processing import flatten, unflatten
 from serve_app.registry import IntegrityError, Registry
 from serve_app.registry.versioning import content_hash, short
+from serve_app.runtime.processing import flatten, unflatten
 
 log = logging.getLogger("ray.serve")
 

@@ -1,5 +1,5 @@
-"""Ray Serve deployment of the text classifier: batching and threading around a classifier runtime
-(torch, or onnxruntime for an ONNX variant)."""
+"""Ray Serve deployment of the text classifier: batching and threading around the runtime its task contract
+loads (torch, or onnxruntime for an ONNX variant)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from pathlib import Path
 from ray import serve
 
 from deployments.base import ModelDeployment
-from serve_app.runtime.classifier import load_classifier
+from serve_app.tasks import contract
 
 
 @serve.deployment
 class ClassifierDeployment(ModelDeployment):
     def _load(self, path: Path) -> dict:
-        self.runtime = load_classifier(path, self.spec.get("max_length"), self.spec.get("runtime", "auto"))
+        self.runtime = contract(self.spec["task"]).load_runtime(path, self.spec)
         return {"labels": self.runtime.labels, "max_length": self.runtime.max_length,
                 "runtime": self.runtime.variant.runtime, "transforms": self.runtime.variant.transforms}
 

@@ -18,14 +18,14 @@ from ray import serve
 from deployments.base import ModelDeployment
 from serve_app.dataplane.generation import PromptTooLong, sampling_params
 from serve_app.runtime.generation import Sequence
-from serve_app.runtime.summarizer import TextSummarizer
+from serve_app.tasks import contract
 
 
 @serve.deployment
 class SummarizerDeployment(ModelDeployment):
     def _load(self, path: Path) -> dict:
         gen = self.spec.get("generation") or {}
-        self.runtime = TextSummarizer(path, self.spec.get("max_length"), do_sample=gen.get("do_sample", False))
+        self.runtime = contract(self.spec["task"]).load_runtime(path, self.spec)
         self.engine = None
         self._gauges: dict[str, int] = {}
         if not self.runtime.seq2seq:

@@ -44,7 +44,7 @@ def main() -> None:
     from conftest import free_port
     from ray import serve
 
-    from serve_app.app import deploy, start_serve
+    from deployments.assemble import deploy, start_serve
 
     http_port, metrics_port, sidecar_port = free_port(), free_port(), free_port()
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="error",

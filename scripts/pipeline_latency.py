@@ -39,7 +39,7 @@ def main() -> None:
     from conftest import free_port
     from ray import serve
 
-    from serve_app.app import deploy
+    from deployments.assemble import deploy
 
     raw = yaml.safe_load((REPO / "configs" / "gateway.yaml").read_text())
     raw["models"].append({"name": "noop", "task": "identity", "resources": {"num_cpus": 0.05, "num_gpus": 0}})

@@ -40,7 +40,7 @@ def main() -> None:
     from conftest import free_port
     from ray import serve
 
-    from serve_app.app import deploy, start_serve
+    from deployments.assemble import deploy, start_serve
 
     config = parse_config({"models": [{"name": "classifier", "task": "classification", "version": "stable",
                                        "max_length": 256, "resources": {"num_cpus": 0.5, "num_gpus": 0,

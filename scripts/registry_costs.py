@@ -49,7 +49,7 @@ def hot_load_unload(work: Path) -> tuple[float, float]:
     from conftest import free_port
     from ray import serve
 
-    from serve_app.app import deploy
+    from deployments.assemble import deploy
     from serve_app.config import parse_config
     from serve_app.config.settings import GatewaySettings
 

@@ -508,7 +508,7 @@ def _run_local(args, name: str, task: str, headers: dict) -> dict:
     import ray
     from ray import serve
 
-    from serve_app.app import deploy, start_serve
+    from deployments.assemble import deploy, start_serve
     from serve_app.config import parse_config
     from serve_app.config.settings import GatewaySettings
 

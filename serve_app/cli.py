@@ -21,27 +21,27 @@ import time
 from pathlib import Path
 
 from serve_app.config import ConfigError, load_config
+from serve_app.config.serve_env import use_fast_path
+from serve_app.config.settings import GatewaySettings
 from serve_app.errors import GatewayError
 from serve_app.optimize.cli import add_parsers as add_optimize_parsers
 from serve_app.registry.cli import add_parser as add_registry_parser
-from serve_app.config.serve_env import use_fast_path
-from serve_app.config.settings import GatewaySettings
 
 
 def _cmd_registry(args: argparse.Namespace, settings: GatewaySettings) -> int:
-    from serve_app.app import open_registry
+    from serve_app.plan import open_registry
 
     return args.run(open_registry(load_config(args.config, settings)), args)
 
 
 def _cmd_optimizer(args: argparse.Namespace, settings: GatewaySettings) -> int:
-    from serve_app.app import open_registry
+    from serve_app.plan import open_registry
 
     return args.handler(open_registry(load_config(args.config, settings)), args)
 
 
 def _cmd_prepare(args: argparse.Namespace, settings: GatewaySettings) -> int:
-    from serve_app.app import open_registry
+    from serve_app.plan import open_registry
     from serve_app.builders.prepare import BUILDERS, prepare_models, register_defaults
 
     unknown = set(args.names) - set(BUILDERS)
@@ -56,7 +56,7 @@ def _cmd_prepare(args: argparse.Namespace, settings: GatewaySettings) -> int:
 
 
 def _cmd_check(args: argparse.Namespace, settings: GatewaySettings) -> int:
-    from serve_app.app import plan_versions
+    from serve_app.plan import plan_versions
 
     config = load_config(args.config, settings)
     missing = _missing_folders(config)
@@ -77,7 +77,8 @@ def _missing_folders(config) -> list[str]:
 
 
 def _cmd_run(args: argparse.Namespace, settings: GatewaySettings) -> int:
-    from serve_app.app import deploy, plan_versions, start_serve
+    from deployments.assemble import deploy, start_serve
+    from serve_app.plan import plan_versions
 
     config = load_config(args.config, settings)
     missing = _missing_folders(config)

@@ -7,6 +7,8 @@ problem and never include tracebacks or exception class names.
 
 from __future__ import annotations
 
+import math
+
 
 class GatewayError(Exception):
     """Base class. `kind` is a stable machine-readable name, also used as a metrics label."""
@@ -120,3 +122,11 @@ HTTP_TO_GRPC = {
     503: "UNAVAILABLE",
     504: "DEADLINE_EXCEEDED",
 }
+
+
+def retry_after(err: GatewayError) -> int | None:
+    """Whole seconds after which a retry may succeed (HTTP `Retry-After`, gRPC `retry-after` trailer), for the
+    errors that pass (overloaded, not ready); None for the others."""
+    if not isinstance(err, Overloaded | ModelNotReady):
+        return None
+    return max(1, math.ceil(err.details.get("retry_after_s", 1)))

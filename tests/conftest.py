@@ -75,7 +75,7 @@ def serve_session():
     import ray
     from ray import serve
 
-    from serve_app.app import start_serve
+    from deployments.assemble import start_serve
     from serve_app.config import parse_config
 
     port, grpc_port, metrics_port = free_port(), free_port(), free_port()
@@ -119,7 +119,7 @@ def deployed(config, registry=None):
     """Deploy the gateway and its model versions for one test module; delete every app afterwards."""
     from ray import serve
 
-    from serve_app.app import deploy
+    from deployments.assemble import deploy
 
     deploy(config, registry=registry)
     try:

@@ -74,7 +74,7 @@ def best_gated_variant(registry, tmp: Path, tick) -> tuple[Path, str]:
 def start_serve_on_free_ports(config, attempts: int = 3) -> tuple[int, int]:
     from ray import serve
 
-    from serve_app.app import start_serve
+    from deployments.assemble import start_serve
 
     for attempt in range(attempts):
         http_port, grpc_port = free_port(), free_port()
@@ -101,13 +101,15 @@ def main() -> int:
     import ray
     from ray import serve
 
-    from serve_app.app import deploy, open_registry, start_serve
+    from deployments.assemble import deploy
+
+    from serve_app.plan import open_registry
     from serve_app.bench.peers import plain_serve_app
-    from serve_app.config import load_config, parse_config
     from serve_app.builders import bbc
+    from serve_app.config import load_config, parse_config
+    from serve_app.config.settings import GatewaySettings
     from serve_app.optimize.cli import quiet_transformers
     from serve_app.runtime.classifier import load_classifier
-    from serve_app.config.settings import GatewaySettings
 
     quiet_transformers()
     settings = BenchSettings(repeats=args.repeats, window_s=args.window, generation=GenSettings(repeats=args.repeats),

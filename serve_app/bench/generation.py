@@ -257,12 +257,14 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from serve_app.app import deploy, open_registry, start_serve
+    from deployments.assemble import deploy, start_serve
+
+    from serve_app.plan import open_registry
     from serve_app.bench.__main__ import free_port, machine
-    from serve_app.config import load_config, parse_config
     from serve_app.builders import bbc
-    from serve_app.optimize.cli import quiet_transformers
+    from serve_app.config import load_config, parse_config
     from serve_app.config.settings import GatewaySettings
+    from serve_app.optimize.cli import quiet_transformers
 
     quiet_transformers()
     settings = GenSettings.smoke() if args.smoke else GenSettings(

@@ -4,8 +4,8 @@
 
 - `k8s/base/serve-config.yaml` and `k8s/overlays/gpu/serve-config.yaml`: RayService patches whose `serveConfigV2`
   is built from `configs/gateway.yaml` (what `make run` serves) merged with the folder's `gateway-overrides.yaml`
-  (cluster sizing: replicas, autoscaling, what `num_gpus: auto` means there). Validated by pydantic (ours) and by
-  Ray's own `ServeDeploySchema`.
+  (cluster sizing: replicas, autoscaling, what `num_gpus: auto` means there). Validated by pydantic (ours); the
+  tests check it against Ray's own `ServeDeploySchema` (this module imports no Ray).
 - `k8s/monitoring/prometheus-rule.yaml`: the PrometheusRule carrying `k8s/monitoring/alert-rules.yaml`.
 """
 
@@ -19,11 +19,10 @@ from pathlib import Path
 
 import yaml
 
-from serve_app.app import GATEWAY_APP, replica_options
 from serve_app.config import parse_config
-from serve_app.k8s_entry import BUILD_GATEWAY, BUILD_VERSION, declared_versions
-from serve_app.protocols.grpc_stubs import GRPC_SERVICER
 from serve_app.config.settings import REPO_ROOT, GatewaySettings
+from serve_app.plan import BUILD_GATEWAY, BUILD_VERSION, GATEWAY_APP, declared_versions, replica_options
+from serve_app.protocols.grpc_stubs import GRPC_SERVICER
 
 RAYSERVICE = "inference-gateway"
 GATEWAY_CONFIG = Path("configs/gateway.yaml")
@@ -100,9 +99,6 @@ def serve_config(raw: dict, gpus: float) -> dict:
     if config.server.grpc_port:
         out["grpc_options"] = {"port": config.server.grpc_port, "grpc_servicer_functions": [GRPC_SERVICER]}
     out["applications"] = apps
-    from ray.serve.schema import ServeDeploySchema  # Ray's own check of the whole config
-
-    ServeDeploySchema.model_validate(out)
     return out
 
 

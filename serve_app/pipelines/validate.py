@@ -6,13 +6,12 @@ from pydantic import BaseModel
 
 from serve_app.pipelines.fusion import normalise_weights
 from serve_app.pipelines.spec import ChainNode, FanoutNode, FuseNode, ModelNode, Node, Pipeline, PipelineRef, SplitNode
+from serve_app.tasks import contract
 
-# What each task's answer holds, by field, and the type of each field.
-TASK_FIELDS = {
-    "classification": {"label": "label", "score": "number", "probabilities": "probabilities"},
-    "summarization": {"summary": "text"},
-    "identity": {"text": "text"},
-}
+
+def task_fields(task: str) -> dict[str, str]:
+    """What a task's answer holds for pipelines, by field, and the type of each field (its contract says)."""
+    return contract(task).pipeline_fields()
 
 
 class PipelineError(ValueError):
@@ -45,7 +44,7 @@ class _Checker:
             name = node.model.partition("@")[0]
             if name not in self.model_tasks:
                 self.fail(path, f"unknown model '{name}'; served models: {', '.join(sorted(self.model_tasks))}")
-            return dict(TASK_FIELDS[self.model_tasks[name]])
+            return task_fields(self.model_tasks[name])
         if isinstance(node, ChainNode):
             fields = {"text": "text"}
             for i, step in enumerate(node.steps):
@@ -100,7 +99,7 @@ class _Checker:
             unknown = sorted(set(node.label_map) - set(node.source.branches))
             if unknown:
                 self.fail(path, f"label_map names unknown branches {unknown}")
-            return dict(TASK_FIELDS["classification"])
+            return task_fields("classification")
         if isinstance(node, PipelineRef):
             return self.pipeline(node.pipeline, path)
         self.fail(path, f"unknown node type {type(node).__name__}")

@@ -1,31 +1,17 @@
-"""The simple JSON API over HTTP: decode, call the dataplane, encode. No model logic here.
+"""The HTTP app: every adapter's routes over one dataplane, one set of error handlers, auth and deadlines.
 
-    GET  /healthz              liveness
-    GET  /readyz               readiness (every model answers)
-    GET  /v1/models            models with version, readiness, labels, limits
-    GET  /v1/models/{name}     one model
-    POST /v1/classify          {"texts": [...], "model"?}
-    POST /v1/summarize         {"texts": [...], "model"?, "max_new_tokens"?, "stream"?} (stream: SSE, protocols/sse.py)
-    GET  /v1/pipelines         pipelines with their graphs
-    POST /v1/pipelines/{name}  {"texts": [...], "trace"?}
+The simple JSON API (protocols/simple_json.py), OIP v2 (/v2/..., oip_http.py), TF Serving's :predict
+(tfserving.py) and the OpenAI API (/openai/v1/..., openai_api.py, errors in OpenAI's shape) are registered
+here. No model logic: adapters decode, call the dataplane, encode.
 
 Inference and metadata need `Authorization: Bearer <GATEWAY_INFERENCE_TOKEN>` when that is set (health never does).
 Every model call has a deadline: `X-Request-Timeout: <seconds>` or `limits.request_timeout_s` (504 past it).
-
-Admin (bearer token when GATEWAY_ADMIN_TOKEN is set):
-    POST /v1/admin/models/{name}/versions/{selector}/load     deploy a registry version (no traffic yet)
-    POST /v1/admin/models/{name}/versions/{version}/unload    stop a loaded version
-    PUT  /v1/admin/models/{name}/traffic                      {"3": 90, "4": 10}
-
-Registered here as well: OIP v2 (/v2/..., protocols/oip_http.py), TF Serving's :predict
-(protocols/tfserving.py) and the OpenAI API (/openai/v1/..., protocols/openai_api.py, errors in OpenAI's shape),
-over the same dataplane and error handlers.
+Admin routes need the admin token when GATEWAY_ADMIN_TOKEN is set.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Awaitable, Callable
 
 from fastapi import Depends, FastAPI, Request
@@ -33,14 +19,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from serve_app.dataplane import DataPlane
+from serve_app.errors import GatewayError, InvalidInput, retry_after
 from serve_app.protocols.auth import check_bearer, realm_of
-from serve_app.dataplane import Answer, DataPlane
-from serve_app.errors import GatewayError, InvalidInput, ModelNotReady, Overloaded, PayloadTooLarge
 from serve_app.protocols.oip_http import add_oip_routes
 from serve_app.protocols.openai_api import PREFIX as OPENAI_PREFIX
 from serve_app.protocols.openai_api import add_openai_routes, openai_error
-from serve_app.protocols.sse import summarize_stream
-from serve_app.protocols.tfserving import add_tfserving_routes, version_status
+from serve_app.protocols.simple_json import add_admin_routes, add_simple_routes
+from serve_app.protocols.tfserving import add_tfserving_routes
 
 log = logging.getLogger("ray.serve")
 
@@ -50,10 +36,8 @@ TIMEOUT_HEADER = "x-request-timeout"
 def error_response(err: GatewayError, path: str = "") -> JSONResponse:
     """The error's JSON body and status; retryable ones (overloaded, not ready) say when to retry. Under the
     OpenAI base path the body has OpenAI's shape, which its clients parse."""
-    headers = None
-    if isinstance(err, Overloaded | ModelNotReady):
-        retry_after = err.details.get("retry_after_s", 1)
-        headers = {"Retry-After": str(max(1, math.ceil(retry_after)))}
+    seconds = retry_after(err)
+    headers = None if seconds is None else {"Retry-After": str(seconds)}
     body = openai_error(err) if path.startswith(OPENAI_PREFIX + "/") else err.to_body()
     return JSONResponse(body, status_code=err.http_status, headers=headers)
 
@@ -115,82 +99,14 @@ def create_app(get_dataplane: Callable[[], DataPlane], admin_token: str | None =
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse({"error": "internal error; see the server log", "kind": "internal"}, status_code=500)
 
-    async def _body(request: Request, dataplane: DataPlane) -> object:
-        declared = request.headers.get("content-length")
-        limit = dataplane.config.server.limits.max_body_bytes
-        # Refuse an oversized body before reading it into memory.
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
-        return dataplane.decode_json(await request.body())
-
-    async def _call(request: Request, op: Callable[[DataPlane, object], Awaitable[Answer]]) -> JSONResponse:
-        dataplane = get_dataplane()
-        body = await _body(request, dataplane)
-        answer = await dataplane.within(deadline_of(request, dataplane), op(dataplane, body))
-        return JSONResponse(answer.body, headers=answer.headers)
-
-    @app.get("/healthz")
-    async def healthz():
-        return {"live": True}
-
-    @app.get("/readyz")
-    async def readyz():
-        return await get_dataplane().ready()
-
-    @app.get("/v1/models")
-    async def list_models():
-        return await get_dataplane().list_models()
-
-    @app.get("/v1/models/{name}")
-    async def model_status(name: str):
-        status = await get_dataplane().model_status(name)
-        return {**status, "model_version_status": version_status(status)}  # TF Serving's status, too
-
-    @app.post("/v1/classify")
-    async def classify(request: Request):
-        return await _call(request, lambda dp, body: dp.classify(body))
-
-    @app.post("/v1/summarize")
-    async def summarize(request: Request):
-        dataplane = get_dataplane()
-        body = await _body(request, dataplane)
-        if isinstance(body, dict) and body.get("stream") is True:
-            return await summarize_stream(dataplane, body, deadline_of(request, dataplane))
-        answer = await dataplane.within(deadline_of(request, dataplane), dataplane.summarize(body))
-        return JSONResponse(answer.body, headers=answer.headers)
-
+    add_simple_routes(app, get_dataplane, deadline_of)
     add_oip_routes(app, get_dataplane, admin, deadline_of)
     add_tfserving_routes(app, get_dataplane, deadline_of)
     add_openai_routes(app, get_dataplane, deadline_of)
-
-    @app.get("/v1/pipelines")
-    async def list_pipelines():
-        return get_dataplane().list_pipelines()
-
-    @app.get("/v1/pipelines/{name}")
-    async def describe_pipeline(name: str):
-        return get_dataplane().describe_pipeline(name)
-
-    @app.post("/v1/pipelines/{name}")
-    async def run_pipeline(name: str, request: Request):
-        return await _call(request, lambda dp, body: dp.run_pipeline(name, body))
-
-    @app.post("/v1/admin/models/{name}/versions/{selector}/load", dependencies=admin)
-    async def load_version(name: str, selector: str):
-        return await get_dataplane().load(name, selector)
-
-    @app.post("/v1/admin/models/{name}/versions/{version}/unload", dependencies=admin)
-    async def unload_version(name: str, version: str):
-        return await get_dataplane().unload(name, version)
-
-    @app.put("/v1/admin/models/{name}/traffic", dependencies=admin)
-    async def set_traffic(name: str, request: Request):
-        dataplane = get_dataplane()
-        return await dataplane.set_traffic(name, dataplane.decode_json(await request.body()))
-
+    add_admin_routes(app, get_dataplane, admin)
     return app
 
 
 def deadline_of(request: Request, dataplane: DataPlane) -> float:
     """Seconds this request may take: its X-Request-Timeout header, else the configured default."""
-    return dataplane.deadline_s(request.headers.get(TIMEOUT_HEADER))
+    return dataplane.deadlines.deadline_s(request.headers.get(TIMEOUT_HEADER))

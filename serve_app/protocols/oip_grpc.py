@@ -14,17 +14,24 @@ proxy; the gateway's own deadline answers DEADLINE_EXCEEDED.
 from __future__ import annotations
 
 import logging
-import math
 
 import grpc
 
-from serve_app.protocols.auth import check_bearer
-from serve_app.errors import GatewayError, InvalidInput, ModelNotReady, Overloaded
+from serve_app.dataplane import InferenceResponse
+from serve_app.errors import GatewayError, InvalidInput, retry_after
 from serve_app.protocols import oip
+from serve_app.protocols.auth import check_bearer
 from serve_app.protocols.grpc_stubs import RPC_NAMES
 from serve_app.protocols.grpc_stubs import service_pb2 as pb
 from serve_app.protocols.sse import guarded
-from serve_app.protocols.tensors import TEXT_INPUT, decode_texts, pack_bytes
+from serve_app.protocols.tensors import (
+    TEXT_INPUT,
+    TextTensor,
+    check_text_input,
+    output_columns,
+    pack_bytes,
+    unpack_bytes,
+)
 
 log = logging.getLogger("ray.serve")
 
@@ -34,43 +41,31 @@ def _param_value(p) -> object:
     return getattr(p, kind) if kind else None
 
 
-def _request_dict(request) -> tuple[dict, bytes]:
-    """The REST-shaped request and binary tail for a ModelInferRequest (raw or typed contents)."""
-    inputs, tail = [], b""
+def _params(request) -> dict:
+    return {k: _param_value(v) for k, v in request.parameters.items()}
+
+
+def _tensors(request) -> list[TextTensor]:
+    """The request's input tensors, read straight from protobuf: raw_input_contents (what tritonclient sends)
+    or typed bytes_contents."""
+    tensors = []
     for i, t in enumerate(request.inputs):
-        entry = {"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
         if i < len(request.raw_input_contents):
-            raw = request.raw_input_contents[i]
-            entry["parameters"] = {"binary_data_size": len(raw)}
-            tail += raw
+            items = unpack_bytes(request.raw_input_contents[i])
         else:
-            entry["data"] = list(t.contents.bytes_contents)
-            if entry["datatype"] == "BYTES":
-                raw = pack_bytes(entry.pop("data"))
-                entry["parameters"] = {"binary_data_size": len(raw)}
-                tail += raw
-        inputs.append(entry)
-    params = {k: _param_value(v) for k, v in request.parameters.items()}
-    outputs = [{"name": o.name, "parameters": {"binary_data": True}} for o in request.outputs]
-    body = {"id": request.id, "inputs": inputs, "parameters": {**params, "binary_data_output": True}}
-    if outputs:
-        body["outputs"] = outputs
-    return body, tail
+            items = list(t.contents.bytes_contents)  # a non-BYTES tensor is refused by its datatype first
+        tensors.append(TextTensor(t.name, t.datatype, list(t.shape), items))
+    return tensors
 
 
-def _infer_response(response: dict, tail: bytes):
+def _infer_response(answer: InferenceResponse, request):
     """ModelInferResponse with every output in raw_output_contents (tritonclient ignores typed contents)."""
-    msg = pb.ModelInferResponse(model_name=response["model_name"], model_version=response.get("model_version", ""),
-                                id=response.get("id", ""))
-    offset = 0
-    for out in response["outputs"]:
-        tensor = msg.outputs.add(name=out["name"], datatype=out["datatype"], shape=out["shape"])
-        for key, value in (out.get("parameters") or {}).items():
-            if key != "binary_data_size":
-                tensor.parameters[key].string_param = str(value)
-        size = out["parameters"]["binary_data_size"]
-        msg.raw_output_contents.append(tail[offset:offset + size])
-        offset += size
+    msg = pb.ModelInferResponse(model_name=request.model_name, model_version=answer.version, id=request.id)
+    for col in output_columns(answer.results, [o.name for o in request.outputs] or None):
+        tensor = msg.outputs.add(name=col.name, datatype=col.datatype, shape=col.shape)
+        for key, value in col.parameters.items():
+            tensor.parameters[key].string_param = str(value)
+        msg.raw_output_contents.append(col.raw())
     return msg
 
 
@@ -93,9 +88,8 @@ class OipGrpcServicer:
         except GatewayError as err:
             grpc_context.set_code(getattr(grpc.StatusCode, err.grpc_status))
             grpc_context.set_details(err.message)
-            if isinstance(err, Overloaded | ModelNotReady):
-                retry_after = max(1, math.ceil(err.details.get("retry_after_s", 1)))
-                grpc_context.set_trailing_metadata([("retry-after", str(retry_after))])
+            if (seconds := retry_after(err)) is not None:
+                grpc_context.set_trailing_metadata([("retry-after", str(seconds))])
         except Exception:  # noqa: BLE001 - logged here; the client gets a generic message
             log.exception("gRPC request failed")
             grpc_context.set_code(grpc.StatusCode.INTERNAL)
@@ -108,7 +102,7 @@ class OipGrpcServicer:
     async def ServerReady(self, request, grpc_context):  # noqa: N802
         async def work():
             try:
-                await self.dataplane.ready()
+                await self.dataplane.status.ready()
             except GatewayError:
                 return pb.ServerReadyResponse(ready=False)
             return pb.ServerReadyResponse(ready=True)
@@ -143,13 +137,16 @@ class OipGrpcServicer:
     async def ModelInfer(self, request, grpc_context):  # noqa: N802
         async def work():
             self._check_inference(grpc_context)
-            deadline = self.dataplane.deadline_s(_metadata(grpc_context).get("x-request-timeout"))
+            deadline = self.dataplane.deadlines.deadline_s(_metadata(grpc_context).get("x-request-timeout"))
             if not request.inputs:
                 raise InvalidInput(f"send one BYTES input tensor named '{TEXT_INPUT}'")
-            body, tail = _request_dict(request)
-            response, out_tail = await self.dataplane.within(deadline, oip.infer(
-                self.dataplane, request.model_name, request.model_version or None, body, tail))
-            return _infer_response(response, out_tail)
+            dp = self.dataplane
+            dp.table.check_served(request.model_name)
+            texts = check_text_input(_tensors(request), request.model_name)
+            req = oip.inference_request(dp, request.model_name, request.model_version or None, texts,
+                                        _params(request))
+            answer = await dp.deadlines.within(deadline, dp.inference.infer(req))
+            return _infer_response(answer, request)
         return await self._guard(grpc_context, pb.ModelInferResponse(), work)
 
     async def ModelStreamInfer(self, requests, grpc_context):  # noqa: N802 - bidirectional stream
@@ -161,18 +158,17 @@ class OipGrpcServicer:
         async for request in requests:
             try:
                 self._check_inference(grpc_context)
-                body, tail = _request_dict(request)
-                texts = decode_texts(body, tail) if request.inputs else []
+                texts = check_text_input(_tensors(request)) if request.inputs else []
                 if len(texts) != 1:
                     raise InvalidInput("send one BYTES input tensor holding one text")
                 text = texts[0]
-                params = {k: v for k, v in body["parameters"].items() if k != "binary_data_output"}
+                params = _params(request)
                 if "max_tokens" in params:
                     params["max_new_tokens"] = params.pop("max_tokens")
-                self.dataplane.check_texts(texts)
-                deadline = self.dataplane.deadline_s(_metadata(grpc_context).get("x-request-timeout"))
+                self.dataplane.inference.check_texts(texts)
+                deadline = self.dataplane.deadlines.deadline_s(_metadata(grpc_context).get("x-request-timeout"))
                 ref = request.model_name + (f"@{request.model_version}" if request.model_version else "")
-                stream = await self.dataplane.within(deadline, self.dataplane.open_stream(
+                stream = await self.dataplane.deadlines.within(deadline, self.dataplane.inference.open_stream(
                     ref, {"kind": "summary", "text": text, "params": params}, deadline))
             except GatewayError as err:
                 yield pb.ModelStreamInferResponse(error_message=err.message)
@@ -213,7 +209,7 @@ class OipGrpcServicer:
     async def _repository_change(self, request, grpc_context, change, response_cls):
         async def work():
             self._check_admin(grpc_context)
-            params = {k: _param_value(v) for k, v in request.parameters.items()}
+            params = _params(request)
             await change(self.dataplane, request.model_name, {"parameters": params} if params else None)
             return response_cls()
         return await self._guard(grpc_context, response_cls(), work)

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from serve_app.dataplane import DataPlane
 from serve_app.errors import InvalidInput, ModelNotFound, ModelNotReady, PayloadTooLarge
 from serve_app.protocols import oip
+from serve_app.protocols.json_body import decode_json
 from serve_app.protocols.sse import SSE_HEADERS, ended_badly, frame, guarded
 from serve_app.protocols.tensors import split_body
 
@@ -25,7 +26,7 @@ def add_oip_routes(app: FastAPI, get_dataplane: Callable[[], DataPlane], admin: 
 
     @app.get("/v2/health/ready")
     async def ready():
-        await get_dataplane().ready()
+        await get_dataplane().status.ready()
         return {"ready": True}
 
     @app.get("/v2")
@@ -49,12 +50,13 @@ def add_oip_routes(app: FastAPI, get_dataplane: Callable[[], DataPlane], admin: 
     async def infer(name: str, request: Request, version: str | None = None):
         dp = get_dataplane()
         raw = await request.body()
-        limit = dp.config.server.limits.max_body_bytes
+        limit = dp.limits.max_body_bytes
         if len(raw) > limit:
             raise PayloadTooLarge(f"request body is {len(raw)} bytes; the limit is {limit}")
         header, tail = split_body(raw, request.headers.get(HEADER_LENGTH))
-        body = dp.decode_json(header)
-        response, out_tail = await dp.within(deadline_of(request, dp), oip.infer(dp, name, version, body, tail))
+        body = decode_json(header, dp.limits)
+        work = oip.infer(dp, name, version, body, tail)
+        response, out_tail = await dp.deadlines.within(deadline_of(request, dp), work)
         if not out_tail and not any("binary_data_size" in (o.get("parameters") or {}) for o in response["outputs"]):
             return JSONResponse(response)
         head = json.dumps(response).encode()
@@ -65,18 +67,18 @@ def add_oip_routes(app: FastAPI, get_dataplane: Callable[[], DataPlane], admin: 
     # -> {"model_name", "model_version", "text_output"}; generate_stream sends one such object per SSE event.
     async def open_generation(name: str, version: str | None, request: Request):
         dp = get_dataplane()
-        body = dp.decode_json(await request.body())
+        body = decode_json(await request.body(), dp.limits)
         if not isinstance(body, dict) or not isinstance(body.get("text_input"), str) or not body["text_input"].strip():
             raise InvalidInput("send {\"text_input\": \"<article>\", \"parameters\": {...}}", field="text_input")
         params = dict(body.get("parameters") or {})
         params.pop("stream", None)
         if "max_tokens" in params:
             params["max_new_tokens"] = params.pop("max_tokens")
-        dp.check_texts([body["text_input"]])
+        dp.inference.check_texts([body["text_input"]])
         deadline = deadline_of(request, dp)
         ref = f"{name}@{version}" if version else name
-        return await dp.within(deadline, dp.open_stream(ref, {"kind": "summary", "text": body["text_input"],
-                                                              "params": params}, deadline))
+        request_ = {"kind": "summary", "text": body["text_input"], "params": params}
+        return await dp.deadlines.within(deadline, dp.inference.open_stream(ref, request_, deadline))
 
     @app.post("/v2/models/{name}/generate")
     @app.post("/v2/models/{name}/versions/{version}/generate")
@@ -117,5 +119,5 @@ def add_oip_routes(app: FastAPI, get_dataplane: Callable[[], DataPlane], admin: 
             raise ModelNotFound(f"no repository action '{action}'; use load or unload")
         dp = get_dataplane()
         raw = await request.body()  # the body is optional: {"parameters": {"version": "3"}}
-        await change(dp, name, dp.decode_json(raw) if raw.strip() else None)
+        await change(dp, name, decode_json(raw, dp.limits) if raw.strip() else None)
         return {}

@@ -22,11 +22,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
-from serve_app.config import Task
-from serve_app.dataplane import DataPlane, _describe
-from serve_app.errors import GatewayError, InvalidInput, ModelNotFound
+from serve_app.dataplane import DataPlane
 from serve_app.dataplane.generation import GenerationStream
+from serve_app.errors import GatewayError, InvalidInput, ModelNotFound
+from serve_app.protocols.json_body import decode_json, describe_error
 from serve_app.protocols.sse import SSE_HEADERS, ended_badly, frame, guarded
+from serve_app.tasks import contract
 
 PREFIX = "/openai/v1"
 
@@ -106,7 +107,7 @@ def _parse(schema, body: object):
     try:
         return schema.model_validate(body)
     except ValidationError as err:
-        where, message = _describe(err.errors()[0], schema)
+        where, message = describe_error(err.errors()[0], schema)
         raise InvalidInput(message, field=where) from None
 
 
@@ -120,8 +121,8 @@ def add_openai_routes(app: FastAPI, get_dataplane: Callable[[], DataPlane],
     def model_ids(dp: DataPlane) -> list[str]:
         ids = []
         for m in dp.config.models:
-            if m.task is Task.summarization:
-                ids += [m.name, *(f"{m.name}@{label}" for label in sorted(dp.routes[m.name].versions))]
+            if contract(m.task).streams:
+                ids += [m.name, *(f"{m.name}@{label}" for label in dp.table.loaded(m.name))]
         return ids
 
     def model_card(model_id: str) -> dict:
@@ -137,15 +138,18 @@ def add_openai_routes(app: FastAPI, get_dataplane: Callable[[], DataPlane],
             raise ModelNotFound(f"model '{model_id}' does not exist; see GET {PREFIX}/models", field="model")
         return model_card(model_id)
 
+    async def _json(request: Request) -> object:
+        return decode_json(await request.body(), get_dataplane().limits)
+
     async def open_stream(request: Request, req: _Request, payload: dict) -> tuple[DataPlane, GenerationStream]:
         dp = get_dataplane()
         deadline = deadline_of(request, dp)
-        return dp, await dp.within(deadline, dp.open_stream(req.model, {**payload, "params": {
+        return dp, await dp.deadlines.within(deadline, dp.inference.open_stream(req.model, {**payload, "params": {
             **req.params(), **payload.get("params", {})}}, deadline))
 
     @app.post(f"{PREFIX}/chat/completions")
     async def chat(request: Request):
-        req = _parse(ChatRequest, get_dataplane().decode_json(await request.body()))
+        req = _parse(ChatRequest, await _json(request))
         messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
                     for m in req.messages]
         _, stream = await open_stream(request, req, {"kind": "chat", "messages": messages})
@@ -153,52 +157,57 @@ def add_openai_routes(app: FastAPI, get_dataplane: Callable[[], DataPlane],
 
     @app.post(f"{PREFIX}/completions")
     async def completions(request: Request):
-        req = _parse(CompletionRequest, get_dataplane().decode_json(await request.body()))
+        req = _parse(CompletionRequest, await _json(request))
         prompt = req.prompt if isinstance(req.prompt, str) else req.prompt[0]
         _, stream = await open_stream(request, req, {"kind": "completion", "prompt": prompt,
                                                      "params": {"strip": False}})
         return await respond(req, stream, "completion")
 
-    async def respond(req: _Request, stream: GenerationStream, kind: str):
-        ident = ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex
-        created = int(time.time())
-        headers = {"X-Model-Name": stream.model, "X-Model-Version": stream.version}
-        base = {"id": ident, "created": created, "model": req.model, "system_fingerprint": stream.version}
-        if not req.stream:
-            done = await stream.collect()
-            if (err := ended_badly(done, stream.model)) is not None:
-                raise err
-            finish = _FINISH[done["finish_reason"]]
-            choice = ({"index": 0, "message": {"role": "assistant", "content": done["text"]}} if kind == "chat"
-                      else {"index": 0, "text": done["text"]})
-            body = {**base, "object": "chat.completion" if kind == "chat" else "text_completion",
-                    "choices": [{**choice, "finish_reason": finish, "logprobs": None}], "usage": _usage(done)}
-            return JSONResponse(body, headers=headers)
 
-        chunk_object = "chat.completion.chunk" if kind == "chat" else "text_completion"
+async def respond(req: _Request, stream: GenerationStream, kind: str):
+    """The whole completion as one JSON object, or (`stream: true`) as OpenAI's server-sent chunks."""
+    ident = ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex
+    headers = {"X-Model-Name": stream.model, "X-Model-Version": stream.version}
+    base = {"id": ident, "created": int(time.time()), "model": req.model, "system_fingerprint": stream.version}
+    if req.stream:
+        return _stream_response(req, stream, kind, base, headers)
+    done = await stream.collect()
+    if (err := ended_badly(done, stream.model)) is not None:
+        raise err
+    finish = _FINISH[done["finish_reason"]]
+    choice = ({"index": 0, "message": {"role": "assistant", "content": done["text"]}} if kind == "chat"
+              else {"index": 0, "text": done["text"]})
+    body = {**base, "object": "chat.completion" if kind == "chat" else "text_completion",
+            "choices": [{**choice, "finish_reason": finish, "logprobs": None}], "usage": _usage(done)}
+    return JSONResponse(body, headers=headers)
 
-        def chunk(text: str | None, finish: str | None = None, first: bool = False) -> bytes:
-            if kind == "chat":
-                delta = {"role": "assistant", "content": ""} if first else ({"content": text} if text else {})
-                choice = {"index": 0, "delta": delta}
+
+def _stream_response(req: _Request, stream: GenerationStream, kind: str, base: dict,
+                     headers: dict) -> StreamingResponse:
+    chunk_object = "chat.completion.chunk" if kind == "chat" else "text_completion"
+
+    def chunk(text: str | None, finish: str | None = None, first: bool = False) -> bytes:
+        if kind == "chat":
+            delta = {"role": "assistant", "content": ""} if first else ({"content": text} if text else {})
+            choice = {"index": 0, "delta": delta}
+        else:
+            choice = {"index": 0, "text": text or ""}
+        return frame({**base, "object": chunk_object,
+                      "choices": [{**choice, "finish_reason": finish, "logprobs": None}]})
+
+    async def events():
+        if kind == "chat":
+            yield chunk(None, first=True)
+        async for event in guarded(stream):
+            if event["type"] == "token":
+                yield chunk(event["text"])
+            elif event["type"] == "done":
+                yield chunk(None, _FINISH[event["finish_reason"]])
+                if req.include_usage:
+                    yield frame({**base, "object": chunk_object, "choices": [], "usage": _usage(event)})
             else:
-                choice = {"index": 0, "text": text or ""}
-            return frame({**base, "object": chunk_object,
-                          "choices": [{**choice, "finish_reason": finish, "logprobs": None}]})
+                yield frame(openai_error(event["error"]))
+                return
+        yield frame("[DONE]")
 
-        async def events():
-            if kind == "chat":
-                yield chunk(None, first=True)
-            async for event in guarded(stream):
-                if event["type"] == "token":
-                    yield chunk(event["text"])
-                elif event["type"] == "done":
-                    yield chunk(None, _FINISH[event["finish_reason"]])
-                    if req.include_usage:
-                        yield frame({**base, "object": chunk_object, "choices": [], "usage": _usage(event)})
-                else:
-                    yield frame(openai_error(event["error"]))
-                    return
-            yield frame("[DONE]")
-
-        return StreamingResponse(events(), media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
+    return StreamingResponse(events(), media_type="text/event-stream", headers={**SSE_HEADERS, **headers})

@@ -14,9 +14,10 @@ from collections.abc import AsyncIterator
 from fastapi.responses import StreamingResponse
 
 from serve_app.dataplane import DataPlane
-from serve_app.errors import DeadlineExceeded, GatewayError, InferenceFailed, InvalidInput
 from serve_app.dataplane.generation import GenerationStream
-from serve_app.protocols.schemas import SummarizeRequest
+from serve_app.errors import DeadlineExceeded, GatewayError, InferenceFailed, InvalidInput
+from serve_app.protocols.json_body import parse_body
+from serve_app.tasks.summarization import SummarizeRequest
 
 log = logging.getLogger("ray.serve")
 
@@ -54,11 +55,12 @@ async def guarded(stream: GenerationStream) -> AsyncIterator[dict]:
 
 
 async def summarize_stream(dp: DataPlane, body: object, deadline_s: float) -> StreamingResponse:
-    req = dp.parse(SummarizeRequest, body)
+    req = parse_body(SummarizeRequest, body)
+    dp.inference.check_texts(req.texts)
     if len(req.texts) != 1:
         raise InvalidInput(f"texts: a stream carries one summary; got {len(req.texts)} texts (send one, or drop "
                            "\"stream\")", field="texts")
-    stream = await dp.within(deadline_s, dp.open_stream(
+    stream = await dp.deadlines.within(deadline_s, dp.inference.open_stream(
         req.model, {"kind": "summary", "text": req.texts[0], "params": {"max_new_tokens": req.max_new_tokens}},
         deadline_s))
     start = stream.start

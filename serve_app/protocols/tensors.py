@@ -8,7 +8,9 @@ Binary tensor extension (what tritonclient.http sends by default): the body is a
 from __future__ import annotations
 
 import json
+import math
 import struct
+from dataclasses import dataclass
 
 from serve_app.errors import InvalidInput
 
@@ -44,49 +46,49 @@ def split_body(raw: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     return raw[:n], raw[n:]
 
 
-def decode_texts(request: dict, tail: bytes, model: str = "") -> list[str]:
+@dataclass
+class TextTensor:
+    """One input tensor as a client sent it, whatever the transport: elements still bytes or values."""
+
+    name: object
+    datatype: object
+    shape: object
+    items: list | None  # None: the elements could not be read (the check says why)
+    problem: str = ""
+
+
+def check_text_input(tensors: list[TextTensor], model: str = "") -> list[str]:
     """The request's one BYTES input, as texts. Every model and pipeline declares one input, `text`
     (its metadata says so): a request naming another input, or lacking `text`, is refused naming them,
     as Triton refuses unexpected inputs, instead of reading whatever tensor came as the text."""
-    inputs = request.get("inputs")
-    if not isinstance(inputs, list) or not inputs or not all(isinstance(t, dict) for t in inputs):
+    if not tensors:
         raise InvalidInput(f"inputs: send exactly one BYTES tensor (named '{TEXT_INPUT}') holding the texts")
     target = f"model '{model}'" if model else "the model"
-    names = [t.get("name") for t in inputs]
-    unexpected = [n for n in names if n != TEXT_INPUT]
+    unexpected = [t.name for t in tensors if t.name != TEXT_INPUT]
     if unexpected:
         shown = ", ".join(repr(n) if isinstance(n, str) else "(no name)" for n in unexpected)
         raise InvalidInput(f"unexpected inputs {shown} for {target}: its only input is '{TEXT_INPUT}' (BYTES)",
                            field="inputs")
-    if len(inputs) != 1:
-        raise InvalidInput(f"input '{TEXT_INPUT}' is sent {len(inputs)} times to {target}; send it once",
+    if len(tensors) != 1:
+        raise InvalidInput(f"input '{TEXT_INPUT}' is sent {len(tensors)} times to {target}; send it once",
                            field="inputs")
-    tensor = inputs[0]
+    return _texts(tensors[0])
+
+
+def _texts(tensor: TextTensor) -> list[str]:
     name = TEXT_INPUT
-    if tensor.get("datatype") != "BYTES":
-        raise InvalidInput(f"input '{name}': datatype must be BYTES, got {tensor.get('datatype')!r}")
-    shape = tensor.get("shape")
+    if tensor.datatype != "BYTES":
+        raise InvalidInput(f"input '{name}': datatype must be BYTES, got {tensor.datatype!r}")
+    shape = tensor.shape
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape) or not shape:
         raise InvalidInput(f"input '{name}': shape must be a list of non-negative integers, e.g. [2]")
-    count = 1
-    for d in shape:
-        count *= d
-    params = tensor.get("parameters") or {}
-    if "binary_data_size" in params:
-        size = params["binary_data_size"]
-        if not isinstance(size, int) or size < 0 or size > len(tail):
-            raise InvalidInput(f"input '{name}': binary_data_size {size!r} does not fit the binary data")
-        items = unpack_bytes(tail[:size])
-    else:
-        data = tensor.get("data")
-        if not isinstance(data, list):
-            raise InvalidInput(f"input '{name}': 'data' must be a list of strings")
-        items = [_flatten(d) for d in data]
-        items = [x for row in items for x in row]
-    if len(items) != count:
-        raise InvalidInput(f"input '{name}': shape {shape} holds {count} elements, data has {len(items)}")
+    if tensor.items is None:
+        raise InvalidInput(f"input '{name}': {tensor.problem}")
+    count = math.prod(shape)
+    if len(tensor.items) != count:
+        raise InvalidInput(f"input '{name}': shape {shape} holds {count} elements, data has {len(tensor.items)}")
     texts = []
-    for i, item in enumerate(items):
+    for i, item in enumerate(tensor.items):
         if isinstance(item, bytes):
             try:
                 item = item.decode("utf-8")
@@ -96,6 +98,30 @@ def decode_texts(request: dict, tail: bytes, model: str = "") -> list[str]:
             raise InvalidInput(f"input '{name}': element {i} must be a string")
         texts.append(item)
     return texts
+
+
+def json_tensors(request: dict, tail: bytes) -> list[TextTensor]:
+    """The input tensors of an OIP REST request: JSON `data`, or the binary extension's bytes from `tail`."""
+    inputs = request.get("inputs")
+    if not isinstance(inputs, list) or not inputs or not all(isinstance(t, dict) for t in inputs):
+        raise InvalidInput(f"inputs: send exactly one BYTES tensor (named '{TEXT_INPUT}') holding the texts")
+    return [_json_tensor(t, tail) for t in inputs]
+
+
+def _json_tensor(tensor: dict, tail: bytes) -> TextTensor:
+    out = TextTensor(tensor.get("name"), tensor.get("datatype"), tensor.get("shape"), None)
+    params = tensor.get("parameters") or {}
+    if "binary_data_size" in params:
+        size = params["binary_data_size"]
+        if not isinstance(size, int) or size < 0 or size > len(tail):
+            out.problem = f"binary_data_size {size!r} does not fit the binary data"
+        else:
+            out.items = unpack_bytes(tail[:size])
+    elif not isinstance(tensor.get("data"), list):
+        out.problem = "'data' must be a list of strings"
+    else:
+        out.items = [x for d in tensor["data"] for x in _flatten(d)]
+    return out
 
 
 def _flatten(value) -> list:
@@ -121,30 +147,52 @@ def _column(records: list[dict], field: str) -> tuple[str, list[int], list]:
     return "BYTES", [n], [json.dumps(v, sort_keys=True) for v in values]
 
 
-def encode_outputs(records: list[dict], requested: list[dict] | None, binary_default: bool) -> tuple[list, bytes]:
-    """Output tensors for `records` (one dict per text); binary ones also return their bytes, in order."""
+@dataclass
+class Column:
+    """One output tensor: a field of every record, with its OIP datatype, shape and flat data."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+    data: list
+    parameters: dict
+
+    def raw(self) -> bytes:
+        return _raw(self.datatype, self.data)
+
+
+def output_columns(records: list[dict], requested: list[str] | None) -> list[Column]:
+    """The output tensors for `records` (one dict per text): the fields asked for, or every field."""
     fields = list(records[0]) if records else []
     if requested:
-        names = [o.get("name") for o in requested if isinstance(o, dict)]
-        unknown = [n for n in names if n not in fields]
+        unknown = [n for n in requested if n not in fields]
         if unknown:
             raise InvalidInput(f"outputs {unknown} are not produced; available: {', '.join(fields)}")
-        wanted = {o["name"]: bool((o.get("parameters") or {}).get("binary_data", binary_default))
-                  for o in requested}
-    else:
-        wanted = {f: binary_default for f in fields}
-    outputs, tail = [], b""
-    for field, binary in wanted.items():
+    columns = []
+    for field in requested or fields:
         datatype, shape, data = _column(records, field)
-        out = {"name": field, "datatype": datatype, "shape": shape}
-        if field == "probabilities" and records:
-            out["parameters"] = {"labels": json.dumps(list(records[0][field]))}
-        if binary:
-            raw = _raw(datatype, data)
+        params = {"labels": json.dumps(list(records[0][field]))} if field == "probabilities" and records else {}
+        columns.append(Column(field, datatype, shape, data, params))
+    return columns
+
+
+def encode_outputs(records: list[dict], requested: list[dict] | None, binary_default: bool) -> tuple[list, bytes]:
+    """OIP REST output tensors for `records`; binary ones also return their bytes, in order."""
+    wanted = None
+    if requested:
+        wanted = {o.get("name"): bool((o.get("parameters") or {}).get("binary_data", binary_default))
+                  for o in requested if isinstance(o, dict)}
+    outputs, tail = [], b""
+    for col in output_columns(records, list(wanted) if wanted else None):
+        out = {"name": col.name, "datatype": col.datatype, "shape": col.shape}
+        if col.parameters:
+            out["parameters"] = dict(col.parameters)
+        if (wanted or {}).get(col.name, binary_default):
+            raw = col.raw()
             out.setdefault("parameters", {})["binary_data_size"] = len(raw)
             tail += raw
         else:
-            out["data"] = data
+            out["data"] = col.data
         outputs.append(out)
     return outputs, tail
 

@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from serve_app.dataplane import DataPlane
 from serve_app.errors import InvalidInput
 from serve_app.protocols import oip
+from serve_app.protocols.json_body import decode_json
 from serve_app.protocols.tensors import TEXT_INPUT
 
 _DTYPES = {"BYTES": "DT_STRING", "FP32": "DT_FLOAT", "INT64": "DT_INT64", "BOOL": "DT_BOOL"}
@@ -63,15 +64,17 @@ def add_tfserving_routes(app: FastAPI, get_dataplane: Callable[[], DataPlane],
     @app.post("/v1/models/{name}/versions/{version}:predict")
     async def predict(name: str, request: Request, version: str | None = None):
         dp = get_dataplane()
-        texts, rows = parse_predict(dp.decode_json(await request.body()))
-        records, _ = await dp.within(deadline_of(request, dp), dp.infer_texts(name, version, texts, {}))
+        texts, rows = parse_predict(decode_json(await request.body(), dp.limits))
+        answer = await dp.deadlines.within(deadline_of(request, dp), dp.inference.infer(
+            oip.inference_request(dp, name, version, texts, {})))
+        records = answer.results
         if rows:
             return {"predictions": records}
         return {"outputs": {field: [r[field] for r in records] for field in records[0]}}
 
     @app.get("/v1/models/{name}/versions/{version}")
     async def version_status_route(name: str, version: str):
-        status = await get_dataplane().model_status(name)
+        status = await get_dataplane().status.model_status(name)
         found = [v for v in version_status(status) if v["version"] == version]
         if not found:
             return {"model_version_status": [{"version": version, "state": "UNKNOWN",

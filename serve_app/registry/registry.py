@@ -12,8 +12,8 @@ from pathlib import Path
 
 from serve_app.registry.errors import IntegrityError, SelectorError, UnsafeArtifactError, VersionNotFound
 from serve_app.registry.store import Store, open_store
-from serve_app.registry.versions import ALIAS_NAME, LATEST, MODEL_NAME, ModelVersion, parse_selector, resolve
 from serve_app.registry.versioning import content_hash, manifest
+from serve_app.registry.versions import ALIAS_NAME, LATEST, MODEL_NAME, ModelVersion, parse_selector, resolve
 
 # Weights only as safetensors or ONNX, plus configs and tokenizer files. Never pickles (.bin, .pt, .pkl, ...):
 # loading one runs arbitrary code.

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from serve_app.runtime.processing import chunks, classification_result
 from serve_app.runtime.placement import Placement, check_model_folder, pick_placement
+from serve_app.runtime.processing import chunks, classification_result
 from serve_app.runtime.variant import VariantSpec, read_variant
 
 log = logging.getLogger(__name__)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-from serve_app.runtime.processing import chunks, cut_generation, summary_messages
 from serve_app.runtime.classifier import load_torch_model
 from serve_app.runtime.placement import Placement, check_model_folder, pick_placement
+from serve_app.runtime.processing import chunks, cut_generation, summary_messages
 from serve_app.runtime.variant import read_variant
 
 SEQ2SEQ_PREFIX = "summarize: "

@@ -98,7 +98,7 @@ def job_rate(base: str, source: Path, out: Path, max_requests: int) -> dict:
 def restart_serve(base: str, config) -> None:
     from ray import serve
 
-    from serve_app.app import deploy, start_serve
+    from deployments.assemble import deploy, start_serve
 
     serve.shutdown()
     start_serve(config, "127.0.0.1", int(base.rsplit(":", 1)[1]), 0)
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("no Flink venv: run `make flink-venv`")
     import ray
 
-    from serve_app.app import deploy, start_serve
+    from deployments.assemble import deploy, start_serve
     from serve_app.builders.bbc import load_articles
 
     articles = load_articles()[:args.records]

@@ -22,8 +22,13 @@ from pathlib import Path
 
 from pyflink.common import Configuration, Duration, Encoder, Time, Types, WatermarkStrategy
 from pyflink.datastream import AsyncDataStream, OutputTag, RuntimeContext, StreamExecutionEnvironment
-from pyflink.datastream.connectors.file_system import (FileSink, FileSource, OutputFileConfig, RollingPolicy,
-                                                       StreamFormat)
+from pyflink.datastream.connectors.file_system import (
+    FileSink,
+    FileSource,
+    OutputFileConfig,
+    RollingPolicy,
+    StreamFormat,
+)
 from pyflink.datastream.functions import AsyncFunction, ProcessFunction
 
 from serve_app.stream.batching import Stats

@@ -1,6 +1,6 @@
 """Ray Serve autoscaling on a real local Ray: a model deployment declared with `resources.autoscaling` goes from
 1 to 2 replicas under load and back to 1 once the load stops. The application is built the way a RayService
-builds it (`serve_app.k8s_entry:build_version`); an identity model with a delay stands in for weights."""
+builds it (`deployments.k8s_builders:build_version`); an identity model with a delay stands in for weights."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def test_a_deployment_scales_to_two_replicas_under_load_and_back(serve_session, 
     import ray
     from ray import cloudpickle, serve
 
-    from serve_app.k8s_entry import build_version
+    from deployments.k8s_builders import build_version
 
     serve.run(build_version({"config": {"models": [MODEL]}, "selector": "builtin", "gpus": 0}), name=APP,
               route_prefix=None)

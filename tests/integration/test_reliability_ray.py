@@ -20,7 +20,11 @@ from fuzz_strategies import FUZZ, check, encoded, headers, oip_bodies
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from serve_app.app import GATEWAY_APP, gateway_app, plan_versions, version_app
+from deployments.apps import version_app
+
+from deployments.assemble import gateway_app
+
+from serve_app.plan import GATEWAY_APP, plan_versions
 from serve_app.config import parse_config
 from serve_app.config.settings import GatewaySettings
 

@@ -132,7 +132,7 @@ def restart_gateway(base: str, config) -> None:
     """Stop Ray Serve (its HTTP proxy goes: connections are refused) and start it again on the same port."""
     from ray import serve
 
-    from serve_app.app import deploy, start_serve
+    from deployments.assemble import deploy, start_serve
 
     port = base.rsplit(":", 1)[1]
     grpc_port = int(SERVE_ADDRESSES["grpc"].rsplit(":", 1)[1])

@@ -132,4 +132,4 @@ def test_the_dataplane_refuses_with_429_and_a_retry_after_that_reflects_the_queu
     waits = [r.json()["retry_after_s"] for r in refused]
     assert min(waits) >= 0.19 and all(r.headers["retry-after"] == str(max(1, math.ceil(w)))
                                     for r, w in zip(refused, waits, strict=True))
-    assert dp.admission.controllers[("clf", "1")].held == 0, "every slot is given back"
+    assert dp.table.admission.controllers[("clf", "1")].held == 0, "every slot is given back"

@@ -1,6 +1,6 @@
 """How the config becomes Ray Serve deployment options (no cluster needed)."""
 
-from serve_app.app import deployment_options, model_spec, resolve_num_gpus
+from serve_app.plan import deployment_options, model_spec, resolve_num_gpus
 from serve_app.config import parse_config
 from serve_app.config.settings import GatewaySettings
 
@@ -25,7 +25,7 @@ def test_options_carry_fractional_cpus_and_a_queue_above_the_batch_size(tmp_path
 
 
 def test_access_logs_are_off_on_model_hops_and_follow_the_config_at_the_ingress(tmp_path):
-    from serve_app.app import gateway_app
+    from deployments.assemble import gateway_app
 
     models = [{"name": "c", "task": "identity", "resources": {"num_cpus": 0.1}}]
     quiet = parse_config({"models": models}, settings=GatewaySettings(models_dir=tmp_path))

@@ -29,7 +29,7 @@ def test_errors_name_every_field_and_the_fix():
     text = str(err.value)
     assert "test.yaml" in text
     assert "models[0].name" in text and "lowercase" in text
-    assert "models[0].task" in text and "classification, summarization" in text
+    assert "models[0].task" in text and "classification, identity, summarization" in text
     assert "models[0].resources.num_cpus" in text and "fraction" in text
     assert "models[0].resources.num_cpu: unknown field" in text
 

@@ -51,7 +51,7 @@ def routes_for(backends: dict) -> dict:
 
 
 def backend(dp, name):
-    [entry] = dp.routes[name].versions.values()
+    [entry] = dp.table.routes[name].versions.values()
     return entry.backend
 
 

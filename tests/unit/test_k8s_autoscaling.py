@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serve_app.app import deployment_options
+from serve_app.plan import deployment_options
 from serve_app.config import ConfigError, parse_config
 
 

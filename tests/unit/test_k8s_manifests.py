@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from serve_app.app import deployment_options
+from serve_app.plan import deployment_options
 from serve_app.config import parse_config
 
 REPO = Path(__file__).resolve().parents[2]

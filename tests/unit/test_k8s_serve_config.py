@@ -12,9 +12,10 @@ import pytest
 import yaml
 
 from serve_app.ops import k8s_render
-from serve_app.app import deployment_options, replica_options
+from serve_app.plan import deployment_options, replica_options
 from serve_app.config import parse_config
-from serve_app.k8s_entry import declared_versions, gateway_application, selector_slug, version_application
+from deployments.k8s_builders import gateway_application, version_application
+from serve_app.plan import declared_versions, selector_slug
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,11 +1,9 @@
 """What the dataplane records: counts by model/version/pipeline, errors by kind, bounded labels, latencies."""
 
-import asyncio
-
-import pytest
 from fakes import chain_dataplane
+from fastapi.testclient import TestClient
 
-from serve_app.errors import GatewayError
+from serve_app.protocols.http_app import create_app
 from serve_app.metrics import METRICS, MemoryMetrics
 
 
@@ -17,14 +15,12 @@ def dataplane():
 def test_requests_errors_and_latencies_are_recorded_with_bounded_labels():
     dp, m = dataplane()
 
-    async def traffic():
-        for _ in range(3):
-            await dp.classify({"texts": ["x"]})
-        await dp.run_pipeline("stc", {"texts": ["y", "z"]})
-        for bad in ({"texts": []}, {"texts": ["x"], "model": "attacker-chosen-name"}, "not an object"):
-            with pytest.raises(GatewayError):
-                await dp.classify(bad)
-    asyncio.run(traffic())
+    client = TestClient(create_app(lambda: dp))
+    for _ in range(3):
+        assert client.post("/v1/classify", json={"texts": ["x"]}).status_code == 200
+    assert client.post("/v1/pipelines/stc", json={"texts": ["y", "z"]}).status_code == 200
+    for bad in ({"texts": []}, {"texts": ["x"], "model": "attacker-chosen-name"}, "not an object"):
+        assert client.post("/v1/classify", json=bad).status_code in (400, 404)
 
     assert m.total("gateway_requests", model="clf", version="5", pipeline="") == 3
     assert m.total("gateway_requests", model="clf", version="5", pipeline="stc") == 1

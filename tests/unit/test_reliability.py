@@ -11,8 +11,8 @@ import pytest
 from ray.exceptions import ActorDiedError
 from ray.serve.exceptions import BackPressureError
 
-from deployments.ingress import HandleBackend
-from serve_app.app import deployment_options
+from deployments.handles import HandleBackend
+from serve_app.plan import deployment_options
 from serve_app.config import ConfigError, parse_config
 from serve_app.dataplane import DataPlane
 from serve_app.errors import InvalidInput, ModelNotReady, Overloaded
@@ -223,7 +223,7 @@ def test_bad_timeout_header_is_400(value):
 
 def test_deadline_is_capped_at_the_configured_maximum():
     dp = dataplane()
-    assert dp.deadline_s(None) == 5 and dp.deadline_s("2.5") == 2.5 and dp.deadline_s("9999") == 10
+    assert dp.deadlines.deadline_s(None) == 5 and dp.deadlines.deadline_s("2.5") == 2.5 and dp.deadlines.deadline_s("9999") == 10
 
 
 def test_grpc_deadline_from_metadata():
@@ -362,7 +362,7 @@ def test_traversal_in_model_selectors_is_refused(tmp_path, selector):
                                   "/v2/repository/models/..%2Fetc/load",
                                   "/v2/repository/models/clf/load"])  # the version ../../etc in the body
 def test_traversal_through_the_admin_api_is_a_4xx(tmp_path, path):
-    from deployments.ingress import ServeModelManager
+    from deployments.manager import ServeModelManager
 
     config = parse_config({**CONFIG, "registry": {"uri": str(tmp_path / "store")}}, settings=GatewaySettings())
     routes = {"clf": ModelRoutes("clf")}

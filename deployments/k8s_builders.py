@@ -1,56 +1,25 @@
 """Application builders for a declarative Serve config (a KubeRay RayService's `serveConfigV2`).
 
 `gateway run` resolves registry versions first and then deploys one Serve application per version
-(`serve_app.app.deploy`). A RayService instead names its applications up front, in YAML, before any registry is
-reachable: one application per configured (model, selector), whose builder resolves the selector when Ray Serve
-builds it, inside the cluster, against the registry the pods see (`GATEWAY_REGISTRY_URI`, S3 credentials).
+(`deployments.assemble.deploy`). A RayService instead names its applications up front, in YAML, before any
+registry is reachable: one application per configured (model, selector), whose builder resolves the selector
+when Ray Serve builds it, inside the cluster, against the registry the pods see (`GATEWAY_REGISTRY_URI`, S3
+credentials).
 
-    import_path: serve_app.k8s_entry:build_version   args: {config: {...one model...}, selector: stable, gpus: 1}
-    import_path: serve_app.k8s_entry:build_gateway   args: {config: {...the whole config...}, gpus: 1}
+    import_path: deployments.k8s_builders:build_version   args: {config: {...one model...}, selector: stable, gpus: 1}
+    import_path: deployments.k8s_builders:build_gateway   args: {config: {...the whole config...}, gpus: 1}
 
-`declared_versions` is the naming rule both sides share; it needs neither Ray nor a registry.
+`serve_app.plan.declared_versions` is the naming rule both sides share; it needs neither Ray nor a registry.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-
-from serve_app.app import VersionPlan, gateway_app, model_spec, open_registry, version_app
-from serve_app.config import GatewayConfig, ModelConfig, Task, parse_config
+from deployments.apps import version_app
+from deployments.assemble import gateway_app
+from serve_app.config import GatewayConfig, ModelConfig, parse_config
+from serve_app.plan import VersionPlan, declared_versions, model_spec, open_registry
 from serve_app.registry.versioning import content_hash, short
-
-BUILD_VERSION = "serve_app.k8s_entry:build_version"
-BUILD_GATEWAY = "serve_app.k8s_entry:build_gateway"
-
-
-@dataclass(frozen=True)
-class DeclaredVersion:
-    model: str
-    selector: str  # a registry selector, "builtin" (identity) or "folder" (a `source` model)
-    app_name: str
-    weight: float
-
-
-def selector_slug(selector: str) -> str:
-    """`7` -> `v7`, `stable` -> `stable`, `sha256:3fa1` -> `sha256-3fa1`: safe in Ray's process titles."""
-    if selector.isdigit():
-        return f"v{selector}"
-    return re.sub(r"[^a-z0-9-]+", "-", selector.lower()).strip("-") or "x"
-
-
-def declared_versions(config: GatewayConfig) -> list[DeclaredVersion]:
-    """Every application a declarative deploy starts for the models, with its traffic weight."""
-    out: list[DeclaredVersion] = []
-    for model in config.models:
-        if model.task is Task.identity:
-            out.append(DeclaredVersion(model.name, "builtin", f"{model.name}--builtin", 1.0))
-        elif model.source is not None:
-            out.append(DeclaredVersion(model.name, "folder", f"{model.name}--folder", 1.0))
-        else:
-            out += [DeclaredVersion(model.name, sel, f"{model.name}--{selector_slug(sel)}", w)
-                    for sel, w in model.selectors.items()]
-    return out
+from serve_app.tasks import contract
 
 
 def _config(args: dict) -> GatewayConfig:
@@ -60,7 +29,7 @@ def _config(args: dict) -> GatewayConfig:
 
 def _resolve(config: GatewayConfig, model: ModelConfig, selector: str, registry=None) -> tuple[str, dict]:
     """The version label ("3", "sha256:...", "builtin") and the spec the model deployment receives."""
-    if model.task is Task.identity:
+    if not contract(model.task).has_files:
         return "builtin", model.model_dump(mode="json")
     if model.source is not None:
         return f"sha256:{short(content_hash(config.source_of(model)))}", model_spec(config, model)
@@ -88,7 +57,7 @@ def version_application(args: dict, registry=None):
 
 def gateway_application(args: dict, registry=None):
     config = _config(args)
-    if registry is None and any(m.source is None and m.task is not Task.identity for m in config.models):
+    if registry is None and any(m.source is None and contract(m.task).has_files for m in config.models):
         registry = open_registry(config)
     plans: dict[tuple[str, str], VersionPlan] = {}
     for d in declared_versions(config):

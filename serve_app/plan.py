@@ -1,4 +1,5 @@
-"""Turn the gateway config into Ray Serve applications.
+"""Plan the Ray Serve applications a gateway config needs, as plain data (no Ray here: `deployments.assemble`
+turns a plan into applications).
 
 Each served model version is its own Serve application (`<model>--v<iteration>`, no HTTP route), so versions
 can be deployed and deleted at run time without touching the others; the `gateway` application is the HTTP
@@ -7,11 +8,13 @@ ingress and reaches them through DeploymentHandles.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from serve_app.config import GatewayConfig, ModelConfig, Resources, Task
+from serve_app.config import GatewayConfig, ModelConfig, Resources
 from serve_app.registry import ModelVersion, Registry
 from serve_app.registry.versioning import content_hash, short
+from serve_app.tasks import contract
 
 GATEWAY_APP = "gateway"
 
@@ -62,7 +65,7 @@ def plan_versions(config: GatewayConfig, registry: Registry | None = None) -> li
     """Every version to deploy at start, with its traffic weight (selectors naming one version add up)."""
     plans: list[VersionPlan] = []
     for model in config.models:
-        if model.task is Task.identity:
+        if not contract(model.task).has_files:
             plans.append(VersionPlan(model.name, "builtin", f"{model.name}--builtin", 1.0,
                                      model.model_dump(mode="json")))
             continue
@@ -102,17 +105,6 @@ def deployment_options(model: ModelConfig, gpus_in_cluster: float) -> dict:
     }
 
 
-def version_app(model: ModelConfig, spec: dict, gpus_in_cluster: float):
-    # Imported here so the pure config/dataplane modules stay importable without Ray.
-    from deployments.classifier import ClassifierDeployment
-    from deployments.identity import IdentityDeployment
-    from deployments.summarizer import SummarizerDeployment
-
-    kind = {Task.classification: ClassifierDeployment, Task.summarization: SummarizerDeployment,
-            Task.identity: IdentityDeployment}[model.task]
-    return kind.options(**deployment_options(model, gpus_in_cluster)).bind(spec)
-
-
 # Environment of the ingress replica. Its handles re-try a request waiting for a full model replica with
 # exponential backoff capped at Ray's default 0.5 s; a queued request then waits up to 0.5 s past the moment a
 # slot frees. Capped at 50 ms, a request admitted under load (max_queued_requests) takes a freed slot within
@@ -120,47 +112,54 @@ def version_app(model: ModelConfig, spec: dict, gpus_in_cluster: float):
 INGRESS_ENV = {"RAY_SERVE_ROUTER_RETRY_MAX_BACKOFF_S": "0.05"}
 
 
-def gateway_app(config: GatewayConfig, plans: list[VersionPlan], gpus_in_cluster: float,
-                env: dict[str, str] | None = None):
-    """The ingress application; `env` adds environment variables to its replica (e.g. GATEWAY_* settings)."""
-    from deployments.ingress import Gateway
+def ingress_options(config: GatewayConfig, env: dict[str, str] | None = None) -> dict:
+    """Ray Serve options of the ingress deployment; `env` adds environment variables to its replica."""
+    server = config.server
+    return {"name": GATEWAY_APP, "num_replicas": server.ingress_replicas, "max_ongoing_requests": 1000,
+            "logging_config": {"enable_access_log": server.access_log},
+            "ray_actor_options": {"num_cpus": server.ingress_num_cpus,
+                                  "runtime_env": {"env_vars": {**INGRESS_ENV, **(env or {})}}}}
 
+
+def route_table(config: GatewayConfig, plans: list[VersionPlan]) -> dict[str, list[dict]]:
+    """What the ingress routes to, per model: each version's label, application, deployment and weight."""
     table = {m.name: [] for m in config.models}
     for p in plans:
         table[p.model].append({"label": p.label, "app": p.app_name, "deployment": p.model, "weight": p.weight})
-    server = config.server
-    return Gateway.options(
-        name=GATEWAY_APP,
-        num_replicas=server.ingress_replicas,
-        max_ongoing_requests=1000,
-        logging_config={"enable_access_log": server.access_log},
-        ray_actor_options={"num_cpus": server.ingress_num_cpus,
-                           "runtime_env": {"env_vars": {**INGRESS_ENV, **(env or {})}}},
-    ).bind(config.model_dump(mode="json"), table, gpus_in_cluster)
+    return table
 
 
-def start_serve(config: GatewayConfig, host: str | None = None, http_port: int | None = None,
-                grpc_port: int | None = None) -> None:
-    """Start Ray Serve's HTTP proxy and, unless the port is 0, its gRPC proxy with the OIP service."""
-    from ray import serve
-    from ray.serve.config import gRPCOptions
-
-    from serve_app.protocols.grpc_stubs import GRPC_SERVICER
-
-    grpc = config.server.grpc_port if grpc_port is None else grpc_port
-    serve.start(
-        http_options={"host": host or config.server.host, "port": http_port or config.server.http_port},
-        grpc_options=gRPCOptions(port=grpc, grpc_servicer_functions=[GRPC_SERVICER]) if grpc else None,
-    )
+# -- declarative deploys (a RayService's serveConfigV2) ---------------------------------------------------
+# One application per configured (model, selector), named before any registry is reachable; its builder
+# (deployments/k8s_builders.py) resolves the selector inside the cluster.
+BUILD_VERSION = "deployments.k8s_builders:build_version"
+BUILD_GATEWAY = "deployments.k8s_builders:build_gateway"
 
 
-def deploy(config: GatewayConfig, gpus_in_cluster: float = 0.0, registry: Registry | None = None) -> list[str]:
-    """Deploy every planned version and the gateway concurrently; return the application names."""
-    from ray import serve
+@dataclass(frozen=True)
+class DeclaredVersion:
+    model: str
+    selector: str  # a registry selector, "builtin" (identity) or "folder" (a `source` model)
+    app_name: str
+    weight: float
 
-    plans = plan_versions(config, registry)
-    targets = [serve.RunTarget(version_app(config.model(p.model), p.spec, gpus_in_cluster), name=p.app_name,
-                               route_prefix=None) for p in plans]
-    targets.append(serve.RunTarget(gateway_app(config, plans, gpus_in_cluster), name=GATEWAY_APP, route_prefix="/"))
-    serve.run_many(targets)
-    return [t.name for t in targets]
+
+def selector_slug(selector: str) -> str:
+    """`7` -> `v7`, `stable` -> `stable`, `sha256:3fa1` -> `sha256-3fa1`: safe in Ray's process titles."""
+    if selector.isdigit():
+        return f"v{selector}"
+    return re.sub(r"[^a-z0-9-]+", "-", selector.lower()).strip("-") or "x"
+
+
+def declared_versions(config: GatewayConfig) -> list[DeclaredVersion]:
+    """Every application a declarative deploy starts for the models, with its traffic weight."""
+    out: list[DeclaredVersion] = []
+    for model in config.models:
+        if not contract(model.task).has_files:
+            out.append(DeclaredVersion(model.name, "builtin", f"{model.name}--builtin", 1.0))
+        elif model.source is not None:
+            out.append(DeclaredVersion(model.name, "folder", f"{model.name}--folder", 1.0))
+        else:
+            out += [DeclaredVersion(model.name, sel, f"{model.name}--{selector_slug(sel)}", w)
+                    for sel, w in model.selectors.items()]
+    return out

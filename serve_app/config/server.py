@@ -1,0 +1,59 @@
+"""The server's configuration: ports, request limits, the ingress, and the registry it serves from."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, model_validator
+
+from serve_app.config.model import Strict
+
+
+class Limits(Strict):
+    """Request limits, enforced before anything reaches a model."""
+
+    max_texts: Annotated[int, Field(ge=1, le=10_000)] = 64
+    max_text_chars: Annotated[int, Field(ge=1, le=10_000_000)] = 100_000
+    max_body_bytes: Annotated[int, Field(ge=1024, le=1_073_741_824)] = 8 * 1024 * 1024
+    # Deadline of a request that names none (X-Request-Timeout header / x-request-timeout gRPC metadata),
+    # and the most a request may ask for (larger asks are cut to it). Past it: 504 / DEADLINE_EXCEEDED.
+    request_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    max_request_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 300.0
+
+    @model_validator(mode="after")
+    def _default_within_max(self) -> Limits:
+        if self.request_timeout_s > self.max_request_timeout_s:
+            raise ValueError(f"request_timeout_s ({self.request_timeout_s}) is above max_request_timeout_s "
+                             f"({self.max_request_timeout_s}); lower it or raise the maximum")
+        return self
+
+
+class RegistryConfig(Strict):
+    """Where registered versions live and where replicas cache them. S3 credentials: prefer the standard
+    AWS environment variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) over writing them here."""
+
+    uri: Annotated[str, Field(min_length=1)] = "registry"
+    cache_dir: str | None = None
+    endpoint_url: str | None = None
+    region: str | None = None
+    key: str | None = None
+    secret: str | None = None
+
+    def options(self) -> dict:
+        return {k: v for k, v in self.model_dump(include={"endpoint_url", "region", "key", "secret"}).items() if v}
+
+
+class ServerConfig(Strict):
+    host: str = "127.0.0.1"
+    http_port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    # OIP gRPC (inference.GRPCInferenceService) through Ray Serve's gRPC proxy; 0 turns it off.
+    grpc_port: Annotated[int, Field(ge=0, le=65535)] = 9000
+    limits: Limits = Limits()
+    ingress_num_cpus: Annotated[float, Field(gt=0, le=16)] = 0.1
+    # Record gateway metrics through Ray (off: nothing is recorded; for measuring their overhead).
+    metrics: bool = True
+    # One access-log line per request at the ingress (Ray Serve's default is on). Off by default: the request
+    # counters and latency histograms carry the same facts, and the line costs CPU on every request.
+    access_log: bool = False
+    # Admin endpoints (load/unload, traffic) change the state of the replica that answers: keep one ingress.
+    ingress_replicas: Annotated[int, Field(ge=1, le=1)] = 1

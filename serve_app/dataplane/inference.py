@@ -1,0 +1,132 @@
+"""Inference: check a request's texts, pick the version, admit and call it, or run a pipeline over the models.
+
+Every protocol ends here with an `InferenceRequest`; models are reached through `ModelBackend`, so this runs
+the same against Ray Serve handles in production and in-process models in unit tests.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import asynccontextmanager
+from functools import partial
+
+from serve_app.config import ModelConfig
+from serve_app.dataplane.deadlines import seconds_left
+from serve_app.dataplane.generation import GenerationStream, check_params
+from serve_app.dataplane.payloads import InferenceRequest, InferenceResponse
+from serve_app.dataplane.table import ModelTable
+from serve_app.errors import GatewayError, InferenceFailed, InvalidInput
+from serve_app.pipelines.engine import run_pipeline
+from serve_app.tasks import contract
+
+
+class Inference:
+    def __init__(self, table: ModelTable):
+        self.table = table
+        self.limits = table.config.server.limits
+        self.metrics = table.metrics
+
+    @asynccontextmanager
+    async def observed(self, labels: dict[str, str]):
+        """Time a request and count its error kind; `labels` is filled in as the target becomes known."""
+        started = time.perf_counter()
+        try:
+            yield
+        except Exception as err:
+            self.count_error(labels, err)
+            raise
+        self.metrics.observe("gateway_request_duration_seconds", labels, time.perf_counter() - started)
+
+    def count_error(self, labels: dict[str, str], err: Exception) -> None:
+        kind = err.kind if isinstance(err, GatewayError) else "internal"
+        self.metrics.inc("gateway_errors", {**labels, "kind": kind})
+
+    def check_texts(self, texts: list[str]) -> None:
+        """The request limits every protocol shares."""
+        limits = self.limits
+        if not texts:
+            raise InvalidInput("texts: send at least one text", field="texts")
+        if len(texts) > limits.max_texts:
+            raise InvalidInput(f"texts: {len(texts)} texts in one request; the limit is {limits.max_texts}",
+                               field="texts")
+        for i, t in enumerate(texts):
+            if not t.strip():
+                raise InvalidInput(f"texts.{i}: text is empty", field=f"texts.{i}")
+            if len(t) > limits.max_text_chars:
+                raise InvalidInput(f"texts.{i}: text has {len(t)} characters; the limit is "
+                                   f"{limits.max_text_chars}", field=f"texts.{i}")
+
+    async def infer(self, req: InferenceRequest) -> InferenceResponse:
+        """A model (by task route or by name) or a pipeline (by name), answered as one record per text."""
+        by_name = req.task is None and not req.pipeline and self.table.is_model(req.target)
+        labels = {"model": req.target if by_name else "", "pipeline": req.target if req.pipeline else ""}
+        async with self.observed(labels):
+            self.check_texts(req.texts)
+            if req.pipeline:
+                records, trace = await self.run_graph(req.target, req.texts)
+                return InferenceResponse(req.target, records, pipeline=True, trace=trace if req.trace else None)
+            if req.task is None:
+                model, pinned = self.table.model(req.target), req.version
+            else:
+                model, pinned = self.table.for_task(req.target, req.task)
+            labels["model"] = model.name
+            out = await self.call(model, pinned, req.texts, req.params)
+        fields = {k: v for k, v in out.items() if k not in ("results", "version")}
+        return InferenceResponse(model.name, out["results"], str(out.get("version", "")), fields=fields)
+
+    async def call(self, model: ModelConfig, pinned: str | None, texts: list[str], params: dict,
+                   pipeline: str = "") -> dict:
+        """Pick the version (pinned, or by traffic split) and call it with parameters its task checked."""
+        params = contract(model.task).params(model, params)
+        entry = self.table.routes[model.name].pick(pinned)
+        # Overloaded (429) when the expected wait is longer than the configured bound or the request's deadline.
+        ticket = self.table.admission.controller(model, entry.label).admit(seconds_left())
+        ok = False
+        try:
+            out = await entry.backend.infer(texts, params)
+            ok = True
+        except GatewayError:
+            raise
+        except Exception:  # noqa: BLE001 - the cause is logged by the replica; clients get a generic message
+            raise InferenceFailed(f"model '{model.name}' failed to answer; see the server log") from None
+        finally:
+            ticket.done(ok)
+        self.metrics.inc("gateway_requests", {"model": model.name, "version": entry.label, "pipeline": pipeline})
+        return out
+
+    async def call_model(self, ref: str, texts: list[str], params: dict, pipeline: str = "") -> dict:
+        """One model call for the pipeline engine: `ref` is a model name, optionally pinned (`name@3`)."""
+        name, _, pinned = ref.partition("@")
+        return await self.call(self.table.model(name), pinned or None, texts, params, pipeline)
+
+    async def run_graph(self, name: str, texts: list[str]) -> tuple[list, list]:
+        pipelines = {p.name: p for p in self.table.config.pipelines}
+        records, trace = await run_pipeline(pipelines, partial(self.call_model, pipeline=name), name, texts)
+        for entry in trace:
+            self.metrics.observe("gateway_pipeline_node_duration_seconds", {"pipeline": name, "node": entry["node"]},
+                                 entry["latency_ms"] / 1000)
+        return records, trace
+
+    async def open_stream(self, requested: str | None, request: dict, deadline_s: float) -> GenerationStream:
+        """Start a generation on a streaming model (`name` or `name@version`) and wait for the replica to accept
+        the prompt: errors up to then are typed errors (an HTTP status), later ones arrive in the stream.
+        `request` is the dict `serve_app.dataplane.generation` describes, with unchecked "params"."""
+        model, pinned = self.table.for_task(requested, "summarization")
+        gen = model.generation_settings
+        request = {**request, "params": check_params(request.get("params") or {}, gen.max_new_tokens,
+                                                     gen.max_new_tokens_limit), "deadline_s": deadline_s}
+        entry = self.table.routes[model.name].pick(pinned)
+        if not hasattr(entry.backend, "stream"):
+            raise InvalidInput(f"model '{model.name}' cannot stream", field="stream")
+        events = entry.backend.stream(request)
+        try:
+            start = await anext(events)
+        except GatewayError:
+            raise
+        except Exception:  # noqa: BLE001 - the cause is logged by the replica
+            raise InferenceFailed(f"model '{model.name}' failed to answer; see the server log") from None
+        if start["type"] == "error":
+            await events.aclose()
+            raise InvalidInput(start["message"])
+        self.metrics.inc("gateway_requests", {"model": model.name, "version": entry.label, "pipeline": ""})
+        return GenerationStream(model.name, str(start.get("version", entry.label)), start, events)

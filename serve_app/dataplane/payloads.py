@@ -1,0 +1,38 @@
+"""The typed request and answer every protocol adapter converts to and from (simple JSON, OIP REST and gRPC,
+TF Serving): adapters parse bytes and headers, the dataplane sees only these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class InferenceRequest:
+    """Texts for a model or a pipeline. `target` is a model name, a pipeline name (with `pipeline`), or "" for
+    the default model of `task`; with `task` set (a task's own route) the target must be a model of that task."""
+
+    target: str
+    texts: list[str]
+    version: str | None = None  # a pinned version label; None: the traffic split
+    params: dict = field(default_factory=dict)  # model parameters, checked by the task's contract
+    task: str | None = None
+    pipeline: bool = False
+    trace: bool = False  # pipelines: add each node's latency and version
+
+
+@dataclass
+class InferenceResponse:
+    """One record per text. `version` is the version that answered ("" for a pipeline); `fields` holds what
+    else the model said about its answer (max_length, max_new_tokens...)."""
+
+    target: str
+    results: list[dict]
+    version: str = ""
+    pipeline: bool = False
+    fields: dict = field(default_factory=dict)
+    trace: list[dict] | None = None
+
+    def headers(self) -> dict[str, str]:
+        if self.pipeline:
+            return {"X-Pipeline": self.target}
+        return {"X-Model-Name": self.target, "X-Model-Version": self.version}

@@ -1,0 +1,70 @@
+"""What the gateway serves right now: the config, each model's loaded versions and traffic, and the lookups
+every part of the dataplane shares (with the errors a client gets for unknown names)."""
+
+from __future__ import annotations
+
+from serve_app.config import GatewayConfig, ModelConfig, Task
+from serve_app.dataplane.admission import Admission
+from serve_app.dataplane.routing import ModelRoutes
+from serve_app.errors import InvalidInput, ModelNotFound
+from serve_app.metrics import Metrics, NullMetrics
+from serve_app.pipelines.spec import Pipeline
+
+
+class ModelTable:
+    def __init__(self, config: GatewayConfig, routes: dict[str, ModelRoutes], metrics: Metrics | None = None):
+        missing = {m.name for m in config.models} - set(routes)
+        if missing:
+            raise ValueError(f"no routes for configured models: {sorted(missing)}")
+        self.config = config
+        self.routes = routes
+        self.metrics = metrics or NullMetrics()
+        self.admission = Admission()
+        for name in routes:
+            self.publish_versions(name)
+
+    def publish_versions(self, name: str) -> None:
+        self.metrics.set("gateway_loaded_versions", {"model": name}, len(self.routes[name].versions))
+
+    def model(self, name: str) -> ModelConfig:
+        model = self.config.model(name)
+        if model is None:
+            known = ", ".join(m.name for m in self.config.models)
+            raise ModelNotFound(f"model '{name}' is not served; known models: {known}")
+        return model
+
+    def is_model(self, name: str) -> bool:
+        return self.config.model(name) is not None
+
+    def is_pipeline(self, name: str) -> bool:
+        return self.config.model(name) is None and self.config.pipeline(name) is not None
+
+    def check_served(self, name: str) -> None:
+        """ModelNotFound unless `name` is a model or a pipeline (OIP addresses both by name)."""
+        if not self.is_model(name) and not self.is_pipeline(name):
+            raise ModelNotFound(f"model '{name}' is not served")
+
+    def for_task(self, requested: str | None, task: str) -> tuple[ModelConfig, str | None]:
+        """The model a task's route addresses (its default model when unnamed) and the version pinned with
+        "name@version", if any."""
+        name, _, pinned = (requested or "").partition("@")
+        model = self.model(name) if name else self.config.default_model(Task(task))
+        if model is None:
+            raise ModelNotFound(f"no {task} model is configured")
+        if model.task != task:
+            raise InvalidInput(f"model '{model.name}' does {model.task}, not {task}", field="model")
+        return model, (pinned or None)
+
+    def pipeline(self, name: str) -> Pipeline:
+        pipeline = self.config.pipeline(name)
+        if pipeline is None:
+            known = ", ".join(p.name for p in self.config.pipelines) or "none"
+            raise ModelNotFound(f"pipeline '{name}' is not configured; known pipelines: {known}")
+        return pipeline
+
+    def loaded(self, name: str) -> list[str]:
+        """Labels of the loaded versions of a model, sorted."""
+        return sorted(self.routes[name].versions)
+
+    def task_of(self) -> dict[str, str]:
+        return {m.name: str(m.task) for m in self.config.models}

@@ -1,0 +1,52 @@
+"""Summarization: one summary per text, from a seq2seq or a decoder-only (continuous batching) model; streams."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import StrictInt
+
+from serve_app.errors import InvalidInput
+from serve_app.protocols.schemas import TextsRequest
+from serve_app.tasks.contract import Output, TaskContract
+
+
+class SummarizeRequest(TextsRequest):
+    """`{"texts": [...], "max_new_tokens": 64}`: one summary per text; `"stream": true` (one text) streams it
+    as server-sent events."""
+
+    max_new_tokens: StrictInt | None = None
+    stream: bool = False
+
+
+def check_params(model: Any, requested: dict) -> dict:
+    """`max_new_tokens`, defaulting to the model's `generation.max_new_tokens`, within its limit."""
+    gen = model.generation_settings
+    n = requested.get("max_new_tokens")
+    n = gen.max_new_tokens if n is None else n
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= gen.max_new_tokens_limit:
+        raise InvalidInput(f"max_new_tokens: must be between 1 and {gen.max_new_tokens_limit}, got {n}",
+                           field="max_new_tokens")
+    return {"max_new_tokens": n}
+
+
+def load(path: Path, spec: dict):
+    from serve_app.runtime.summarizer import TextSummarizer  # torch: inside the replica only
+
+    gen = spec.get("generation") or {}
+    return TextSummarizer(path, spec.get("max_length"), do_sample=gen.get("do_sample", False))
+
+
+CONTRACT = TaskContract(
+    name="summarization",
+    outputs=(Output("summary", "BYTES", field_type="text"), Output("truncated", "BOOL"),
+             Output("input_tokens", "INT64"), Output("generated_tokens", "INT64"), Output("finish_reason", "BYTES")),
+    deployment="deployments.summarizer:SummarizerDeployment",
+    request=SummarizeRequest,
+    route="/v1/summarize",
+    params=check_params,
+    param_names=("max_new_tokens",),
+    runtime="serve_app.tasks.summarization:load",
+    streams=True,
+)
