@@ -21,7 +21,6 @@ class BranchesFailed(GatewayError):
     """Too few fan-out branches succeeded. HTTP 502 / UNAVAILABLE, naming the failed branches."""
 
     http_status = 502
-    grpc_status = "UNAVAILABLE"
     kind = "branches_failed"
 
 

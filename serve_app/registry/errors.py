@@ -13,7 +13,6 @@ class StoreError(RegistryError):
     """The store cannot be opened or reached (missing client library, bad URI, credentials)."""
 
     http_status = 503
-    grpc_status = "UNAVAILABLE"
     kind = "store_unavailable"
 
 
@@ -39,5 +38,4 @@ class IntegrityError(RegistryError):
     """Files do not match the content hash recorded for their version; the load is refused."""
 
     http_status = 409
-    grpc_status = "FAILED_PRECONDITION"
     kind = "integrity_error"

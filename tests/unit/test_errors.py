@@ -1,6 +1,7 @@
 """One error table: every typed error's gRPC status is the one its HTTP status maps to."""
 
 import grpc
+import pytest
 
 from serve_app import errors
 from serve_app.pipelines.engine import BranchesFailed
@@ -16,12 +17,26 @@ def all_error_classes():
     return seen
 
 
-def test_http_and_grpc_statuses_agree_for_every_error():
+def test_every_error_takes_its_grpc_status_from_the_table():
     classes = all_error_classes()
     assert {registry_errors.IntegrityError, BranchesFailed, errors.Overloaded} <= classes
     for cls in classes:
         assert errors.HTTP_TO_GRPC[cls.http_status] == cls.grpc_status, cls.__name__
         assert hasattr(grpc.StatusCode, cls.grpc_status), cls.__name__
+    assert registry_errors.IntegrityError.grpc_status == "FAILED_PRECONDITION"
+    assert BranchesFailed.grpc_status == "UNAVAILABLE"
+
+
+def test_an_error_with_a_status_outside_the_table_cannot_be_declared():
+    with pytest.raises(KeyError):
+        type("Teapot", (errors.GatewayError,), {"http_status": 418})
+
+
+def test_only_retryable_errors_say_when_to_retry():
+    assert errors.retry_after(errors.Overloaded("busy", retry_after_s=2.2)) == 3
+    assert errors.retry_after(errors.ModelNotReady("loading")) == 1
+    assert errors.retry_after(registry_errors.StoreError("store down")) is None
+    assert errors.retry_after(errors.InvalidInput("bad")) is None
 
 
 def test_the_table_names_real_grpc_codes_and_keeps_client_errors_4xx():
