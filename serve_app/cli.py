@@ -26,6 +26,7 @@ from serve_app.config.settings import GatewaySettings
 from serve_app.errors import GatewayError
 from serve_app.optimize.cli import add_parsers as add_optimize_parsers
 from serve_app.registry.cli import add_parser as add_registry_parser
+from serve_app.tasks import TASKS
 
 
 def _cmd_registry(args: argparse.Namespace, settings: GatewaySettings) -> int:
@@ -41,8 +42,8 @@ def _cmd_optimizer(args: argparse.Namespace, settings: GatewaySettings) -> int:
 
 
 def _cmd_prepare(args: argparse.Namespace, settings: GatewaySettings) -> int:
-    from serve_app.plan import open_registry
     from serve_app.builders.prepare import BUILDERS, prepare_models, register_defaults
+    from serve_app.plan import open_registry
 
     unknown = set(args.names) - set(BUILDERS)
     if unknown:
@@ -76,6 +77,22 @@ def _missing_folders(config) -> list[str]:
             if m.source is not None and not config.source_of(m).is_dir()]
 
 
+def _endpoints(config, settings: GatewaySettings, base: str, sidecar: bool) -> list[str]:
+    """What a user can call once the gateway is up: one line per endpoint."""
+    routes = [f"POST {base}{t.route}" for t in TASKS.values() if t.route]
+    lines = [*routes, f"GET  {base}/v1/models", f"POST {base}/v1/pipelines/<name>",
+             f"OIP  {base}/v2/models/<name>/infer (tritonclient.http)", f"GET  {base}/healthz   GET {base}/readyz",
+             f"METRICS http://{config.server.host}:{settings.metrics_port}/metrics "
+             "(Prometheus text; the gateway's series are ray_gateway_*)"]
+    if sidecar:
+        lines.append(f"METRICS http://{config.server.host}:{settings.sidecar_port}/metrics "
+                     "(sidecar: host, replica, GPU, probe)")
+    if config.server.grpc_port:
+        lines.append(f"gRPC {config.server.host}:{config.server.grpc_port} inference.GRPCInferenceService "
+                     "(tritonclient.grpc)")
+    return lines
+
+
 def _cmd_run(args: argparse.Namespace, settings: GatewaySettings) -> int:
     from deployments.assemble import deploy, start_serve
     from serve_app.plan import plan_versions
@@ -106,18 +123,7 @@ def _cmd_run(args: argparse.Namespace, settings: GatewaySettings) -> int:
         deploy(config, gpus)
         where = f"{gpus:g} GPU(s)" if gpus else "CPU only"
         print(f"\ngateway ready in {time.monotonic() - started:.1f} s ({where})")
-        lines = [f"POST {base}/v1/classify", f"POST {base}/v1/summarize", f"GET  {base}/v1/models",
-                 f"POST {base}/v1/pipelines/<name>", f"OIP  {base}/v2/models/<name>/infer (tritonclient.http)",
-                 f"GET  {base}/healthz   GET {base}/readyz"]
-        lines.append(f"METRICS http://{config.server.host}:{settings.metrics_port}/metrics "
-                     "(Prometheus text; the gateway's series are ray_gateway_*)")
-        if sidecar:
-            lines.append(f"METRICS http://{config.server.host}:{settings.sidecar_port}/metrics "
-                         "(sidecar: host, replica, GPU, probe)")
-        if config.server.grpc_port:
-            lines.append(f"gRPC {config.server.host}:{config.server.grpc_port} inference.GRPCInferenceService "
-                         "(tritonclient.grpc)")
-        for line in lines:
+        for line in _endpoints(config, settings, base, sidecar is not None):
             print("  " + line)
         print("Ctrl-C stops the gateway.", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -40,69 +40,76 @@ class _Checker:
 
     def node(self, node: Node, path: str) -> dict[str, str]:
         """The fields (name -> type) of what `node` answers for each text; input is always text."""
-        if isinstance(node, ModelNode):
-            name = node.model.partition("@")[0]
-            if name not in self.model_tasks:
-                self.fail(path, f"unknown model '{name}'; served models: {', '.join(sorted(self.model_tasks))}")
-            return task_fields(self.model_tasks[name])
-        if isinstance(node, ChainNode):
-            fields = {"text": "text"}
-            for i, step in enumerate(node.steps):
-                where = f"{path}.steps[{i}]"
-                if step.input not in fields:
-                    self.fail(where, f"input field '{step.input}' is not produced before this step; "
-                                     f"available: {', '.join(sorted(fields))}")
-                if fields[step.input] != "text":
-                    self.fail(where, f"feeds '{step.input}' ({fields[step.input]}) to a step that takes text")
-                fields.update(self.node(step.node, f"{where}.node"))
-            return fields
-        if isinstance(node, SplitNode):
-            inner = self.node(node.node, f"{path}.node")
-            if node.mode == "serial":
-                if node.overlap_chars >= node.window_chars:
-                    self.fail(path, "overlap_chars must be smaller than window_chars")
-                if "summary" not in inner and "probabilities" not in inner:
-                    self.fail(path, "serial split joins summaries or probabilities; its node gives neither")
-                if node.reduce is not None:
-                    if "summary" not in inner:
-                        self.fail(f"{path}.reduce", "reduce takes the joined summaries; the node gives none")
-                    return self.node(node.reduce, f"{path}.reduce")
-            elif node.reduce is not None:
-                self.fail(f"{path}.reduce", "reduce applies to mode 'serial' only")
-            return inner
-        if isinstance(node, FanoutNode):
-            if node.min_success is not None:
-                if node.policy != "best_effort":
-                    self.fail(path, "min_success applies to policy 'best_effort' only")
-                if node.min_success > len(node.branches):
-                    self.fail(path, f"min_success {node.min_success} exceeds the {len(node.branches)} branches")
-            for name, branch in node.branches.items():
-                self.node(branch, f"{path}.branches.{name}")
-            return {"branches": "branches"}
-        if isinstance(node, FuseNode):
-            source = f"{path}.source"
-            self.node(node.source, source)
-            for name, branch in node.source.branches.items():
-                fields = self.node(branch, f"{source}.branches.{name}")
-                if "probabilities" not in fields:
-                    self.fail(f"{source}.branches.{name}", "cannot fuse: this branch gives no probabilities "
-                                                           "(fusing text outputs is not defined)")
-            if node.method == "weighted_average":
-                if node.weights is None:
-                    self.fail(path, "weighted_average needs weights for every branch")
-                try:
-                    normalise_weights(node.weights, list(node.source.branches))
-                except ValueError as err:
-                    self.fail(path, f"bad weights: {err}")
-            elif node.weights is not None:
-                self.fail(path, f"weights apply to weighted_average only, not {node.method}")
-            unknown = sorted(set(node.label_map) - set(node.source.branches))
-            if unknown:
-                self.fail(path, f"label_map names unknown branches {unknown}")
-            return task_fields("classification")
-        if isinstance(node, PipelineRef):
-            return self.pipeline(node.pipeline, path)
-        self.fail(path, f"unknown node type {type(node).__name__}")
+        check = {ModelNode: self._model, ChainNode: self._chain, SplitNode: self._split, FanoutNode: self._fanout,
+                 FuseNode: self._fuse, PipelineRef: lambda n, p: self.pipeline(n.pipeline, p)}.get(type(node))
+        if check is None:
+            self.fail(path, f"unknown node type {type(node).__name__}")
+        return check(node, path)
+
+    def _model(self, node: ModelNode, path: str) -> dict[str, str]:
+        name = node.model.partition("@")[0]
+        if name not in self.model_tasks:
+            self.fail(path, f"unknown model '{name}'; served models: {', '.join(sorted(self.model_tasks))}")
+        return task_fields(self.model_tasks[name])
+
+    def _chain(self, node: ChainNode, path: str) -> dict[str, str]:
+        fields = {"text": "text"}
+        for i, step in enumerate(node.steps):
+            where = f"{path}.steps[{i}]"
+            if step.input not in fields:
+                self.fail(where, f"input field '{step.input}' is not produced before this step; "
+                                 f"available: {', '.join(sorted(fields))}")
+            if fields[step.input] != "text":
+                self.fail(where, f"feeds '{step.input}' ({fields[step.input]}) to a step that takes text")
+            fields.update(self.node(step.node, f"{where}.node"))
+        return fields
+
+    def _split(self, node: SplitNode, path: str) -> dict[str, str]:
+        inner = self.node(node.node, f"{path}.node")
+        if node.mode == "serial":
+            if node.overlap_chars >= node.window_chars:
+                self.fail(path, "overlap_chars must be smaller than window_chars")
+            if "summary" not in inner and "probabilities" not in inner:
+                self.fail(path, "serial split joins summaries or probabilities; its node gives neither")
+            if node.reduce is not None:
+                if "summary" not in inner:
+                    self.fail(f"{path}.reduce", "reduce takes the joined summaries; the node gives none")
+                return self.node(node.reduce, f"{path}.reduce")
+        elif node.reduce is not None:
+            self.fail(f"{path}.reduce", "reduce applies to mode 'serial' only")
+        return inner
+
+    def _fanout(self, node: FanoutNode, path: str) -> dict[str, str]:
+        if node.min_success is not None:
+            if node.policy != "best_effort":
+                self.fail(path, "min_success applies to policy 'best_effort' only")
+            if node.min_success > len(node.branches):
+                self.fail(path, f"min_success {node.min_success} exceeds the {len(node.branches)} branches")
+        for name, branch in node.branches.items():
+            self.node(branch, f"{path}.branches.{name}")
+        return {"branches": "branches"}
+
+    def _fuse(self, node: FuseNode, path: str) -> dict[str, str]:
+        source = f"{path}.source"
+        self.node(node.source, source)
+        for name, branch in node.source.branches.items():
+            fields = self.node(branch, f"{source}.branches.{name}")
+            if "probabilities" not in fields:
+                self.fail(f"{source}.branches.{name}", "cannot fuse: this branch gives no probabilities "
+                                                       "(fusing text outputs is not defined)")
+        if node.method == "weighted_average":
+            if node.weights is None:
+                self.fail(path, "weighted_average needs weights for every branch")
+            try:
+                normalise_weights(node.weights, list(node.source.branches))
+            except ValueError as err:
+                self.fail(path, f"bad weights: {err}")
+        elif node.weights is not None:
+            self.fail(path, f"weights apply to weighted_average only, not {node.method}")
+        unknown = sorted(set(node.label_map) - set(node.source.branches))
+        if unknown:
+            self.fail(path, f"label_map names unknown branches {unknown}")
+        return task_fields("classification")  # a fusion answers like a classifier
 
 
 def check_pipelines(pipelines: list[Pipeline], model_tasks: dict[str, str]) -> None:

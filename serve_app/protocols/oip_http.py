@@ -18,8 +18,18 @@ from serve_app.protocols.tensors import split_body
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
-def add_oip_routes(app: FastAPI, get_dataplane: Callable[[], DataPlane], admin: list,
-                   deadline_of: Callable[[Request, DataPlane], float]) -> None:
+GetDataPlane = Callable[[], DataPlane]
+DeadlineOf = Callable[[Request, DataPlane], float]
+
+
+def add_oip_routes(app: FastAPI, get_dataplane: GetDataPlane, admin: list, deadline_of: DeadlineOf) -> None:
+    _add_metadata_routes(app, get_dataplane)
+    _add_infer_route(app, get_dataplane, deadline_of)
+    _add_generate_routes(app, get_dataplane, deadline_of)
+    _add_repository_routes(app, get_dataplane, admin)
+
+
+def _add_metadata_routes(app: FastAPI, get_dataplane: GetDataPlane) -> None:
     @app.get("/v2/health/live")
     async def live():
         return {"live": True}
@@ -45,6 +55,8 @@ def add_oip_routes(app: FastAPI, get_dataplane: Callable[[], DataPlane], admin: 
             raise ModelNotReady(f"model '{name}'" + (f" version {version}" if version else "") + " is not ready")
         return {"name": name, "ready": True}
 
+
+def _add_infer_route(app: FastAPI, get_dataplane: GetDataPlane, deadline_of: DeadlineOf) -> None:
     @app.post("/v2/models/{name}/infer")
     @app.post("/v2/models/{name}/versions/{version}/infer")
     async def infer(name: str, request: Request, version: str | None = None):
@@ -63,6 +75,8 @@ def add_oip_routes(app: FastAPI, get_dataplane: Callable[[], DataPlane], admin: 
         return Response(head + out_tail, media_type="application/octet-stream",
                         headers={HEADER_LENGTH: str(len(head))})
 
+
+def _add_generate_routes(app: FastAPI, get_dataplane: GetDataPlane, deadline_of: DeadlineOf) -> None:
     # Triton's generate extension: {"text_input": <article>, "parameters": {"max_tokens", "temperature", ...}}
     # -> {"model_name", "model_version", "text_output"}; generate_stream sends one such object per SSE event.
     async def open_generation(name: str, version: str | None, request: Request):
@@ -108,6 +122,8 @@ def add_oip_routes(app: FastAPI, get_dataplane: Callable[[], DataPlane], admin: 
 
         return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
 
+
+def _add_repository_routes(app: FastAPI, get_dataplane: GetDataPlane, admin: list) -> None:
     @app.post("/v2/repository/index")
     async def repository_index():
         return await oip.repository_index(get_dataplane())
