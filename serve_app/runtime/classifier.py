@@ -40,6 +40,11 @@ class _Classifier:
     def _probs(self, enc) -> list[list[float]]:
         raise NotImplementedError
 
+    def details(self) -> dict:
+        """What the replica reports about this runtime (GET /v1/models)."""
+        return {"labels": self.labels, "max_length": self.max_length, "runtime": self.variant.runtime,
+                "transforms": self.variant.transforms}
+
     def predict(self, texts: list[str], micro_batch: int = 16) -> list[dict]:
         # Untruncated lengths tell each caller whether its text was cut; the Rust tokenizer makes this cheap.
         lengths = [len(ids) for ids in self.tokenizer(texts)["input_ids"]]

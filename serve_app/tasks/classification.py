@@ -23,7 +23,7 @@ CONTRACT = TaskContract(
     outputs=(Output("label", "BYTES", field_type="label"), Output("score", "FP32", field_type="number"),
              Output("probabilities", "FP32", (-1, -1), field_type="probabilities"),
              Output("truncated", "BOOL"), Output("input_tokens", "INT64")),
-    deployment="deployments.classifier:ClassifierDeployment",
+    deployment="deployments.batched:BatchedDeployment",
     request=ClassifyRequest,
     route="/v1/classify",
     runtime="serve_app.tasks.classification:load",

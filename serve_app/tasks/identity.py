@@ -1,9 +1,9 @@
 """Identity: returns each text as is, after the model's `delay_ms`. No weights; it measures what a hop of the
 gateway costs and gives the reliability tests a model with known answers.
 
-Also the worked example of adding a task: this module (a contract) plus, here, its deployment class
-(`deployments/identity.py`, because it counts calls for the tests; a batched model task can use
-`deployments.classifier.ClassifierDeployment`'s shape with its own `runtime`)."""
+The smallest contract (README "Adding a task"). Its deployment is its own (`deployments/identity.py`: it has no
+weights and counts calls for the tests); a task with weights that answers batches of texts needs no deployment
+of its own: `deployments.batched:BatchedDeployment` serves any runtime its loader returns."""
 
 from __future__ import annotations
 

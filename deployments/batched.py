@@ -1,5 +1,6 @@
-"""Ray Serve deployment of the text classifier: batching and threading around the runtime its task contract
-loads (torch, or onnxruntime for an ONNX variant)."""
+"""Ray Serve deployment of any task whose runtime answers a batch of texts at once: the classifier (torch, or
+onnxruntime for an ONNX variant), and any later task of that shape. The runtime comes from the task contract's
+loader and gives `predict(texts, batch_size) -> one record per text`, `max_length` and `details()`."""
 
 from __future__ import annotations
 
@@ -12,11 +13,10 @@ from serve_app.tasks import contract
 
 
 @serve.deployment
-class ClassifierDeployment(ModelDeployment):
+class BatchedDeployment(ModelDeployment):
     def _load(self, path: Path) -> dict:
         self.runtime = contract(self.spec["task"]).load_runtime(path, self.spec)
-        return {"labels": self.runtime.labels, "max_length": self.runtime.max_length,
-                "runtime": self.runtime.variant.runtime, "transforms": self.runtime.variant.transforms}
+        return self.runtime.details()
 
     async def infer(self, texts: list[str], params: dict) -> dict:
         results = await self._queue(texts)
