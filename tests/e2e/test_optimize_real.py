@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from conftest import REPO, deployed
+from support.serve import REPO, deployed
 
 from serve_app.config import parse_config
 from serve_app.optimize.evaluate import bbc_held_out

@@ -6,7 +6,7 @@ import json
 
 import httpx
 import pytest
-from conftest import REPO, deployed
+from support.serve import REPO, deployed
 
 from serve_app.config import load_config
 from serve_app.models import bbc

@@ -10,7 +10,7 @@ import asyncio
 import httpx
 import numpy as np
 import pytest
-from conftest import SERVE_ADDRESSES, call_deployment, deployed
+from support.serve import SERVE_ADDRESSES, call_deployment, deployed
 
 from serve_app.config import parse_config
 from serve_app.settings import GatewaySettings

@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 
-from conftest import deployed, free_port
+from support.serve import deployed, free_port
 from tiny_models import build_tiny_classifier
 
 from ray import serve

@@ -8,7 +8,7 @@ import time
 import httpx
 import openai
 import pytest
-from conftest import deployed
+from support.serve import deployed
 
 from serve_app.config import parse_config
 from serve_app.settings import GatewaySettings

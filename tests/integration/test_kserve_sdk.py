@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, deployed
+from support.serve import REPO, deployed
 from tiny_models import TINY_LABELS
 
 from serve_app.config import parse_config

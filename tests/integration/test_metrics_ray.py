@@ -7,7 +7,7 @@ import time
 
 import httpx
 import pytest
-from conftest import SERVE_ADDRESSES, deployed
+from support.serve import SERVE_ADDRESSES, deployed
 
 from serve_app.config import parse_config
 from serve_app.settings import GatewaySettings

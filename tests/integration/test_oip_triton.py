@@ -8,7 +8,7 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from conftest import REPO, deployed
+from support.serve import REPO, deployed
 from tiny_models import TINY_LABELS
 from tritonclient.utils import InferenceServerException
 

@@ -6,7 +6,7 @@ import time
 
 import httpx
 import pytest
-from conftest import deployed
+from support.serve import deployed
 from tiny_models import TINY_LABELS
 
 from serve_app.config import parse_config

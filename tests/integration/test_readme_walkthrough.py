@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, deployed
+from support.serve import REPO, deployed
 
 from serve_app.config import parse_config
 from serve_app.registry import Registry

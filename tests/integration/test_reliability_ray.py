@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import psutil
 import pytest
-from conftest import call_deployment
+from support.serve import call_deployment
 from fuzz_strategies import FUZZ, check, encoded, headers, oip_bodies
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -46,7 +46,7 @@ CONFIG = {
 
 
 def deploy_with_tokens(config):
-    """Like conftest.deployed, with the tokens in the ingress replica's environment (as GATEWAY_* settings)."""
+    """Like support.serve.deployed, with the tokens in the ingress replica's environment (as GATEWAY_* settings)."""
     from ray import serve
 
     plans = plan_versions(config)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import SERVE_ADDRESSES, deployed, free_port
+from support.serve import SERVE_ADDRESSES, deployed, free_port
 from stream_proxy import FaultProxy
 from tiny_models import build_tiny_classifier
 

@@ -7,7 +7,7 @@ from collections import Counter
 
 import httpx
 import pytest
-from conftest import deployed
+from support.serve import deployed
 from tiny_models import build_tiny_classifier
 
 from serve_app.config import parse_config
