@@ -3,10 +3,10 @@
 import asyncio
 
 import pytest
-from fakes import chain_dataplane
+from support.fakes import MemoryMetrics, chain_dataplane
 
 from serve_app.errors import GatewayError
-from serve_app.metrics import METRICS, MemoryMetrics
+from serve_app.metrics import METRICS
 
 
 def dataplane():

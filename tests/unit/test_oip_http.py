@@ -6,7 +6,7 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from fakes import chain_dataplane
+from support.fakes import chain_dataplane
 
 from serve_app.http_api import create_app
 

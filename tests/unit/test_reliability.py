@@ -8,6 +8,8 @@ import logging
 import grpc
 import httpx
 import pytest
+from support.fakes import CLASSIFIED, FakeBackend, FakeManager
+from support.servers import Handle, Servicer, SlowResponse, grpc_call
 from ray.exceptions import ActorDiedError
 from ray.serve.exceptions import BackPressureError
 
@@ -18,7 +20,6 @@ from serve_app.dataplane import DataPlane
 from serve_app.errors import InvalidInput, ModelNotReady, Overloaded
 from serve_app.http_api import create_app
 from serve_app.protocols.grpc_stubs import service_pb2 as pb
-from serve_app.protocols.oip_grpc import OipGrpcServicer
 from serve_app.registry import Registry
 from serve_app.registry.errors import SelectorError, UnsafeArtifactError
 from serve_app.registry.store import open_store
@@ -32,44 +33,16 @@ CONFIG = {
 INFER = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["hi"]}]}
 
 
-class Backend:
-    """Answers after `delay_s`, or raises `error`; records whether a call was cancelled."""
-
-    def __init__(self, delay_s: float = 0.0, error: Exception | None = None):
-        self.delay_s, self.error, self.cancelled, self.calls = delay_s, error, 0, 0
-
-    async def infer(self, texts, params):
-        self.calls += 1
-        try:
-            await asyncio.sleep(self.delay_s)
-        except asyncio.CancelledError:
-            self.cancelled += 1
-            raise
-        if self.error:
-            raise self.error
-        return {"version": "1", "results": [{"label": "a", "score": 1.0, "probabilities": {"a": 1.0},
-                                             "truncated": False, "input_tokens": 1} for _ in texts]}
-
-    async def info(self):
-        return {"version": "1", "labels": ["a"], "max_length": 8}
+def classifier(**kw) -> FakeBackend:
+    """The classifier "clf", version 1: answers at once unless given a delay or an error."""
+    return FakeBackend("1", CLASSIFIED, info={"version": "1", "labels": ["a"], "max_length": 8}, **kw)
 
 
-class FakeManager:
-    def __init__(self):
-        self.loaded = []
-
-    async def load(self, model, selector):
-        self.loaded.append(selector)
-        return selector, Backend()
-
-    async def unload(self, model, label):
-        pass
-
-
-def dataplane(backend=None, config=CONFIG) -> DataPlane:
+def dataplane(model=None, config=CONFIG) -> DataPlane:
     routes = {"clf": ModelRoutes("clf")}
-    routes["clf"].add("1", backend or Backend(), 1.0)
-    return DataPlane(parse_config(config, settings=GatewaySettings()), routes, FakeManager())
+    routes["clf"].add("1", model or classifier(), 1.0)
+    manager = FakeManager(backend=lambda label: classifier())
+    return DataPlane(parse_config(config, settings=GatewaySettings()), routes, manager)
 
 
 def request(method, path, dp=None, admin=None, inference=None, **kw):
@@ -136,40 +109,10 @@ def test_tokens_are_never_logged(caplog):
     assert "secret" not in caplog.text
 
 
-class Context:
-    """The part of Ray Serve's gRPC context the servicer uses."""
-
-    def __init__(self, metadata=()):
-        self.metadata, self.code, self.details, self.trailing = list(metadata), None, None, []
-
-    def invocation_metadata(self):
-        return self.metadata
-
-    def set_code(self, code):
-        self.code = code
-
-    def set_details(self, details):
-        self.details = details
-
-    def set_trailing_metadata(self, md):
-        self.trailing = md
-
-
-class Servicer(OipGrpcServicer):
-    def __init__(self, dp, inference_token=None, admin_token=None):
-        self.dataplane, self.inference_token, self.admin_token = dp, inference_token, admin_token
-
-
 def infer_request():
     req = pb.ModelInferRequest(model_name="clf")
     req.inputs.add(name="text", datatype="BYTES", shape=[1]).contents.bytes_contents.append(b"hi")
     return req
-
-
-def grpc_call(servicer, method, req, metadata=()):
-    ctx = Context(metadata)
-    reply = asyncio.run(getattr(servicer, method)(req, ctx))
-    return ctx, reply
 
 
 def test_grpc_inference_token_in_metadata():
@@ -199,19 +142,19 @@ def test_grpc_inference_token_in_metadata():
     ("/v1/models/clf:predict", {"json": {"instances": ["x"]}}),
 ])
 def test_request_deadline_is_504_and_cancels_the_model_call(path, kw):
-    slow = Backend(delay_s=30)
+    slow = classifier(delay_s=30)
     r = request("POST", path, dp=dataplane(slow), headers={"X-Request-Timeout": "0.05"}, **kw)
     assert r.status_code == 504 and r.json()["kind"] == "deadline_exceeded"
     assert "0.05" in r.json()["error"]
-    assert slow.calls == 1 and slow.cancelled == 1, "the model call must be cancelled, not left running"
+    assert len(slow.calls) == 1 and slow.cancelled == 1, "the model call must be cancelled, not left running"
 
 
 def test_configured_default_deadline_applies_without_a_header():
     config = {**CONFIG, "server": {"limits": {"request_timeout_s": 0.05, "max_request_timeout_s": 1}}}
-    slow = Backend(delay_s=30)
+    slow = classifier(delay_s=30)
     r = request("POST", "/v1/classify", dp=dataplane(slow, config), json={"texts": ["x"]})
     assert r.status_code == 504 and slow.cancelled == 1
-    fast = request("POST", "/v1/classify", dp=dataplane(Backend(delay_s=0.01), config), json={"texts": ["x"]})
+    fast = request("POST", "/v1/classify", dp=dataplane(classifier(delay_s=0.01), config), json={"texts": ["x"]})
     assert fast.status_code == 200
 
 
@@ -227,7 +170,7 @@ def test_deadline_is_capped_at_the_configured_maximum():
 
 
 def test_grpc_deadline_from_metadata():
-    s = Servicer(dataplane(Backend(delay_s=30)))
+    s = Servicer(dataplane(classifier(delay_s=30)))
     ctx, _ = grpc_call(s, "ModelInfer", infer_request(), [("x-request-timeout", "0.05")])
     assert ctx.code == grpc.StatusCode.DEADLINE_EXCEEDED
     ctx, _ = grpc_call(s, "ModelInfer", infer_request(), [("x-request-timeout", "soon")])
@@ -241,27 +184,6 @@ def test_timeout_default_above_maximum_is_a_config_error():
 
 
 # -- backpressure and replica loss ------------------------------------------------------------------------------
-class Response:
-    def __init__(self, error):
-        self.error = error
-
-    def __await__(self):
-        async def fail():
-            raise self.error
-        return fail().__await__()
-
-
-class Handle:
-    deployment_name = "clf"
-
-    def __init__(self, error):
-        self.infer = self.info = self
-        self.error = error
-
-    def remote(self, *args):
-        return Response(self.error)
-
-
 def test_ray_backpressure_becomes_overloaded_with_retry_after():
     backend = HandleBackend(Handle(BackPressureError(num_queued_requests=4, max_queued_requests=4)))
     with pytest.raises(Overloaded) as err:
@@ -271,17 +193,6 @@ def test_ray_backpressure_becomes_overloaded_with_retry_after():
     assert r.status_code == 429 and r.headers["retry-after"] == "1" and r.json()["kind"] == "overloaded"
     ctx, _ = grpc_call(Servicer(dataplane(backend)), "ModelInfer", infer_request())
     assert ctx.code == grpc.StatusCode.RESOURCE_EXHAUSTED and ctx.trailing == [("retry-after", "1")]
-
-
-class SlowResponse:
-    def __init__(self):
-        self.cancelled = False
-
-    def __await__(self):
-        return asyncio.sleep(30).__await__()
-
-    def cancel(self):
-        self.cancelled = True
 
 
 def test_a_cancelled_handle_call_is_cancelled_in_ray_serve_too():
@@ -366,7 +277,7 @@ def test_traversal_through_the_admin_api_is_a_4xx(tmp_path, path):
 
     config = parse_config({**CONFIG, "registry": {"uri": str(tmp_path / "store")}}, settings=GatewaySettings())
     routes = {"clf": ModelRoutes("clf")}
-    routes["clf"].add("1", Backend(), 1.0)
+    routes["clf"].add("1", classifier(), 1.0)
     dp = DataPlane(config, routes, ServeModelManager(config, 0.0))
     r = request("POST", path, dp=dp, json={"parameters": {"version": "../../etc"}})
     assert 400 <= r.status_code < 500 and "error" in r.json(), r.text
