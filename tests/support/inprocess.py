@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-from support.fakes import CLASSIFIED, FakeBackend, FakeManager
 
 from serve_app.config import parse_config
 from serve_app.dataplane import DataPlane
@@ -14,6 +13,7 @@ from serve_app.http_api import create_app
 from serve_app.protocols.grpc_stubs import service_pb2 as pb
 from serve_app.routing import ModelRoutes
 from serve_app.settings import GatewaySettings
+from support.fakes import CLASSIFIED, FakeBackend, FakeManager
 
 CONFIG = {
     "server": {"limits": {"request_timeout_s": 5, "max_request_timeout_s": 10}},

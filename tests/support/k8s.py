@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from support.serve import REPO
 
 K8S = REPO / "k8s"

@@ -11,7 +11,6 @@ from support.servers import Servicer, grpc_call
 
 from serve_app.protocols.grpc_stubs import service_pb2 as pb
 
-
 # -- auth -------------------------------------------------------------------------------------------------------
 INFERENCE_CALLS = [
     ("POST", "/v1/classify", {"json": {"texts": ["x"]}}),
