@@ -1,5 +1,6 @@
-"""One classifier "clf" (version 1, a fake) behind the in-process app, as the auth, deadline, replica-fault and
-traversal unit tests use it: its config, its dataplane, one HTTP request through ASGI, one OIP gRPC request."""
+"""Fakes behind the in-process app, one request at a time: the classifier "clf" (version 1) as the auth, deadline,
+replica-fault and traversal unit tests use it (its config, dataplane, an OIP gRPC request), and the chain of
+support.fakes as the OIP and TF Serving tests use it."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from serve_app.http_api import create_app
 from serve_app.protocols.grpc_stubs import service_pb2 as pb
 from serve_app.routing import ModelRoutes
 from serve_app.settings import GatewaySettings
-from support.fakes import CLASSIFIED, FakeBackend, FakeManager
+from support.fakes import CLASSIFIED, FakeBackend, FakeManager, chain_dataplane
 
 CONFIG = {
     "server": {"limits": {"request_timeout_s": 5, "max_request_timeout_s": 10}},
@@ -34,15 +35,27 @@ def dataplane(model=None, config=CONFIG) -> DataPlane:
     return DataPlane(parse_config(config, settings=GatewaySettings()), routes, manager)
 
 
-def request(method, path, dp=None, admin=None, inference=None, **kw):
-    dp = dp or dataplane()
-    app = create_app(lambda: dp, admin_token=admin, inference_token=inference)
-
+def asgi_request(app, method, path, raise_app_exceptions=True, **kw) -> httpx.Response:
+    """One request to an ASGI app in-process."""
     async def go():
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
             return await c.request(method, path, **kw)
     return asyncio.run(go())
+
+
+def request(method, path, dp=None, admin=None, inference=None, **kw) -> httpx.Response:
+    """One request to the app over `dp` (default: the classifier), with the given tokens; errors come back as
+    the app answers them."""
+    dp = dp or dataplane()
+    app = create_app(lambda: dp, admin_token=admin, inference_token=inference)
+    return asgi_request(app, method, path, raise_app_exceptions=False, **kw)
+
+
+def chain_call(method, path, **kw) -> httpx.Response:
+    """One request to the app over the chain of fakes (support.fakes.chain_dataplane)."""
+    dp = chain_dataplane()
+    return asgi_request(create_app(lambda: dp), method, path, **kw)
 
 
 def bearer(token):
