@@ -59,23 +59,3 @@ class NullMetrics:
 
     def set(self, name, labels, value):
         pass
-
-
-class MemoryMetrics:
-    """Keeps every recorded value in memory: lets unit tests assert what the dataplane records."""
-
-    def __init__(self):
-        self.records: list[tuple[str, str, dict, float]] = []
-
-    def inc(self, name, labels, value=1.0):
-        self.records.append(("inc", name, dict(labels), value))
-
-    def observe(self, name, labels, value):
-        self.records.append(("observe", name, dict(labels), value))
-
-    def set(self, name, labels, value):
-        self.records.append(("set", name, dict(labels), value))
-
-    def total(self, name: str, **labels) -> float:
-        return sum(v for op, n, lab, v in self.records
-                   if op == "inc" and n == name and all(lab.get(k) == x for k, x in labels.items()))

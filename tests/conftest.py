@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from support.serve import CACHE, REPO, SERVE_ADDRESSES, free_port
 
 from serve_app.config.serve_env import use_fast_path
 
-REPO = Path(__file__).resolve().parent.parent
-CACHE = REPO / ".cache"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may come from a model hub, ever
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # The tests run Ray Serve in the mode `make run` uses (throughput-optimized, direct ingress); Ray
@@ -25,12 +22,6 @@ def pytest_collection_modifyitems(config, items):
         folder = Path(item.fspath).parent.name
         if folder in ("unit", "integration", "e2e"):
             item.add_marker(getattr(pytest.mark, folder))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -60,9 +51,6 @@ def tiny_models(tmp_path_factory, smollm2_tokenizer_dir) -> Path:
     return root
 
 
-SERVE_ADDRESSES: dict[str, str] = {}
-
-
 @pytest.fixture(scope="session")
 def grpc_target(serve_session) -> str:
     """host:port of Ray Serve's gRPC proxy (OIP service) in this session."""
@@ -90,40 +78,3 @@ def serve_session():
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()
     ray.shutdown()
-
-
-_HANDLE_LOOP = None
-
-
-def call_deployment(app: str, deployment: str, method: str, *args):
-    """One handle call from the test process. In Ray Serve's throughput-optimized mode a handle's router runs
-    on the event loop it was first used on, so every such call goes through one loop kept in a thread."""
-    import asyncio
-    import threading
-
-    from ray import serve
-
-    global _HANDLE_LOOP
-    if _HANDLE_LOOP is None:
-        _HANDLE_LOOP = asyncio.new_event_loop()
-        threading.Thread(target=_HANDLE_LOOP.run_forever, daemon=True, name="test-handles").start()
-
-    async def call():
-        return await getattr(serve.get_deployment_handle(deployment, app_name=app), method).remote(*args)
-
-    return asyncio.run_coroutine_threadsafe(call(), _HANDLE_LOOP).result(timeout=60)
-
-
-@contextmanager
-def deployed(config, registry=None):
-    """Deploy the gateway and its model versions for one test module; delete every app afterwards."""
-    from ray import serve
-
-    from deployments.assemble import deploy
-
-    deploy(config, registry=registry)
-    try:
-        yield
-    finally:
-        for name in serve.status().applications:
-            serve.delete(name)

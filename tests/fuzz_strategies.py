@@ -6,18 +6,29 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from contextlib import contextmanager
 
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
 
 LEAKS = re.compile(r"Traceback|File \"|\b[A-Z][A-Za-z]*(Error|Exception)\b|<class |0x[0-9a-f]{6,}")
-CASES: Counter = Counter()
-STATUSES: dict[str, Counter] = {}
+_TALLIES: list[dict[str, Counter]] = []
+
+
+@contextmanager
+def tallied():
+    """Counts the answers `check` sees inside the block, by kind and status: {kind: Counter({status: n})}."""
+    tally: dict[str, Counter] = {}
+    _TALLIES.append(tally)
+    try:
+        yield tally
+    finally:
+        _TALLIES.remove(tally)
 
 
 def check(response, kind: str) -> None:
-    CASES[kind] += 1
-    STATUSES.setdefault(kind, Counter())[response.status_code] += 1
+    for tally in _TALLIES:
+        tally.setdefault(kind, Counter())[response.status_code] += 1
     assert response.status_code < 500, (response.status_code, response.text[:500])
     if response.status_code >= 400:
         body = response.json()

@@ -10,7 +10,7 @@ import time
 from contextlib import contextmanager
 
 import httpx
-from conftest import free_port
+from support.serve import free_port
 
 CREDENTIALS = {"key": "testing", "secret": "testing", "region": "us-east-1"}
 

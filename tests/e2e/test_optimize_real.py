@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from conftest import REPO, deployed
+from support.serve import REPO, deployed
 
 from serve_app.config import parse_config
+from serve_app.config.settings import GatewaySettings
 from serve_app.optimize.evaluate import bbc_held_out
 from serve_app.optimize.pipeline import optimize
 from serve_app.optimize.plan import make_plan
 from serve_app.registry import Registry
-from serve_app.config.settings import GatewaySettings
 
 CLASSIFIER = REPO / "models" / "classifier"
 

@@ -6,10 +6,10 @@ import json
 
 import httpx
 import pytest
-from conftest import REPO, deployed
+from support.serve import REPO, deployed
 
-from serve_app.config import load_config
 from serve_app.builders import bbc
+from serve_app.config import load_config
 from serve_app.config.settings import GatewaySettings
 
 MODELS = REPO / "models"

@@ -10,7 +10,7 @@ import asyncio
 import httpx
 import numpy as np
 import pytest
-from conftest import SERVE_ADDRESSES, call_deployment, deployed
+from support.serve import SERVE_ADDRESSES, call_deployment, gateway_fixture
 
 from serve_app.config import parse_config
 from serve_app.config.settings import GatewaySettings
@@ -19,20 +19,23 @@ MODEL = "slow-batched"
 BURST = 32
 
 
-@pytest.fixture(scope="module")
-def gateway(serve_session):
-    config = parse_config({"models": [
+def gateway_config():
+    return parse_config({"models": [
         {"name": MODEL, "task": "identity", "delay_ms": 300, "resources": {"num_cpus": 0.05, "num_gpus": 0},
          "batching": {"max_batch_size": 16, "batch_wait_timeout_s": 0, "coalesce": True}}],
         # The simple JSON API reaches an identity model through a pipeline (/v1/classify takes classifiers).
         "pipelines": [{"name": "slow-echo", "graph": {"type": "model", "model": MODEL}}]},
         settings=GatewaySettings())
-    with deployed(config):
-        # One call first, so the burst does not also pay for the handles' first use (routers, connections):
-        # a cold burst arrives spread out and splits into more, smaller batches.
-        r = httpx.post(f"{serve_session}/v1/pipelines/slow-echo", json={"texts": ["warm"]}, timeout=60)
-        assert r.status_code == 200, r.text
-        yield serve_session
+
+
+def warm(base: str) -> None:
+    """One call first, so the burst does not also pay for the handles' first use (routers, connections):
+    a cold burst arrives spread out and splits into more, smaller batches."""
+    r = httpx.post(f"{base}/v1/pipelines/slow-echo", json={"texts": ["warm"]}, timeout=60)
+    assert r.status_code == 200, r.text
+
+
+gateway = gateway_fixture(gateway_config, timeout=None, ready=warm)
 
 
 def burst_over_http(base: str, body_of, path: str, check) -> None:

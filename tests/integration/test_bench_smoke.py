@@ -8,14 +8,13 @@ import json
 import subprocess
 import sys
 
-from conftest import deployed, free_port
+from ray import serve
+from support.serve import deployed, free_port
 from tiny_models import build_tiny_classifier
 
-from ray import serve
-
 from serve_app.bench import report
-from serve_app.bench.peers import plain_serve_app
 from serve_app.bench.__main__ import wait_http
+from serve_app.bench.peers import plain_serve_app
 from serve_app.bench.suite import BenchSettings, bench_models, run
 from serve_app.config import parse_config
 from serve_app.optimize.build import build_variant

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import concurrent.futures
 
-import httpx
 import pytest
-from conftest import deployed
+from support.serve import gateway_fixture
 from tiny_models import TINY_LABELS
 
 from serve_app.config import parse_config
 from serve_app.config.settings import GatewaySettings
 
 
-@pytest.fixture(scope="module")
-def gateway(serve_session, tiny_models):
-    config = parse_config({
+def gateway_config(tiny_models):
+    return parse_config({
         "server": {"limits": {"max_texts": 8, "max_text_chars": 5000}},
         "models": [
             {"name": "tiny-clf", "task": "classification", "source": "tiny-classifier", "max_length": 32,
@@ -26,8 +24,9 @@ def gateway(serve_session, tiny_models):
              "generation": {"max_new_tokens": 4, "max_new_tokens_limit": 8}},
         ],
     }, settings=GatewaySettings(models_dir=tiny_models))
-    with deployed(config), httpx.Client(base_url=serve_session, timeout=60) as client:
-        yield client
+
+
+gateway = gateway_fixture(gateway_config)
 
 
 def test_models_are_listed_ready_with_content_hash_versions(gateway):

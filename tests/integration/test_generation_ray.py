@@ -8,7 +8,7 @@ import time
 import httpx
 import openai
 import pytest
-from conftest import deployed
+from support.serve import gateway_fixture
 
 from serve_app.config import parse_config
 from serve_app.config.settings import GatewaySettings
@@ -17,9 +17,8 @@ ARTICLE = "The central bank raised interest rates again on Tuesday, citing stubb
 OTHER = "The striker scored twice in the cup final as the home side won."
 
 
-@pytest.fixture(scope="module")
-def gateway(serve_session, tiny_models):
-    config = parse_config({"models": [
+def gateway_config(tiny_models):
+    return parse_config({"models": [
         {"name": "chat", "task": "summarization", "source": "tiny-chatty", "max_length": 64,
          "resources": {"num_cpus": 0.1, "num_gpus": 0, "threads": 1},
          # Two slots: the disconnect test shows a cancelled stream gives its slot back.
@@ -27,8 +26,9 @@ def gateway(serve_session, tiny_models):
         {"name": "clf", "task": "classification", "source": "tiny-classifier", "max_length": 32,
          "resources": {"num_cpus": 0.1, "num_gpus": 0}},
     ]}, settings=GatewaySettings(models_dir=tiny_models))
-    with deployed(config), httpx.Client(base_url=serve_session, timeout=120) as client:
-        yield client
+
+
+gateway = gateway_fixture(gateway_config, timeout=120)
 
 
 @pytest.fixture(scope="module")

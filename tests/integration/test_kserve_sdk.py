@@ -14,12 +14,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, deployed
+from support.serve import REPO, gateway_fixture
 from tiny_models import TINY_LABELS
 
 from serve_app.config import parse_config
-from serve_app.registry import Registry
 from serve_app.config.settings import GatewaySettings
+from serve_app.registry import Registry
 
 KSERVE_PYTHON = REPO / ".venv-kserve" / "bin" / "python"
 CPU = {"num_cpus": 0.1, "num_gpus": 0}
@@ -32,11 +32,10 @@ def kserve_python() -> Path:
     return KSERVE_PYTHON
 
 
-@pytest.fixture(scope="module")
-def gateway(serve_session, tiny_models, tmp_path_factory):
+def gateway_config(tiny_models, tmp_path_factory):
     root = tmp_path_factory.mktemp("kserve")
     Registry(str(root / "store"), cache_dir=root / "cache").register("ks-clf", tiny_models / "tiny-classifier")
-    config = parse_config({
+    return parse_config({
         "registry": {"uri": str(root / "store"), "cache_dir": str(root / "cache")},
         "models": [{"name": "ks-clf", "task": "classification", "version": "1", "max_length": 32, "resources": CPU},
                    {"name": "ks-echo", "task": "identity", "resources": {"num_cpus": 0.05, "num_gpus": 0}}],
@@ -44,8 +43,9 @@ def gateway(serve_session, tiny_models, tmp_path_factory):
             {"node": {"type": "model", "model": "ks-echo"}},
             {"node": {"type": "model", "model": "ks-clf"}, "input": "text"}]}}],
     }, settings=GatewaySettings(models_dir=root))
-    with deployed(config):
-        yield serve_session
+
+
+gateway = gateway_fixture(gateway_config, timeout=None)
 
 
 def test_kserve_sdk_rest_and_grpc(gateway, grpc_target, kserve_python):

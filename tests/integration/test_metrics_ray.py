@@ -6,8 +6,7 @@ import re
 import time
 
 import httpx
-import pytest
-from conftest import SERVE_ADDRESSES, deployed
+from support.serve import SERVE_ADDRESSES, gateway_fixture
 
 from serve_app.config import parse_config
 from serve_app.config.settings import GatewaySettings
@@ -40,14 +39,13 @@ def wait_for(name: str, expected: float, **labels) -> float:
         time.sleep(1)
 
 
-@pytest.fixture(scope="module")
-def gateway(serve_session, tiny_models):
-    config = parse_config({"models": [
+def gateway_config(tiny_models):
+    return parse_config({"models": [
         {"name": "metered", "task": "classification", "source": "tiny-classifier", "max_length": 32,
          "resources": {"num_cpus": 0.1, "num_gpus": 0}}]}, settings=GatewaySettings(models_dir=tiny_models))
-    with deployed(config), httpx.Client(base_url=serve_session, timeout=60) as client:
-        DEPLOYED_AT.append(time.monotonic())
-        yield client
+
+
+gateway = gateway_fixture(gateway_config, ready=lambda client: DEPLOYED_AT.append(time.monotonic()))
 
 
 def test_counts_and_errors_match_the_traffic_sent(gateway):

@@ -8,25 +8,24 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from conftest import REPO, deployed
+from support.serve import REPO, gateway_fixture
 from tiny_models import TINY_LABELS
 from tritonclient.utils import InferenceServerException
 
 from serve_app.config import parse_config
-from serve_app.registry import Registry
 from serve_app.config.settings import GatewaySettings
+from serve_app.registry import Registry
 
 CPU = {"num_cpus": 0.1, "num_gpus": 0}
 OIP_SPEC = REPO.parent / "shared" / "schemas" / "oip" / "open_inference_rest.yaml"
 
 
-@pytest.fixture(scope="module")
-def gateway(serve_session, tiny_models, tmp_path_factory):
+def gateway_config(tiny_models, tmp_path_factory):
     root = tmp_path_factory.mktemp("oip")
     reg = Registry(str(root / "store"), cache_dir=root / "cache")
     reg.register("tiny-clf", tiny_models / "tiny-classifier")
     reg.register("tiny-clf", tiny_models / "tiny-classifier")
-    config = parse_config({
+    return parse_config({
         "registry": {"uri": str(root / "store"), "cache_dir": str(root / "cache")},
         "models": [
             {"name": "tiny-clf", "task": "classification", "version": "1", "max_length": 32, "resources": CPU},
@@ -37,8 +36,9 @@ def gateway(serve_session, tiny_models, tmp_path_factory):
             {"node": {"type": "model", "model": "tiny-sum"}},
             {"node": {"type": "model", "model": "tiny-clf"}, "input": "summary"}]}}],
     }, settings=GatewaySettings(models_dir=root))
-    with deployed(config):
-        yield serve_session
+
+
+gateway = gateway_fixture(gateway_config, timeout=None)
 
 
 def client(url: str) -> triton.InferenceServerClient:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import time
 
-import httpx
-import pytest
-from conftest import deployed
+from support.serve import gateway_fixture
 from tiny_models import TINY_LABELS
 
 from serve_app.config import parse_config
@@ -19,9 +17,8 @@ def model(name, **kw):
     return {"type": "model", "model": name, **kw}
 
 
-@pytest.fixture(scope="module")
-def gateway(serve_session, tiny_models):
-    config = parse_config({
+def gateway_config(tiny_models):
+    return parse_config({
         "models": [
             {"name": "tiny-clf", "task": "classification", "source": "tiny-classifier", "max_length": 32,
              "resources": CPU},
@@ -44,8 +41,9 @@ def gateway(serve_session, tiny_models):
                 "x": model("tiny-clf"), "y": model("tiny-clf")}}}},
         ],
     }, settings=GatewaySettings(models_dir=tiny_models))
-    with deployed(config), httpx.Client(base_url=serve_session, timeout=60) as client:
-        yield client
+
+
+gateway = gateway_fixture(gateway_config)
 
 
 def test_fanout_branches_run_concurrently(gateway):

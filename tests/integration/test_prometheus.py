@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 import yaml
-from conftest import REPO, SERVE_ADDRESSES, deployed, free_port
+from support.serve import REPO, SERVE_ADDRESSES, deployed, free_port
 
 from serve_app.config import parse_config
 from serve_app.config.settings import GatewaySettings

@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, deployed
+from support.serve import REPO, deployed
 
 from serve_app.config import parse_config
-from serve_app.registry import Registry
 from serve_app.config.settings import GatewaySettings
+from serve_app.registry import Registry
 
 MARKER = "<!-- walkthrough -->"
 

@@ -64,7 +64,7 @@ def test_an_object_altered_in_s3_is_refused_at_pull(s3_endpoint, tiny_models, tm
 
 def test_gateway_serves_a_version_pulled_from_s3(s3_endpoint, serve_session, tiny_models, tmp_path):
     import httpx
-    from conftest import deployed
+    from support.serve import deployed
 
     from serve_app.config import parse_config
     from serve_app.config.settings import GatewaySettings

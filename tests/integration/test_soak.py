@@ -6,7 +6,7 @@ import importlib.util
 import sys
 
 import pytest
-from conftest import REPO, deployed
+from support.serve import REPO, deployed
 
 from serve_app.config import parse_config
 from serve_app.config.settings import GatewaySettings

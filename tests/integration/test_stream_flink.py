@@ -13,16 +13,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import SERVE_ADDRESSES, deployed, free_port
 from stream_proxy import FaultProxy
+from support.serve import SERVE_ADDRESSES, free_port, gateway_fixture
 from tiny_models import build_tiny_classifier
 
-from serve_app.config import parse_config
 from serve_app.builders.bbc import load_articles
+from serve_app.config import parse_config
+from serve_app.config.settings import GatewaySettings
 from serve_app.optimize.build import build_variant
 from serve_app.optimize.edge import write_bundle
 from serve_app.optimize.plan import make_plan
-from serve_app.config.settings import GatewaySettings
 from serve_app.stream.cli import flink_python, job_command, job_env
 from serve_app.stream.outputs import Tally
 
@@ -54,12 +54,11 @@ def onnx_dir(tmp_path_factory):
     return out
 
 
-@pytest.fixture(scope="module")
-def gateway(serve_session, tiny_models, onnx_dir):
+def has_flink_venv(base: str) -> None:
     assert flink_python().is_file(), f"no Flink venv at {flink_python()}: run `make flink-venv`"
-    config = gateway_config(tiny_models, onnx_dir)
-    with deployed(config):
-        yield serve_session, config
+
+
+gateway = gateway_fixture(gateway_config, timeout=None, ready=has_flink_venv)
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +100,7 @@ def job_summary(out: Path) -> dict:
 
 def test_500_articles_give_500_outputs_with_version_and_bad_records_are_dead_lettered(gateway, articles,
                                                                                         tmp_path):
-    base, _ = gateway
+    base = gateway
     bad = ["not json {", json.dumps({"id": "no-text"}), json.dumps([1, 2]),
            json.dumps({"id": "blank", "text": "   "}), json.dumps({"id": "number", "text": 7})]
     source = write_jsonl(tmp_path / "in.jsonl", articles, bad)
@@ -141,8 +140,8 @@ def restart_gateway(base: str, config) -> None:
     deploy(config)
 
 
-def test_injected_429s_and_a_gateway_restart_lose_nothing(gateway, articles, tmp_path):
-    base, config = gateway
+def test_injected_429s_and_a_gateway_restart_lose_nothing(gateway, articles, tmp_path, tiny_models, onnx_dir):
+    base = gateway
     source = write_jsonl(tmp_path / "in.jsonl", articles)
     out = tmp_path / "out"
     with FaultProxy(base, free_port(), reject_every=4, retry_after="0.1", delay_s=0.02) as proxy:
@@ -152,7 +151,7 @@ def test_injected_429s_and_a_gateway_restart_lose_nothing(gateway, articles, tmp
         while proxy.forwarded_ok < 10 and job.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         answered_before = proxy.forwarded_ok
-        restart_gateway(base, config)
+        restart_gateway(base, gateway_config(tiny_models, onnx_dir))
         assert job.wait(JOB_TIMEOUT_S) == 0, (tmp_path / "job.log").read_text()[-3000:]
     tally = Tally.of(out)
     assert 10 <= answered_before < proxy.forwarded_ok  # the restart came mid-stream
@@ -167,7 +166,7 @@ def latest_checkpoint(folder: Path) -> Path | None:
 
 
 def test_a_killed_job_restored_from_its_checkpoint_loses_nothing(gateway, articles, tmp_path):
-    base, _ = gateway
+    base = gateway
     inbox, out = tmp_path / "inbox", tmp_path / "out"
     inbox.mkdir()
     write_jsonl(inbox / "a.jsonl", articles[:250])
@@ -200,7 +199,7 @@ def test_a_killed_job_restored_from_its_checkpoint_loses_nothing(gateway, articl
 
 
 def test_the_edge_bundle_inside_flink_labels_like_the_gateway(gateway, onnx_dir, articles, tmp_path):
-    base, _ = gateway
+    base = gateway
     bundle = write_bundle(onnx_dir, tmp_path / "bundle", max_length=32, model="tiny-onnx", version="edge-1")
     some = articles[::5]
     source = write_jsonl(tmp_path / "in.jsonl", some)

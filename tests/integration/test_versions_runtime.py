@@ -7,12 +7,12 @@ from collections import Counter
 
 import httpx
 import pytest
-from conftest import deployed
+from support.serve import deployed
 from tiny_models import build_tiny_classifier
 
 from serve_app.config import parse_config
-from serve_app.registry import Registry
 from serve_app.config.settings import GatewaySettings
+from serve_app.registry import Registry
 
 SPLIT = {"stable": 70, "canary": 30}
 # 200 draws at p=0.3: sd = 3.2 points; 12 points is ~3.7 sd, so a correct router fails this < 1 in 4,000 runs.

@@ -5,22 +5,15 @@ import math
 
 import httpx
 import pytest
+from support.fakes import Clock, FakeBackend
 
-from serve_app.dataplane.admission import AdmissionController
 from serve_app.config import parse_config
+from serve_app.config.settings import GatewaySettings
 from serve_app.dataplane import DataPlane
+from serve_app.dataplane.admission import AdmissionController
+from serve_app.dataplane.routing import ModelRoutes
 from serve_app.errors import Overloaded
 from serve_app.protocols.http_app import create_app
-from serve_app.dataplane.routing import ModelRoutes
-from serve_app.config.settings import GatewaySettings
-
-
-class Clock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
 
 
 def served(ctl, clock, seconds, n=1):
@@ -94,26 +87,12 @@ def test_position_corrects_the_service_sample_for_the_wait():
     assert ctl.service_s == pytest.approx(1.0, rel=0.15)
 
 
-class Slow:
-    """A model version that answers after `delay` seconds of (real) asyncio time."""
-
-    def __init__(self, delay):
-        self.delay = delay
-
-    async def infer(self, texts, params):
-        await asyncio.sleep(self.delay)
-        return {"version": "1", "results": [{"label": "a"} for _ in texts]}
-
-    async def info(self):
-        return {}
-
-
 def test_the_dataplane_refuses_with_429_and_a_retry_after_that_reflects_the_queue():
     config = parse_config({"models": [{"name": "clf", "task": "classification", "source": "x",
                                        "resources": {"max_ongoing_requests": 1, "max_queue_wait_s": 0.05}}]},
                           settings=GatewaySettings())
     routes = {"clf": ModelRoutes("clf")}
-    routes["clf"].add("1", Slow(0.2), 1.0)
+    routes["clf"].add("1", FakeBackend(delay_s=0.2, info={}), 1.0)
     dp = DataPlane(config, routes)
     app = create_app(lambda: dp)
 

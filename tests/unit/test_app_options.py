@@ -1,8 +1,8 @@
 """How the config becomes Ray Serve deployment options (no cluster needed)."""
 
-from serve_app.plan import deployment_options, model_spec, resolve_num_gpus
 from serve_app.config import parse_config
 from serve_app.config.settings import GatewaySettings
+from serve_app.plan import deployment_options, model_spec, resolve_num_gpus
 
 
 def test_auto_gpus_follow_the_cluster_and_explicit_values_are_kept():

@@ -5,33 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from support.fakes import SlowBatch
 
 from serve_app.dataplane.batching import SlotBatcher
 from serve_app.errors import Overloaded
-
-
-class SlowModel:
-    """Doubles its inputs after `delay_s`; records every batch it ran and how many ran at once."""
-
-    def __init__(self, delay_s: float = 0.05):
-        self.delay_s = delay_s
-        self.batches: list[list] = []
-        self.concurrent = 0
-        self.max_concurrent_seen = 0
-        self.cancelled = 0
-
-    async def __call__(self, items: list) -> list:
-        self.batches.append(list(items))
-        self.concurrent += 1
-        self.max_concurrent_seen = max(self.max_concurrent_seen, self.concurrent)
-        try:
-            await asyncio.sleep(self.delay_s)
-        except asyncio.CancelledError:
-            self.cancelled += 1
-            raise
-        finally:
-            self.concurrent -= 1
-        return [2 * x for x in items]
 
 
 def run(coro):
@@ -40,7 +17,7 @@ def run(coro):
 
 def test_requests_arriving_while_the_model_runs_fill_the_next_batch():
     async def main():
-        model = SlowModel()
+        model = SlowBatch()
         batcher = SlotBatcher(model, max_batch=16)
         first = asyncio.ensure_future(batcher.submit([-1]))
         await asyncio.sleep(0.01)  # running alone: with nothing queued a request does not wait for company
@@ -56,7 +33,7 @@ def test_requests_arriving_while_the_model_runs_fill_the_next_batch():
 
 def test_no_load_means_no_wait():
     async def main():
-        model = SlowModel(delay_s=0)
+        model = SlowBatch(delay_s=0)
         batcher = SlotBatcher(model, max_batch=16, max_concurrent=2)
         for i in range(3):
             assert await batcher.submit([i, i + 1]) == [2 * i, 2 * i + 2]
@@ -68,7 +45,7 @@ def test_no_load_means_no_wait():
 
 def test_runs_in_flight_never_exceed_max_concurrent():
     async def main():
-        model = SlowModel()
+        model = SlowBatch()
         batcher = SlotBatcher(model, max_batch=4, max_concurrent=2)
         await asyncio.gather(*(batcher.submit([i]) for i in range(40)))
         assert model.max_concurrent_seen == 2
@@ -81,7 +58,7 @@ def test_runs_in_flight_never_exceed_max_concurrent():
 
 def test_a_request_larger_than_max_batch_runs_alone_and_whole():
     async def main():
-        model = SlowModel(delay_s=0)
+        model = SlowBatch(delay_s=0)
         batcher = SlotBatcher(model, max_batch=4)
         assert await batcher.submit(list(range(10))) == [2 * x for x in range(10)]
         assert [len(b) for b in model.batches] == [10]
@@ -92,7 +69,7 @@ def test_a_request_larger_than_max_batch_runs_alone_and_whole():
 
 def test_a_cancelled_queued_request_never_reaches_the_model():
     async def main():
-        model = SlowModel()
+        model = SlowBatch()
         batcher = SlotBatcher(model, max_batch=16)
         first = asyncio.ensure_future(batcher.submit(["first"]))
         await asyncio.sleep(0.01)  # "first" is running
@@ -110,7 +87,7 @@ def test_a_cancelled_queued_request_never_reaches_the_model():
 
 def test_a_batch_whose_callers_all_left_is_cancelled():
     async def main():
-        model = SlowModel(delay_s=5)
+        model = SlowBatch(delay_s=5)
         batcher = SlotBatcher(model, max_batch=16)
         calls = [asyncio.ensure_future(batcher.submit([i])) for i in range(2)]
         await asyncio.sleep(0.01)
@@ -157,7 +134,7 @@ def test_a_wrong_number_of_results_is_an_error_not_a_misalignment():
 
 def test_a_full_queue_refuses_with_overloaded():
     async def main():
-        model = SlowModel(delay_s=0.05)
+        model = SlowBatch(delay_s=0.05)
         batcher = SlotBatcher(model, max_batch=1, max_queued=2)
         running = asyncio.ensure_future(batcher.submit([0]))
         await asyncio.sleep(0.01)
@@ -175,7 +152,7 @@ def test_a_full_queue_refuses_with_overloaded():
 
 def test_a_wait_window_tops_up_a_batch_when_a_slot_is_free():
     async def main():
-        model = SlowModel(delay_s=0)
+        model = SlowBatch(delay_s=0)
         batcher = SlotBatcher(model, max_batch=4, wait_s=0.2)
         first = asyncio.ensure_future(batcher.submit([0]))
         await asyncio.sleep(0.02)
@@ -190,7 +167,7 @@ def test_a_wait_window_tops_up_a_batch_when_a_slot_is_free():
 def test_on_batch_sees_each_batch_size():
     async def main():
         seen = []
-        batcher = SlotBatcher(SlowModel(), max_batch=8, on_batch=lambda n, running: seen.append((n, running)))
+        batcher = SlotBatcher(SlowBatch(), max_batch=8, on_batch=lambda n, running: seen.append((n, running)))
         await asyncio.gather(*(batcher.submit([i, i]) for i in range(5)))
         assert seen == [(8, 1), (2, 1)]  # four requests of two items fill the first batch
         await batcher.close()

@@ -9,16 +9,14 @@ invalid UTF-8, malformed and truncated JSON, random bytes, odd headers and overs
 from __future__ import annotations
 
 import json
+from collections import Counter
 from urllib.parse import quote
 
 import hypothesis.strategies as st
 import pytest
-from fakes import CHAIN_CONFIG, VERSIONS, FakeModel
 from fastapi.testclient import TestClient
 from fuzz_strategies import (
-    CASES,
     FUZZ,
-    STATUSES,
     check,
     encoded,
     good_models,
@@ -27,45 +25,53 @@ from fuzz_strategies import (
     names,
     oip_bodies,
     simple_bodies,
+    tallied,
     tf_bodies,
 )
 from hypothesis import given, settings
+from support.fakes import FakeManager, chain_dataplane
+from support.servers import FakeResponse
 
-from serve_app.config import parse_config
-from serve_app.dataplane import DataPlane
 from serve_app.protocols.http_app import create_app
-from serve_app.dataplane.routing import ModelRoutes
-from serve_app.config.settings import GatewaySettings
 
 MAX_BODY = 4096
 
 
-class Manager:
-    async def load(self, model, selector):
-        raise AssertionError("never reached: the fuzzed models are served from folders")
+@pytest.fixture(scope="module")
+def client():
+    limits = {"max_texts": 8, "max_text_chars": 200, "max_body_bytes": MAX_BODY, "request_timeout_s": 5,
+              "max_request_timeout_s": 10}
+    dp = chain_dataplane(config={"server": {"limits": limits}},
+                         manager=FakeManager(refuse="the fuzzed models are served from folders"))
+    with TestClient(create_app(lambda: dp), raise_server_exceptions=False) as c:
+        yield c
 
-    async def unload(self, model, label):
-        raise AssertionError("never reached")
+
+class Searches:
+    """Runs each hypothesis search once per module and keeps the statuses its answers had, by kind: the property
+    test of a kind and test_case_count ask for the same run, in any order, and either may run alone."""
+
+    def __init__(self, client):
+        self.client, self.statuses = client, {}
+
+    def run(self, kind, search) -> Counter:
+        if kind not in self.statuses:
+            with tallied() as tally:
+                search(self.client)
+            self.statuses[kind] = tally.get(kind, Counter())
+        return self.statuses[kind]
 
 
 @pytest.fixture(scope="module")
-def client():
-    config = {**CHAIN_CONFIG, "server": {"limits": {"max_texts": 8, "max_text_chars": 200, "max_body_bytes": MAX_BODY,
-                                                    "request_timeout_s": 5, "max_request_timeout_s": 10}}}
-    routes = {}
-    for name, version in VERSIONS.items():
-        routes[name] = ModelRoutes(name)
-        routes[name].add(version, FakeModel(name), 1.0)
-    dp = DataPlane(parse_config(config, settings=GatewaySettings()), routes, Manager())
-    with TestClient(create_app(lambda: dp), raise_server_exceptions=False) as c:
-        yield c
+def searches(client):
+    return Searches(client)
 
 
 # -- properties -------------------------------------------------------------------------------------------------
 @FUZZ
 @given(path=st.sampled_from(["/v1/classify", "/v1/summarize", "/v1/pipelines/stc", "/v1/pipelines/ghost"]),
        raw=encoded(simple_bodies()), hdrs=headers)
-def test_simple_api(client, path, raw, hdrs):
+def simple_api(client, path, raw, hdrs):
     check(client.post(path, content=raw, headers=hdrs), "simple")
 
 
@@ -73,14 +79,14 @@ def test_simple_api(client, path, raw, hdrs):
 @given(name=st.one_of(good_models, names), version=st.one_of(st.none(), st.sampled_from(["5", "2", "9", "x"])),
        raw=encoded(oip_bodies()),
        tail=st.binary(max_size=64), hdrs=headers)
-def test_oip_infer(client, name, version, raw, tail, hdrs):
+def oip_infer(client, name, version, raw, tail, hdrs):
     path = f"/v2/models/{quote(name, safe='')}" + (f"/versions/{version}" if version else "") + "/infer"
     check(client.post(path, content=raw + tail, headers=hdrs), "oip")
 
 
 @FUZZ
 @given(name=st.one_of(good_models, names), raw=encoded(tf_bodies()), hdrs=headers)
-def test_tf_serving_predict(client, name, raw, hdrs):
+def tf_serving_predict(client, name, raw, hdrs):
     check(client.post(f"/v1/models/{quote(name, safe='')}:predict", content=raw, headers=hdrs), "tfserving")
 
 
@@ -95,8 +101,27 @@ def test_tf_serving_predict(client, name, raw, hdrs):
            st.lists(st.text(min_size=1, max_size=10).map(lambda s: quote(s, safe="")), min_size=1, max_size=5)
            .map(lambda parts: "/" + "/".join(parts))),
        raw=encoded(json_values), hdrs=headers)
-def test_any_route_and_method(client, method, path, raw, hdrs):
+def any_route_and_method(client, method, path, raw, hdrs):
     check(client.request(method, path, content=raw, headers=hdrs), "routes")
+
+
+SEARCHES = {"simple": simple_api, "oip": oip_infer, "tfserving": tf_serving_predict, "routes": any_route_and_method}
+
+
+def test_simple_api(searches):
+    assert searches.run("simple", simple_api)
+
+
+def test_oip_infer(searches):
+    assert searches.run("oip", oip_infer)
+
+
+def test_tf_serving_predict(searches):
+    assert searches.run("tfserving", tf_serving_predict)
+
+
+def test_any_route_and_method(searches):
+    assert searches.run("routes", any_route_and_method)
 
 
 @pytest.mark.parametrize("path", ["/v1/classify", "/v1/pipelines/stc", "/v2/models/clf/infer",
@@ -115,29 +140,18 @@ def test_huge_bodies_are_413(client, path, declared):
     assert r.status_code == 413 and r.json()["kind"] == "payload_too_large", r.text
 
 
-def test_case_count():
-    """Runs last in this module: the generated cases above add up to the issue's 1000."""
-    if not {"simple", "oip", "tfserving", "routes"} <= set(CASES):
-        pytest.skip("counts the cases of the whole module; run it with the module")
-    total = sum(CASES.values())
-    print("fuzz cases:", dict(CASES), "total", total, {k: dict(v) for k, v in STATUSES.items()})
-    assert total >= 1000, CASES
-    for kind in ("simple", "oip", "tfserving"):  # the generators reach the models, not only the validators
-        assert STATUSES[kind][200] >= 10 and sum(n for c, n in STATUSES[kind].items() if c >= 400) >= 10, STATUSES
+def test_case_count(searches):
+    """The generated cases add up to the issue's 1000, and reach the models, not only the validators."""
+    statuses = {kind: searches.run(kind, search) for kind, search in SEARCHES.items()}
+    cases = {kind: sum(counts.values()) for kind, counts in statuses.items()}
+    print("fuzz cases:", cases, "total", sum(cases.values()), {k: dict(v) for k, v in statuses.items()})
+    assert sum(cases.values()) >= 1000, cases
+    for kind in ("simple", "oip", "tfserving"):
+        assert statuses[kind][200] >= 10 and sum(n for c, n in statuses[kind].items() if c >= 400) >= 10, statuses
 
 
 @pytest.mark.parametrize("text", ['{"error": "KeyError: texts"}', '{"error": "Traceback (most recent call last)"}',
                                   '{"error": "<class \'dict\'>"}', '{"detail": "no error field"}'])
 def test_the_oracle_rejects_leaky_error_bodies(text):
-    class Leaky:
-        status_code = 400
-
-        def __init__(self):
-            self.text = text
-
-        def json(self):
-            return json.loads(text)
-
     with pytest.raises(AssertionError):
-        check(Leaky(), "oracle")
-    CASES.pop("oracle")
+        check(FakeResponse(400, text), "oracle")

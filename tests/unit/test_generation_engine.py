@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
+from support.fakes import Collector
 
 from serve_app.dataplane.generation import SamplingParams
 from serve_app.runtime.generation import GenerationEngine, Sequence
@@ -12,30 +11,6 @@ from serve_app.runtime.summarizer import TextSummarizer
 
 TEXTS = ["The central bank raised rates again on Tuesday.", "Shares fell in London after weak results " * 4,
          "The striker scored twice in the cup final.", "A new film opened to strong reviews at the weekend."]
-
-
-class Collector:
-    """A sink that records one sequence's events and says when it is done."""
-
-    def __init__(self, on_token=None):
-        self.events: list[dict] = []
-        self.done = threading.Event()
-        self.on_token = on_token
-
-    def __call__(self, event: dict) -> None:
-        self.events.append(event)
-        if self.on_token and (event["type"] == "token" or len(self.events) == 1):
-            self.on_token(self)
-        if event["type"] == "done":
-            self.done.set()
-
-    def wait(self) -> dict:
-        assert self.done.wait(60), "the sequence never finished"
-        return self.events[-1]
-
-    @property
-    def streamed(self) -> str:
-        return "".join(e["text"] for e in self.events if e["type"] == "token")
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,12 @@ import json
 
 import httpx
 import pytest
+from support.fakes import FakeBackend, labelled, prefixes, routes_of
 
 from serve_app.config import parse_config
+from serve_app.config.settings import GatewaySettings
 from serve_app.dataplane import DataPlane
 from serve_app.protocols.http_app import create_app
-from serve_app.dataplane.routing import ModelRoutes
-from serve_app.config.settings import GatewaySettings
 
 CONFIG = {
     "server": {"limits": {"max_texts": 4, "max_text_chars": 50, "max_body_bytes": 2048}},
@@ -22,32 +22,12 @@ CONFIG = {
 }
 
 
-class FakeBackend:
-    def __init__(self, kind: str, fail_info: bool = False):
-        self.kind, self.fail_info, self.calls = kind, fail_info, []
-
-    async def infer(self, texts, params):
-        self.calls.append((texts, params))
-        if self.kind == "boom":
-            raise RuntimeError("secret internal detail")
-        if self.kind == "clf":
-            results = [{"label": "a", "score": 1.0, "truncated": False} for _ in texts]
-        else:
-            results = [{"summary": t[:3], "truncated": False} for t in texts]
-        return {"version": f"{self.kind}-v1", "results": results}
-
-    async def info(self):
-        if self.fail_info:
-            raise ConnectionError("replica down")
-        return {"version": f"{self.kind}-v1"}
+def classifier(**kw):
+    return FakeBackend("clf-v1", labelled("a", score=1.0, truncated=False), **kw)
 
 
-def routes_for(backends: dict) -> dict:
-    routes = {}
-    for name, backend in backends.items():
-        routes[name] = ModelRoutes(name)
-        routes[name].add(f"{backend.kind}-v1", backend, 1.0)
-    return routes
+def summarizer(**kw):
+    return FakeBackend("sum-v1", prefixes(3, truncated=False), **kw)
 
 
 def backend(dp, name):
@@ -57,7 +37,7 @@ def backend(dp, name):
 
 def make_client(**backends):
     config = parse_config(CONFIG, settings=GatewaySettings())
-    dp = DataPlane(config, routes_for({"clf": FakeBackend("clf"), "sum": FakeBackend("sum"), **backends}))
+    dp = DataPlane(config, routes_of({"clf": classifier(), "sum": summarizer(), **backends}))
     transport = httpx.ASGITransport(app=create_app(lambda: dp), raise_app_exceptions=False)
     return httpx.AsyncClient(transport=transport, base_url="http://test"), dp
 
@@ -118,7 +98,8 @@ def test_bad_input_gets_a_typed_json_error(path, body, status, fragment):
 
 
 def test_model_failure_is_a_generic_500_without_internals():
-    r, _ = call("POST", "/v1/classify", json={"texts": ["x"]}, backends={"clf": FakeBackend("boom")})
+    broken = classifier(error=RuntimeError("secret internal detail"))
+    r, _ = call("POST", "/v1/classify", json={"texts": ["x"]}, backends={"clf": broken})
     assert r.status_code == 500
     assert r.json()["kind"] == "internal" and "secret" not in r.text and "RuntimeError" not in r.text
 
@@ -142,7 +123,8 @@ def test_models_listing_and_readiness():
 
 
 def test_readiness_fails_with_503_when_a_model_does_not_answer():
-    r, _ = call("GET", "/readyz", backends={"sum": FakeBackend("sum", fail_info=True)})
+    down = {"sum": summarizer(info_error=ConnectionError("replica down"))}
+    r, _ = call("GET", "/readyz", backends=down)
     assert r.status_code == 503 and r.json()["models"] == ["sum"]
-    r, _ = call("GET", "/v1/models", backends={"sum": FakeBackend("sum", fail_info=True)})
+    r, _ = call("GET", "/v1/models", backends=down)
     assert {m["name"]: m["ready"] for m in r.json()["models"]} == {"clf": True, "sum": False}

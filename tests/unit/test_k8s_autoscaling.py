@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from serve_app.plan import deployment_options
 from serve_app.config import ConfigError, parse_config
+from serve_app.plan import deployment_options
 
 
 def model(resources: dict):

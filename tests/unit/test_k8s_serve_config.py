@@ -6,16 +6,15 @@ from __future__ import annotations
 import importlib
 import inspect
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import yaml
+from support.fakes import FakeRegistry
 
-from serve_app.ops import k8s_render
-from serve_app.plan import deployment_options, replica_options
-from serve_app.config import parse_config
 from deployments.k8s_builders import gateway_application, version_application
-from serve_app.plan import declared_versions, selector_slug
+from serve_app.config import parse_config
+from serve_app.ops import k8s_render
+from serve_app.plan import declared_versions, deployment_options, replica_options, selector_slug
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -96,14 +95,6 @@ def test_overrides_merge_by_model_name_and_refuse_unknown_models():
 def test_selector_slugs_are_safe_application_names():
     assert [selector_slug(s) for s in ("7", "stable", "sha256:3fa1", "2026-11-26T10:00:00Z")] == \
         ["v7", "stable", "sha256-3fa1", "2026-11-26t10-00-00z"]
-
-
-class FakeRegistry:
-    """resolve() as the real registry answers it: stable and 3 are the same version."""
-
-    def resolve(self, ref: str):
-        iteration = {"stable": 3, "3": 3, "canary": 4}[ref.split("@")[1]]
-        return SimpleNamespace(iteration=iteration, content_hash=f"sha256:{iteration:064d}")
 
 
 CONFIG = {

@@ -6,15 +6,12 @@ the RayService's serveService by its in-cluster name and port."""
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
-from test_k8s_manifests import kubectl, one, render
+from support.k8s import K8S, kubectl, one, render
 
 from serve_app.stream.options import build_parser
-
-K8S = Path(__file__).resolve().parents[2] / "k8s"
 
 
 def render_stream() -> list[dict]:

@@ -1,10 +1,10 @@
 """What the dataplane records: counts by model/version/pipeline, errors by kind, bounded labels, latencies."""
 
-from fakes import chain_dataplane
 from fastapi.testclient import TestClient
+from support.fakes import MemoryMetrics, chain_dataplane
 
+from serve_app.metrics import METRICS
 from serve_app.protocols.http_app import create_app
-from serve_app.metrics import METRICS, MemoryMetrics
 
 
 def dataplane():

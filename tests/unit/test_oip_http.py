@@ -1,24 +1,10 @@
 """OIP v2 REST over in-process fakes, with request bodies built and responses parsed by tritonclient itself."""
 
-import asyncio
 
-import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from fakes import chain_dataplane
-
-from serve_app.protocols.http_app import create_app
-
-
-def call(method, path, **kw):
-    dataplane = chain_dataplane()
-    app = create_app(lambda: dataplane)
-
-    async def go():
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-            return await c.request(method, path, **kw)
-    return asyncio.run(go())
+from support.inprocess import chain_call
 
 
 def triton_request(texts, binary=True, outputs=None, parameters=None):
@@ -38,7 +24,7 @@ def parse(r):
 @pytest.mark.parametrize("binary", [True, False])
 def test_classify_with_tritonclient_bodies(binary):
     body, headers = triton_request(["a text", "b text"], binary, outputs=["label", "probabilities"])
-    r = call("POST", "/v2/models/clf/infer", content=body, headers=headers)
+    r = chain_call("POST", "/v2/models/clf/infer", content=body, headers=headers)
     assert r.status_code == 200, r.text
     result = parse(r)
     assert result.get_response()["model_version"] == "5"
@@ -49,35 +35,35 @@ def test_classify_with_tritonclient_bodies(binary):
 
 def test_all_outputs_binary_by_default_request_parameter_and_pinned_version():
     body, headers = triton_request(["hello"], True)  # no outputs named: tritonclient asks binary_data_output
-    r = call("POST", "/v2/models/sum/versions/2/infer", content=body, headers=headers)
+    r = chain_call("POST", "/v2/models/sum/versions/2/infer", content=body, headers=headers)
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "application/octet-stream"
     assert parse(r).as_numpy("summary")[0] == b"HELLO"
-    r = call("POST", "/v2/models/sum/versions/9/infer", content=body, headers=headers)
+    r = chain_call("POST", "/v2/models/sum/versions/9/infer", content=body, headers=headers)
     assert r.status_code == 404 and "not loaded" in r.json()["error"]
 
 
 def test_a_pipeline_is_addressable_as_a_model():
-    r = call("POST", "/v2/models/stc/infer", json={"inputs": [
+    r = chain_call("POST", "/v2/models/stc/infer", json={"inputs": [
         {"name": "text", "datatype": "BYTES", "shape": [1], "data": ["b news"]}]})
     assert r.status_code == 200, r.text
     outputs = {o["name"]: o for o in r.json()["outputs"]}
     assert outputs["summary"]["data"] == ["B NEWS"] and outputs["label"]["data"] == ["b"]
-    meta = call("GET", "/v2/models/stc").json()
+    meta = chain_call("GET", "/v2/models/stc").json()
     assert meta["platform"] == "inference-gateway/pipeline" and {"summary", "label"} <= {
         o["name"] for o in meta["outputs"]}
 
 
 def test_health_and_metadata():
-    assert call("GET", "/v2/health/live").status_code == 200
-    assert call("GET", "/v2/health/ready").status_code == 200
-    assert call("GET", "/v2").json()["extensions"] == ["binary_tensor_data", "model_repository", "generate"]
-    meta = call("GET", "/v2/models/clf").json()
+    assert chain_call("GET", "/v2/health/live").status_code == 200
+    assert chain_call("GET", "/v2/health/ready").status_code == 200
+    assert chain_call("GET", "/v2").json()["extensions"] == ["binary_tensor_data", "model_repository", "generate"]
+    meta = chain_call("GET", "/v2/models/clf").json()
     assert meta["versions"] == ["5"] and meta["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
-    assert call("GET", "/v2/models/clf/versions/5/ready").status_code == 200
-    assert call("GET", "/v2/models/clf/versions/4/ready").status_code == 503
-    assert call("GET", "/v2/models/nope").status_code == 404
-    r = call("POST", "/v2/repository/models/clf/reload")
+    assert chain_call("GET", "/v2/models/clf/versions/5/ready").status_code == 200
+    assert chain_call("GET", "/v2/models/clf/versions/4/ready").status_code == 503
+    assert chain_call("GET", "/v2/models/nope").status_code == 404
+    r = chain_call("POST", "/v2/repository/models/clf/reload")
     assert r.status_code == 404 and "use load or unload" in r.json()["error"]
 
 
@@ -93,16 +79,16 @@ def test_health_and_metadata():
     ([1], "JSON object"),
 ])
 def test_bad_inference_requests_are_400_with_an_error_body(request_json, fragment):
-    r = call("POST", "/v2/models/clf/infer", json=request_json)
+    r = chain_call("POST", "/v2/models/clf/infer", json=request_json)
     assert r.status_code == 400, r.text
     assert fragment in r.json()["error"]
 
 
 def test_truncated_binary_data_is_refused():
     body, headers = triton_request(["a text"], True)
-    r = call("POST", "/v2/models/clf/infer", content=body[:-3], headers=headers)
+    r = chain_call("POST", "/v2/models/clf/infer", content=body[:-3], headers=headers)
     assert r.status_code == 400 and "binary" in r.json()["error"]
-    r = call("POST", "/v2/models/clf/infer", content=body, headers={"Inference-Header-Content-Length": "999999"})
+    r = chain_call("POST", "/v2/models/clf/infer", content=body, headers={"Inference-Header-Content-Length": "999999"})
     assert r.status_code == 400 and "does not fit" in r.json()["error"]
 
 
@@ -116,14 +102,14 @@ def test_truncated_binary_data_is_refused():
 ])
 def test_inputs_other_than_text_are_refused_naming_them(target, inputs, fragment):
     """Triton answers 400 naming an unexpected input; reading any tensor as the text hid client bugs."""
-    r = call("POST", f"/v2/models/{target}/infer", json={"inputs": inputs})
+    r = chain_call("POST", f"/v2/models/{target}/infer", json={"inputs": inputs})
     assert r.status_code == 400, r.text
     assert fragment in r.json()["error"] and f"'{target}'" in r.json()["error"]
     assert "only input is 'text'" in r.json()["error"] or "send it once" in r.json()["error"]
 
 
 def test_the_repository_index_lists_pipelines_and_their_readiness():
-    index = call("POST", "/v2/repository/index").json()
+    index = chain_call("POST", "/v2/repository/index").json()
     assert {"name": "stc", "version": "", "state": "READY", "reason": ""} in index
     assert {(e["name"], e["state"]) for e in index} >= {("clf", "READY"), ("sum", "READY")}
-    assert call("GET", "/v2/models/stc/ready").status_code == 200
+    assert chain_call("GET", "/v2/models/stc/ready").status_code == 200

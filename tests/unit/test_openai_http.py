@@ -5,48 +5,18 @@ from __future__ import annotations
 import openai
 import pytest
 from fastapi.testclient import TestClient
+from support.fakes import FakeStreamer
 
 from serve_app.config import parse_config
-from serve_app.dataplane import DataPlane
-from serve_app.protocols.http_app import create_app
-from serve_app.dataplane.routing import ModelRoutes
 from serve_app.config.settings import GatewaySettings
+from serve_app.dataplane import DataPlane
+from serve_app.dataplane.routing import ModelRoutes
+from serve_app.protocols.http_app import create_app
 
 CONFIG = {"models": [
     {"name": "sum", "task": "summarization", "source": "s", "generation": {"max_new_tokens": 8,
                                                                           "max_new_tokens_limit": 16}},
     {"name": "clf", "task": "classification", "source": "c"}]}
-
-
-class FakeStreamer:
-    """Streams the input's words upper-cased, one per token; the word "BOOM" fails mid-stream."""
-
-    def __init__(self):
-        self.requests = []
-
-    async def infer(self, texts, params):
-        return {"version": "2", "results": [{"summary": t.upper()} for t in texts]}
-
-    async def info(self):
-        return {}
-
-    async def stream(self, request):
-        self.requests.append(request)
-        text = {"summary": request.get("text"), "completion": request.get("prompt")}.get(request["kind"])
-        text = text if text is not None else request["messages"][-1]["content"]
-        if text == "too long":
-            yield {"type": "error", "kind": "invalid_input", "message": "the prompt has 9999 tokens"}
-            return
-        words = text.upper().split()
-        n = request["params"]["max_new_tokens"]
-        yield {"type": "start", "version": "2", "prompt_tokens": len(words), "input_tokens": len(words),
-               "truncated": False}
-        for i, word in enumerate(words[:n]):
-            if word == "BOOM":
-                raise RuntimeError("secret detail")
-            yield {"type": "token", "text": (" " if i else "") + word, "completion_tokens": i + 1}
-        yield {"type": "done", "text": " ".join(words[:n]), "finish_reason": "length" if len(words) > n else "stop",
-               "prompt_tokens": len(words), "completion_tokens": min(n, len(words))}
 
 
 @pytest.fixture

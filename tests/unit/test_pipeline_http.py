@@ -4,12 +4,12 @@ import asyncio
 
 import httpx
 import pytest
+from support.fakes import FakeBackend, labelled, prefixes, routes_of
 
 from serve_app.config import ConfigError, parse_config
+from serve_app.config.settings import GatewaySettings
 from serve_app.dataplane import DataPlane
 from serve_app.protocols.http_app import create_app
-from serve_app.dataplane.routing import ModelRoutes
-from serve_app.config.settings import GatewaySettings
 
 CONFIG = {
     "models": [{"name": "summarizer", "task": "summarization", "source": "s",
@@ -22,28 +22,11 @@ CONFIG = {
 }
 
 
-class Fake:
-    def __init__(self, task):
-        self.task, self.params = task, []
-
-    async def infer(self, texts, params):
-        self.params.append(params)
-        if self.task == "summarization":
-            return {"version": "7", "results": [{"summary": t[:5]} for t in texts]}
-        return {"version": "3", "results": [{"label": "x", "probabilities": {"x": 1.0}} for _ in texts]}
-
-    async def info(self):
-        return {}
-
-
 def request(method, path, **kw):
     config = parse_config(CONFIG, settings=GatewaySettings())
-    fakes = {"summarizer": Fake("summarization"), "classifier": Fake("classification")}
-    routes = {}
-    for name, fake in fakes.items():
-        routes[name] = ModelRoutes(name)
-        routes[name].add("1", fake, 1.0)
-    app = create_app(lambda: DataPlane(config, routes))
+    fakes = {"summarizer": FakeBackend("7", prefixes(5), info={}),
+             "classifier": FakeBackend("3", labelled("x", probabilities={"x": 1.0}), info={})}
+    app = create_app(lambda: DataPlane(config, routes_of(fakes)))
 
     async def go():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:

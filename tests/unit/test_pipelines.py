@@ -4,6 +4,7 @@ import asyncio
 import time
 
 import pytest
+from support.fakes import FakeModels
 
 from serve_app.errors import DeadlineExceeded
 from serve_app.pipelines.engine import BranchesFailed, run_pipeline, windows
@@ -63,30 +64,6 @@ def test_validation_names_pipeline_and_node(pipelines, fragment):
     with pytest.raises(PipelineError) as err:
         check_pipelines(pipelines, TASKS)
     assert fragment in str(err.value)
-
-
-class FakeModels:
-    """Summaries echo the first words; classifiers answer from keywords; 'slow' and 'broken' misbehave."""
-
-    def __init__(self):
-        self.calls = []
-
-    async def __call__(self, model, texts, params):
-        self.calls.append((model, list(texts)))
-        name = model.partition("@")[0]
-        if name == "slow":
-            await asyncio.sleep(0.5)
-        if name == "broken":
-            raise RuntimeError("boom")
-        if name == "summarizer":
-            return {"version": "1", "results": [{"summary": " ".join(t.split()[:3])} for t in texts]}
-        if name == "echo":
-            return {"version": "1", "results": [{"text": t} for t in texts]}
-        sport = 0.9 if name == "classifier" else 0.6
-        return {"version": "2" if name == "clf2" else "1",
-                "results": [{"label": "sport" if "goal" in t else "tech",
-                             "probabilities": {"sport": sport, "tech": 1 - sport} if "goal" in t
-                             else {"sport": 1 - sport, "tech": sport}} for t in texts]}
 
 
 def run(pipelines, name, texts, models=None):

@@ -1,6 +1,13 @@
 import pytest
 
-from serve_app.runtime.processing import chunks, classification_result, cut_generation, flatten, summary_messages, unflatten
+from serve_app.runtime.processing import (
+    chunks,
+    classification_result,
+    cut_generation,
+    flatten,
+    summary_messages,
+    unflatten,
+)
 
 
 def test_flatten_then_unflatten_gives_each_request_its_own_results_in_order():

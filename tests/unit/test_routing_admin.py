@@ -6,43 +6,20 @@ from collections import Counter
 
 import httpx
 import pytest
+from support.fakes import FakeBackend, FakeManager
 
 from serve_app.config import parse_config
+from serve_app.config.settings import GatewaySettings
 from serve_app.dataplane import DataPlane
+from serve_app.dataplane.routing import ModelRoutes
 from serve_app.errors import InvalidInput, ModelNotFound, ModelNotReady
 from serve_app.protocols.http_app import create_app
-from serve_app.dataplane.routing import ModelRoutes
-from serve_app.config.settings import GatewaySettings
-
-
-class Versioned:
-    def __init__(self, label):
-        self.label = label
-
-    async def infer(self, texts, params):
-        return {"version": self.label, "results": [{"label": "a"} for _ in texts]}
-
-    async def info(self):
-        return {"version": self.label}
-
-
-class FakeManager:
-    def __init__(self):
-        self.loaded, self.unloaded = [], []
-
-    async def load(self, model, selector):
-        label = selector.removeprefix("v")
-        self.loaded.append((model.name, selector))
-        return label, Versioned(label)
-
-    async def unload(self, model, label):
-        self.unloaded.append((model.name, label))
 
 
 def test_split_shares_follow_weights_and_pins_bypass_them():
     routes = ModelRoutes("m", rng=random.Random(7))
-    routes.add("1", Versioned("1"), 90)
-    routes.add("2", Versioned("2"), 10)
+    routes.add("1", FakeBackend("1"), 90)
+    routes.add("2", FakeBackend("2"), 10)
     counts = Counter(routes.pick().label for _ in range(4000))
     assert abs(counts["2"] / 4000 - 0.10) < 0.02
     assert routes.shares() == {"1": 0.9, "2": 0.1}
@@ -55,7 +32,7 @@ def test_routing_errors_are_typed():
     routes = ModelRoutes("m")
     with pytest.raises(ModelNotReady, match="no loaded version"):
         routes.pick()
-    routes.add("1", Versioned("1"), 0)
+    routes.add("1", FakeBackend("1"), 0)
     with pytest.raises(ModelNotReady, match="no version taking traffic"):
         routes.pick()
     with pytest.raises(ModelNotFound, match="version 9 of 'm' is not loaded; loaded: 1"):
@@ -73,8 +50,8 @@ CONFIG = {"models": [{"name": "clf", "task": "classification", "version": "1"},
 def client(token=None):
     config = parse_config(CONFIG, settings=GatewaySettings())
     routes = {"clf": ModelRoutes("clf"), "plain": ModelRoutes("plain")}
-    routes["clf"].add("1", Versioned("1"), 1.0)
-    routes["plain"].add("sha256:abc", Versioned("sha256:abc"), 1.0)
+    routes["clf"].add("1", FakeBackend("1"), 1.0)
+    routes["plain"].add("sha256:abc", FakeBackend("sha256:abc"), 1.0)
     manager = FakeManager()
     dp = DataPlane(config, routes, manager)
     app = create_app(lambda: dp, admin_token=token)
@@ -160,23 +137,10 @@ def registry_client(tmp_path, traffic=None):
                           settings=GatewaySettings())
     routes = {"clf": ModelRoutes("clf")}
     for label, weight in (traffic or {"1": 1}).items():
-        routes["clf"].add(label, Versioned(label), float(weight))
-    dp = DataPlane(config, routes, RegistryManager(reg))
+        routes["clf"].add(label, FakeBackend(label), float(weight))
+    dp = DataPlane(config, routes, FakeManager(registry=reg))
     app = create_app(lambda: dp)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
-
-
-class RegistryManager(FakeManager):
-    """Resolves selectors in the registry, as the Ray Serve manager does, and "deploys" in-process fakes."""
-
-    def __init__(self, registry):
-        super().__init__()
-        self.registry = registry
-
-    async def load(self, model, selector):
-        label = str(self.registry.resolve(f"{model.registry_name}@{selector}").iteration)
-        self.loaded.append((model.name, selector))
-        return label, Versioned(label)
 
 
 def shares(r):

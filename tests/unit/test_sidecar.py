@@ -3,22 +3,12 @@
 import subprocess
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import HTTPServer
 
 from prometheus_client import CollectorRegistry, generate_latest
+from support.servers import Ready
 
 from serve_app.ops.sidecar import SidecarCollector
-
-
-class Ready(BaseHTTPRequestHandler):
-    status = 200
-
-    def do_GET(self):  # noqa: N802 - http.server's name
-        self.send_response(self.status)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
 
 
 def scrape(collector) -> dict[str, float]:

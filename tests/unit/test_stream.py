@@ -7,13 +7,22 @@ import asyncio
 import json
 
 import pytest
-from aiohttp import web
+from support.servers import FakeGateway
 
 from serve_app.stream.enrich import GatewayEnricher
 from serve_app.stream.options import parse
 from serve_app.stream.outputs import Tally
-from serve_app.stream.records import (DEADLINE_EXCEEDED, INVALID_JSON, MISSING_FIELD, NOT_AN_OBJECT, REJECTED,
-                                      Record, Schema, line_key, parse_line)
+from serve_app.stream.records import (
+    DEADLINE_EXCEEDED,
+    INVALID_JSON,
+    MISSING_FIELD,
+    NOT_AN_OBJECT,
+    REJECTED,
+    Record,
+    Schema,
+    line_key,
+    parse_line,
+)
 from serve_app.stream.retry import RetryPolicy, retry_after_seconds
 
 
@@ -56,44 +65,14 @@ def test_options_refuse_what_cannot_run(tmp_path):
     assert args.watch == 1 and args.target == "classify"
 
 
-class FakeGateway:
-    """A real HTTP server that answers like the gateway: 429 first, a typed 400 for empty texts."""
-
-    def __init__(self, first_429s: int = 0):
-        self.first_429s, self.calls, self.sizes = first_429s, 0, []
-
-    async def classify(self, request):
-        self.calls += 1
-        texts = (await request.json())["texts"]
-        if self.calls <= self.first_429s:
-            return web.json_response({"error": "queue full", "kind": "overloaded"}, status=429,
-                                     headers={"Retry-After": "0.01"})
-        if any(not t.strip() for t in texts):
-            return web.json_response({"error": "texts.0: text is empty", "kind": "invalid_input"}, status=400)
-        self.sizes.append(len(texts))
-        return web.json_response({"model": "m", "version": "3",
-                                  "results": [{"label": t.upper()} for t in texts]})
-
-    async def models(self, request):
-        return web.json_response({"name": "m", "batching": {"max_batch_size": 4}})
-
-
 async def run_enricher(gateway: FakeGateway, texts: list[str], **kw):
-    app = web.Application()
-    app.router.add_post("/v1/classify", gateway.classify)
-    app.router.add_get("/v1/models/m", gateway.models)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    enricher = GatewayEnricher(f"http://127.0.0.1:{port}", model="m", retry=RetryPolicy(base_s=0.01), **kw)
-    try:
-        await enricher.start()
-        return enricher, await asyncio.gather(*(enricher.enrich(Record(str(i), t)) for i, t in enumerate(texts)))
-    finally:
-        await enricher.close()
-        await runner.cleanup()
+    async with gateway.serving() as url:
+        enricher = GatewayEnricher(url, model="m", retry=RetryPolicy(base_s=0.01), **kw)
+        try:
+            await enricher.start()
+            return enricher, await asyncio.gather(*(enricher.enrich(Record(str(i), t)) for i, t in enumerate(texts)))
+        finally:
+            await enricher.close()
 
 
 def test_records_go_in_batches_of_the_models_size_and_each_gets_its_answer():

@@ -11,8 +11,6 @@ import tokenize
 from collections import defaultdict
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("serve_app", "deployments")
 # Command-line entry points wire the core and the Ray shell together: they alone may import both.

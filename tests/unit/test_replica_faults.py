@@ -1,0 +1,84 @@
+"""Ray backpressure, cancelled and lost replicas mapped to 429/503 on HTTP and gRPC; replica health and queue
+limits."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+from ray.exceptions import ActorDiedError
+from ray.serve.exceptions import BackPressureError
+from support.inprocess import dataplane, infer_request, request
+from support.servers import Handle, Servicer, SlowResponse, grpc_call
+
+from deployments.handles import HandleBackend
+from serve_app.config import parse_config
+from serve_app.config.settings import GatewaySettings
+from serve_app.errors import ModelNotReady, Overloaded
+from serve_app.plan import deployment_options
+
+
+# -- backpressure and replica loss ------------------------------------------------------------------------------
+def test_ray_backpressure_becomes_overloaded_with_retry_after():
+    backend = HandleBackend(Handle(BackPressureError(num_queued_requests=4, max_queued_requests=4)))
+    with pytest.raises(Overloaded) as err:
+        asyncio.run(backend.infer(["x"], {}))
+    assert "capacity" in err.value.message and "Queued" not in err.value.message
+    r = request("POST", "/v1/classify", dp=dataplane(backend), json={"texts": ["x"]})
+    assert r.status_code == 429 and r.headers["retry-after"] == "1" and r.json()["kind"] == "overloaded"
+    ctx, _ = grpc_call(Servicer(dataplane(backend)), "ModelInfer", infer_request())
+    assert ctx.code == grpc.StatusCode.RESOURCE_EXHAUSTED and ctx.trailing == [("retry-after", "1")]
+
+
+def test_a_cancelled_handle_call_is_cancelled_in_ray_serve_too():
+    response = SlowResponse()
+    backend = HandleBackend(Handle(None))
+
+    async def go():
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(backend._call(response), 0.01)
+    asyncio.run(go())
+    assert response.cancelled
+
+
+def test_a_lost_replica_is_a_retryable_503():
+    backend = HandleBackend(Handle(ActorDiedError()))
+    with pytest.raises(ModelNotReady):
+        asyncio.run(backend.infer(["x"], {}))
+    r = request("POST", "/v1/classify", dp=dataplane(backend), json={"texts": ["x"]})
+    assert r.status_code == 503 and r.headers["retry-after"] == "1"
+    assert "Actor" not in r.text and "Traceback" not in r.text
+    ctx, _ = grpc_call(Servicer(dataplane(backend)), "ModelInfer", infer_request())
+    assert ctx.code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_max_queued_requests_reaches_the_deployment_options():
+    config = parse_config({"models": [{"name": "a", "task": "identity", "resources": {"max_queued_requests": 8}},
+                                      {"name": "b", "task": "identity"}]}, settings=GatewaySettings())
+    assert deployment_options(config.models[0], 0)["max_queued_requests"] == 8
+    assert deployment_options(config.models[1], 0)["max_queued_requests"] == -1
+
+
+# -- replica health ---------------------------------------------------------------------------------------------
+def test_replica_reports_unhealthy_after_repeated_model_failures():
+    from deployments.base import UNHEALTHY_AFTER_FAILURES, ModelDeployment
+    from serve_app.metrics import NullMetrics
+
+    replica = object.__new__(ModelDeployment)
+    replica.name, replica.version, replica.failures_in_a_row = "m", "1", 0
+    replica.metrics, replica.labels = NullMetrics(), {}
+
+    def broken(texts):
+        raise RuntimeError("device lost")
+
+    for _ in range(UNHEALTHY_AFTER_FAILURES - 1):
+        with pytest.raises(RuntimeError):
+            asyncio.run(replica._run_flat([["x"]], broken))
+    replica.check_health()  # a few failures are not yet a broken replica
+    with pytest.raises(RuntimeError):
+        asyncio.run(replica._run_flat([["x"]], broken))
+    with pytest.raises(RuntimeError, match="model calls failed"):
+        replica.check_health()
+    assert asyncio.run(replica._run_flat([["a", "b"]], lambda flat: flat)) == [["a", "b"]]
+    replica.check_health()  # one success clears it
