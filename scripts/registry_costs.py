@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from s3_server import CREDENTIALS, make_bucket, moto_s3_server  # noqa: E402
+from support.s3_server import CREDENTIALS, make_bucket, moto_s3_server  # noqa: E402
 
 from serve_app.registry import Registry  # noqa: E402
 

@@ -18,10 +18,11 @@ use_fast_path()
 
 
 def pytest_collection_modifyitems(config, items):
+    tests = Path(__file__).resolve().parent
     for item in items:
-        folder = Path(item.fspath).parent.name
-        if folder in ("unit", "integration", "e2e"):
-            item.add_marker(getattr(pytest.mark, folder))
+        level = Path(item.fspath).resolve().relative_to(tests).parts[0]  # unit/<package>/test_x.py -> unit
+        if level in ("unit", "integration", "e2e"):
+            item.add_marker(getattr(pytest.mark, level))
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +42,7 @@ def smollm2_tokenizer_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory, smollm2_tokenizer_dir) -> Path:
-    from tiny_models import build_tiny_classifier, build_tiny_summarizer
+    from support.tiny_models import build_tiny_classifier, build_tiny_summarizer
 
     root = tmp_path_factory.mktemp("tiny-models")
     build_tiny_classifier(root / "tiny-classifier")

@@ -10,7 +10,7 @@ import sys
 
 from ray import serve
 from support.serve import deployed, free_port
-from tiny_models import build_tiny_classifier
+from support.tiny_models import build_tiny_classifier
 
 from serve_app.bench import report
 from serve_app.bench.__main__ import wait_http

@@ -6,7 +6,7 @@ import concurrent.futures
 
 import pytest
 from support.serve import gateway_fixture
-from tiny_models import TINY_LABELS
+from support.tiny_models import TINY_LABELS
 
 from serve_app.config import parse_config
 from serve_app.config.settings import GatewaySettings

@@ -9,7 +9,7 @@ from collections import Counter
 
 import httpx
 import pytest
-from tiny_models import build_tiny_classifier
+from support.tiny_models import build_tiny_classifier
 
 from serve_app.ops import k8s_render
 from serve_app.registry import Registry

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from support.serve import REPO, gateway_fixture
-from tiny_models import TINY_LABELS
+from support.tiny_models import TINY_LABELS
 
 from serve_app.config import parse_config
 from serve_app.config.settings import GatewaySettings

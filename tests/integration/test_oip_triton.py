@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 from support.serve import REPO, gateway_fixture
-from tiny_models import TINY_LABELS
+from support.tiny_models import TINY_LABELS
 from tritonclient.utils import InferenceServerException
 
 from serve_app.config import parse_config

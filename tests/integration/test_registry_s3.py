@@ -6,8 +6,8 @@ import concurrent.futures
 
 import boto3
 import pytest
-from s3_server import CREDENTIALS, make_bucket, moto_s3_server
-from tiny_models import TINY_LABELS
+from support.s3_server import CREDENTIALS, make_bucket, moto_s3_server
+from support.tiny_models import TINY_LABELS
 
 from serve_app.registry import IntegrityError, Registry
 from serve_app.runtime.classifier import TextClassifier

@@ -9,7 +9,7 @@ import time
 import grpc
 import httpx
 import pytest
-from fuzz_strategies import FUZZ, check, encoded, headers, oip_bodies
+from support.fuzz_strategies import FUZZ, check, encoded, headers, oip_bodies
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.reliability import (

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from stream_proxy import FaultProxy
+from support.stream_proxy import FaultProxy
 from support.serve import SERVE_ADDRESSES, free_port, gateway_fixture
-from tiny_models import build_tiny_classifier
+from support.tiny_models import build_tiny_classifier
 
 from serve_app.builders.bbc import load_articles
 from serve_app.config import parse_config

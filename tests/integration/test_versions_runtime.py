@@ -8,7 +8,7 @@ from collections import Counter
 import httpx
 import pytest
 from support.serve import deployed
-from tiny_models import build_tiny_classifier
+from support.tiny_models import build_tiny_classifier
 
 from serve_app.config import parse_config
 from serve_app.config.settings import GatewaySettings

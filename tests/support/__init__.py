@@ -8,7 +8,10 @@
 - `support.serve`: helpers for a real Ray Serve (ports, addresses, `deployed`, `call_deployment`) and
   `gateway_fixture`, the module-scoped `gateway` fixture of an integration module;
 - `support.reliability`: the gateway with auth tokens the reliability tests on Ray Serve deploy;
-- `support.k8s`: rendering the Kubernetes overlays and reading what they hold.
+- `support.k8s`: rendering the Kubernetes overlays and reading what they hold;
+- `support.tiny_models`: tiny random-weight classifier and summarizers for plumbing tests;
+- `support.fuzz_strategies`: hypothesis strategies and the oracle of the API fuzz tests;
+- `support.s3_server`: a real S3-compatible server (moto) on loopback;
+- `support.stream_proxy`: a TCP proxy that injects faults between the stream job and the gateway.
 
-Imported as `support.<module>`: pytest puts tests/ on sys.path (rootdir conftest, prepend import mode), as for
-tests/tiny_models.py and tests/fuzz_strategies.py."""
+Imported as `support.<module>`: pytest puts tests/ on sys.path (rootdir conftest, prepend import mode)."""

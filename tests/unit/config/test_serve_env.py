@@ -19,7 +19,7 @@ def test_every_ray_container_of_the_rayservice_runs_the_fast_path():
 
     import yaml
 
-    root = Path(__file__).resolve().parents[2] / "k8s"
+    root = Path(__file__).resolve().parents[3] / "k8s"
     docs = [yaml.safe_load((root / "base" / "rayservice.yaml").read_text()),
             yaml.safe_load((root / "overlays" / "gpu" / "gpu-workers.yaml").read_text())]
 

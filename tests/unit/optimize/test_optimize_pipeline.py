@@ -4,7 +4,7 @@ predictions are the labels (so the parent scores 100% and any change a transform
 from __future__ import annotations
 
 import pytest
-from tiny_models import build_tiny_classifier
+from support.tiny_models import build_tiny_classifier
 
 from serve_app.cli import main
 from serve_app.optimize.evaluate import Example

@@ -16,7 +16,7 @@ from serve_app.config import parse_config
 from serve_app.ops import k8s_render
 from serve_app.plan import declared_versions, deployment_options, replica_options, selector_slug
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def serve_configs() -> dict[str, dict]:

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import hypothesis.strategies as st
 import pytest
 from fastapi.testclient import TestClient
-from fuzz_strategies import (
+from support.fuzz_strategies import (
     FUZZ,
     check,
     encoded,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny_models import build_tiny_classifier, build_tiny_summarizer
+from support.tiny_models import build_tiny_classifier, build_tiny_summarizer
 
 from serve_app.optimize.build import build_variant, load_parent
 from serve_app.optimize.edge import write_bundle

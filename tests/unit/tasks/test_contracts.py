@@ -19,7 +19,7 @@ from serve_app.protocols.http_app import create_app
 from serve_app.tasks import TASKS, contract
 
 OIP_DATATYPES = {"BYTES", "FP32", "INT64", "BOOL"}
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 class Echo:

@@ -1,7 +1,7 @@
 """Model runtimes on tiny random-weight models, in-process (no Ray): shapes, truncation, limits, determinism."""
 
 import pytest
-from tiny_models import TINY_LABELS
+from support.tiny_models import TINY_LABELS
 
 from serve_app.runtime.classifier import TextClassifier
 from serve_app.runtime.summarizer import TextSummarizer
@@ -64,7 +64,7 @@ def test_missing_folder_names_the_fix(tmp_path):
 
 
 def test_a_seq2seq_checkpoint_also_serves_as_summarizer(tmp_path):
-    from tiny_models import build_tiny_seq2seq
+    from support.tiny_models import build_tiny_seq2seq
 
     runtime = TextSummarizer(build_tiny_seq2seq(tmp_path / "bart"), max_length=16)
     assert runtime.seq2seq
