@@ -1,5 +1,6 @@
 """What every measurement in bench/ needs around it: free loopback ports, a local Ray and the gateway started on
-them, waiting for a server to answer, one progress line, and the machine's description for the report.
+them, waiting for a server to answer, a p50 of sequential calls, one progress line, and the machine's
+description for the report.
 
 The only module of bench/ that starts the gateway (`deployments.assemble`): the measurements call it from here.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import socket
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,6 +37,17 @@ def wait_http(url: str, seconds: float = 120) -> None:
             pass
         time.sleep(0.5)
     raise TimeoutError(f"{url} did not answer within {seconds:g} s")
+
+
+def p50_ms(fn: Callable[[], object], n: int) -> float:
+    """Median milliseconds of `n` sequential calls of `fn`, after one untimed call (the warm-up)."""
+    fn()
+    times = []
+    for _ in range(n):
+        started = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
 
 
 def machine() -> str:
