@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from serve_app.bench.soak.targets import Target
+from serve_app.bench.soak.targets import Target, post
 
 
 @dataclass
@@ -37,33 +37,28 @@ class MixedTarget:
 
     def call(self, client: httpx.Client, text: str, i: int):
         kind = self.kinds[i % len(self.kinds)][0]
-        started = time.perf_counter()
-        try:
-            if kind == "classify_grpc":
-                return self._grpc(text, started)
-            path, body = {
-                "classify_http": ("/v1/classify", {"texts": [text], "model": "classifier"}),
-                "summarize_http": ("/v1/summarize", {"texts": [text], "model": "summarizer", "max_new_tokens": 8}),
-                "pipeline_http": ("/v1/pipelines/classify_ensemble", {"texts": [text]}),
-                "classify_oip_rest": ("/v2/models/classifier/infer", {"inputs": [
-                    {"name": "text", "datatype": "BYTES", "shape": [1], "data": [text]}]}),
-            }[kind]
-            r = client.post(path, json=body)
-        except httpx.HTTPError as err:
-            return None, time.perf_counter() - started, type(err).__name__
-        elapsed = time.perf_counter() - started
-        if r.status_code != 200:
-            return None, elapsed, r.status_code
-        out = r.json()
+        if kind == "classify_grpc":
+            return self._grpc(text, time.perf_counter())
+        path, body = {
+            "classify_http": ("/v1/classify", {"texts": [text], "model": "classifier"}),
+            "summarize_http": ("/v1/summarize", {"texts": [text], "model": "summarizer", "max_new_tokens": 8}),
+            "pipeline_http": ("/v1/pipelines/classify_ensemble", {"texts": [text]}),
+            "classify_oip_rest": ("/v2/models/classifier/infer", {"inputs": [
+                {"name": "text", "datatype": "BYTES", "shape": [1], "data": [text]}]}),
+        }[kind]
+        return post(client, path, body, lambda out: self._answer(kind, out))
+
+    @staticmethod
+    def _answer(kind: str, out: dict) -> object:
         if kind == "summarize_http":
-            return out["results"][0]["summary"], elapsed, 200
+            return out["results"][0]["summary"]
         if kind == "classify_oip_rest":
             tensors = {o["name"]: o for o in out["outputs"]}
             labels = json.loads(tensors["probabilities"]["parameters"]["labels"])
             probs = dict(zip(labels, tensors["probabilities"]["data"], strict=True))
-            return (tensors["label"]["data"][0], {k: round(v, 4) for k, v in probs.items()}), elapsed, 200
+            return tensors["label"]["data"][0], {k: round(v, 4) for k, v in probs.items()}
         result = out["results"][0]
-        return (result["label"], {k: round(v, 4) for k, v in result["probabilities"].items()}), elapsed, 200
+        return result["label"], {k: round(v, 4) for k, v in result["probabilities"].items()}
 
     def _grpc(self, text: str, started: float):
         import grpc

@@ -58,6 +58,11 @@ def call(client: httpx.Client, target, text: str, i: int = 0) -> tuple[object | 
     if hasattr(target, "call"):
         return target.call(client, text, i)
     path, body = target.request(text)
+    return post(client, path, body, target.answer)
+
+
+def post(client: httpx.Client, path: str, body: dict, answer) -> tuple[object | None, float, int | str]:
+    """One timed POST: (answer(its JSON) or None, seconds, 200 or the status or the transport error's name)."""
     started = time.perf_counter()
     try:
         r = client.post(path, json=body)
@@ -66,4 +71,4 @@ def call(client: httpx.Client, target, text: str, i: int = 0) -> tuple[object | 
     elapsed = time.perf_counter() - started
     if r.status_code != 200:
         return None, elapsed, r.status_code
-    return target.answer(r.json()), elapsed, 200
+    return answer(r.json()), elapsed, 200
