@@ -10,8 +10,8 @@ import httpx
 import yaml
 
 from serve_app.bench.harness import REPO, deploy_gateway, free_port, local_ray, p50_ms
-from serve_app.config import parse_config
 from serve_app.builders import bbc
+from serve_app.config import parse_config
 from serve_app.config.serve_env import use_fast_path
 from serve_app.config.settings import GatewaySettings
 

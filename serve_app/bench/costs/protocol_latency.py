@@ -11,8 +11,8 @@ import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
 
 from serve_app.bench.harness import REPO, free_port, local_ray, p50_ms, start_gateway
-from serve_app.config import parse_config
 from serve_app.builders import bbc
+from serve_app.config import parse_config
 from serve_app.config.serve_env import use_fast_path
 from serve_app.config.settings import GatewaySettings
 

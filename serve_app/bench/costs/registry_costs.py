@@ -20,8 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from serve_app.bench.harness import REPO, deploy_gateway, free_port, local_ray
-from serve_app.registry import Registry
 from serve_app.config.serve_env import use_fast_path
+from serve_app.registry import Registry
 
 CLASSIFIER = REPO / "models" / "classifier"
 
