@@ -9,6 +9,8 @@ takes about 25 minutes on 2 cores: most of it the generation bench, P5/P10/P11, 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -69,15 +71,17 @@ def peer_servers(clf_dir: Path, max_length: int) -> Iterator[tuple[str, str]]:
     naive_port, lit_port = free_port(), free_port()
     naive = subprocess.Popen([sys.executable, "-m", "serve_app.bench.naive_server", str(clf_dir), "--port",
                               str(naive_port), "--max-length", str(max_length)])
+    # LitServe forks its workers: in a session of their own, they are stopped with it (a SIGTERM to the server
+    # alone left them running, children of init).
     lit = subprocess.Popen([sys.executable, "-m", "serve_app.bench.peers", "litserve", str(clf_dir), "--port",
-                            str(lit_port), "--max-length", str(max_length)])
+                            str(lit_port), "--max-length", str(max_length)], start_new_session=True)
     try:
         wait_http(f"http://127.0.0.1:{naive_port}/healthz")
         wait_http(f"http://127.0.0.1:{lit_port}/health")
         yield f"http://127.0.0.1:{naive_port}", f"http://127.0.0.1:{lit_port}"
     finally:
         naive.terminate()
-        lit.terminate()
+        os.killpg(lit.pid, signal.SIGTERM)
 
 
 def measure_gateway(config, clf_dir: Path, sum_dir: Path, naive_url: str, lit_url: str, texts: list[str],
