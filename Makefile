@@ -71,11 +71,11 @@ test-integration: venv flink-venv kserve-venv
 test-e2e: models
 	$(BIN)/python -m pytest tests/e2e
 
-# Steady load at 70% of measured capacity, every answer checked, Ray's RSS before/after (scripts/soak.py).
+# Steady load at 70% of measured capacity, every answer checked, Ray's RSS before/after (serve_app/bench/soak/).
 # SOAK_SECONDS (default 600) sets the length; the prepared classifier is used when ./models has it.
 # The 30 s short mode runs in `make test` (tests/integration/test_soak.py).
 soak: venv
-	$(BIN)/python scripts/soak.py
+	$(BIN)/python -m serve_app.bench.soak
 
 # Gateway vs raw model vs the peers (naive FastAPI, LitServe, plain Ray Serve), hops, fan-out, generation
 # (P5, P10, P11): docs/bench/ (~25 min).

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import litserve as ls
 
-from serve_app.bench.peers import BATCH, _answer, _load
+from serve_app.bench.peer_model import BATCH, answer, load_model
 
 
 class ClassifierAPI(ls.LitAPI):
@@ -15,7 +15,7 @@ class ClassifierAPI(ls.LitAPI):
         self.max_length = max_length
 
     def setup(self, device):
-        self.model = _load(self.model_dir, self.max_length)
+        self.model = load_model(self.model_dir, self.max_length)
 
     def decode_request(self, request):
         return request["text"]
@@ -30,4 +30,4 @@ class ClassifierAPI(ls.LitAPI):
         return outputs
 
     def encode_response(self, output):
-        return _answer(output)
+        return answer(output)

@@ -12,20 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-BATCH, WINDOW_S, THREADS = 16, 0.01, 2
-
-
-def _load(model_dir: str, max_length: int):
-    import torch
-
-    from serve_app.runtime.classifier import load_classifier
-
-    torch.set_num_threads(THREADS)
-    return load_classifier(model_dir, max_length)
-
-
-def _answer(result: dict) -> dict:
-    return {"label": result["label"], "score": result["score"]}
+from serve_app.bench.peer_model import BATCH, WINDOW_S, answer, load_model
 
 
 def plain_serve_app(model_dir: str, max_length: int, num_cpus: float = 0.4):
@@ -40,11 +27,11 @@ def plain_serve_app(model_dir: str, max_length: int, num_cpus: float = 0.4):
     @serve.ingress(api)
     class PlainClassifier:
         def __init__(self):
-            self.model = _load(model_dir, max_length)
+            self.model = load_model(model_dir, max_length)
 
         @serve.batch(max_batch_size=BATCH, batch_wait_timeout_s=WINDOW_S)
         async def classify(self, texts: list[str]) -> list[dict]:
-            return [_answer(r) for r in self.model.predict(texts, BATCH)]
+            return [answer(r) for r in self.model.predict(texts, BATCH)]
 
         @api.post("/predict")
         async def predict(self, body: dict) -> dict:

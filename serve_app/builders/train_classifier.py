@@ -53,24 +53,26 @@ def evaluate(model, tokenizer, articles: list[bbc.Article], max_length: int, pro
     return correct / len(articles)
 
 
-def train_classifier(out_dir: Path, settings: TrainSettings = TrainSettings()) -> dict:
-    """Train, evaluate on the fixed held-out split, save a HF checkpoint folder with `training.json`."""
-    from transformers import AutoTokenizer, BertForSequenceClassification, get_linear_schedule_with_warmup
-
-    started = time.monotonic()
-    torch.manual_seed(settings.seed)
-    rng = random.Random(settings.seed)
-    articles = bbc.load_articles()
-    train, held_out = bbc.split(articles)
-    labels = bbc.labels_of(articles)
-    label2id = {label: i for i, label in enumerate(labels)}
+def _base_model(labels: list[str]):
+    """MiniLM with a fresh head for `labels` and its word embeddings frozen: (model, tokenizer)."""
+    from transformers import AutoTokenizer, BertForSequenceClassification
 
     src = minilm_dir()
     tokenizer = AutoTokenizer.from_pretrained(src)
+    label2id = {label: i for i, label in enumerate(labels)}
     model = BertForSequenceClassification.from_pretrained(
         src, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id
     )
     model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
+    return model, tokenizer
+
+
+def _fit(model, tokenizer, train: list[bbc.Article], settings: TrainSettings, progress: Progress) -> None:
+    """`settings.epochs` epochs over `train`, shuffled with the settings' seed, AdamW with linear warm-up."""
+    from transformers import get_linear_schedule_with_warmup
+
+    rng = random.Random(settings.seed)
+    label2id = model.config.label2id
     steps_per_epoch = math.ceil(len(train) / settings.batch_size)
     total_steps = steps_per_epoch * settings.epochs
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -82,24 +84,34 @@ def train_classifier(out_dir: Path, settings: TrainSettings = TrainSettings()) -
     enc = tokenizer([a.text for a in train], truncation=True, max_length=settings.train_max_length,
                     padding="max_length", return_tensors="pt")
     targets = torch.tensor([label2id[a.label] for a in train])
+    task = progress.add_task("training classifier", total=total_steps)
+    for epoch in range(settings.epochs):
+        model.train()
+        order = list(range(len(train)))
+        rng.shuffle(order)
+        for idx in _batches(order, settings.batch_size):
+            ix = torch.tensor(idx)
+            out = model(input_ids=enc["input_ids"][ix], attention_mask=enc["attention_mask"][ix],
+                        token_type_ids=enc["token_type_ids"][ix], labels=targets[ix])
+            out.loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            progress.update(task, advance=1, description=f"training classifier (epoch {epoch + 1}, "
+                                                         f"loss {out.loss.item():.3f})")
 
+
+def train_classifier(out_dir: Path, settings: TrainSettings = TrainSettings()) -> dict:
+    """Train, evaluate on the fixed held-out split, save a HF checkpoint folder with `training.json`."""
+    started = time.monotonic()
+    torch.manual_seed(settings.seed)
+    articles = bbc.load_articles()
+    train, held_out = bbc.split(articles)
+    labels = bbc.labels_of(articles)
+    model, tokenizer = _base_model(labels)
     with Progress() as progress:
-        task = progress.add_task("training classifier", total=total_steps)
-        for epoch in range(settings.epochs):
-            model.train()
-            order = list(range(len(train)))
-            rng.shuffle(order)
-            for idx in _batches(order, settings.batch_size):
-                ix = torch.tensor(idx)
-                out = model(input_ids=enc["input_ids"][ix], attention_mask=enc["attention_mask"][ix],
-                            token_type_ids=enc["token_type_ids"][ix], labels=targets[ix])
-                out.loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-                progress.update(task, advance=1, description=f"training classifier (epoch {epoch + 1}, "
-                                                             f"loss {out.loss.item():.3f})")
+        _fit(model, tokenizer, train, settings, progress)
         accuracy = evaluate(model, tokenizer, held_out, settings.eval_max_length, progress)
 
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -3,39 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
-
+from serve_app.optimize.display import console, metrics_table, progress_line
 from serve_app.optimize.plan import PlanError, make_plan
-
-console = Console(width=None if sys.stdout.isatty() else 160)
-METRIC_NAMES = {"accuracy": "accuracy %", "rougeL_headline": "ROUGE-L vs headline", "rougeL_vs_first":
-                "ROUGE-L vs parent", "size_mb": "weights MB", "p50_b1_ms": "p50 b1 ms", "p50_b16_ms": "p50 b16 ms",
-                "throughput_b16": "texts/s b16", "tokens_per_s": "tokens/s"}
-
-
-def quiet_transformers() -> None:
-    """Keep one progress line readable: no per-load weight bars, no 'sequence longer than' notices (the
-    runtimes truncate on purpose and measure the untruncated length to report it)."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-
-@contextmanager
-def progress_line(title: str) -> Iterator:
-    quiet_transformers()
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=False) as progress:
-        task = progress.add_task(title)
-        yield lambda step: progress.update(task, description=f"{title}: {step}")
 
 
 def add_parsers(sub) -> None:
@@ -62,17 +33,6 @@ def add_parsers(sub) -> None:
     edge.set_defaults(handler=_cmd_edge)
     for p in (opt, rep, edge):
         p.add_argument("--config", type=Path, default=None, help="gateway YAML (default: GATEWAY_CONFIG)")
-
-
-def metrics_table(title: str, rows: dict[str, dict]) -> Table:
-    keys = [k for k in METRIC_NAMES if any(k in r for r in rows.values())]
-    table = Table(title=title)
-    table.add_column("variant")
-    for k in keys:
-        table.add_column(METRIC_NAMES[k], justify="right")
-    for name, r in rows.items():
-        table.add_row(name, *[f"{r[k]:g}" if k in r else "" for k in keys])
-    return table
 
 
 def _cmd_optimize(registry, args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from serve_app.optimize.build import build_variant
-from serve_app.optimize.cli import metrics_table, progress_line
+from serve_app.optimize.display import metrics_table, progress_line
 from serve_app.optimize.evaluate import (
     QUALITY_KEY,
     bbc_calibration,

@@ -26,19 +26,12 @@ from pathlib import Path
 
 import aiohttp
 
+from serve_app.bench.harness import free_port, local_ray, start_gateway
 from serve_app.stream.batching import chunks
 from serve_app.stream.cli import REPO, flink_python, job_command, job_env
 from serve_app.stream.outputs import Tally
 
 BATCH = 16
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def gateway_config():
@@ -98,11 +91,8 @@ def job_rate(base: str, source: Path, out: Path, max_requests: int) -> dict:
 def restart_serve(base: str, config) -> None:
     from ray import serve
 
-    from deployments.assemble import deploy, start_serve
-
     serve.shutdown()
-    start_serve(config, "127.0.0.1", int(base.rsplit(":", 1)[1]), 0)
-    deploy(config)
+    start_gateway(config, int(base.rsplit(":", 1)[1]), 0)
 
 
 def f2_restart(base: str, config, articles, work: Path) -> dict:
@@ -152,7 +142,7 @@ def f2_kill(base: str, articles, work: Path) -> dict:
             "dead_letters": len(tally.dead_letters)}
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=600)
     parser.add_argument("--rounds", type=int, default=3)
@@ -163,47 +153,48 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("the prepared classifier is missing: run `make models`")
     if not flink_python().is_file():
         parser.error("no Flink venv: run `make flink-venv`")
-    import ray
+    return args
 
-    from deployments.assemble import deploy, start_serve
-    from serve_app.builders.bbc import load_articles
 
-    articles = load_articles()[:args.records]
+def f1_rounds(base: str, articles, work: Path, rounds: int, max_requests: int) -> list[dict]:
+    """F1, `rounds` times: the direct client, then the job, over the same articles."""
     texts = [a.text for a in articles]
+    source = work / "articles.jsonl"
+    write_source(source, articles)
+    out = []
+    for i in range(rounds):
+        direct = asyncio.run(direct_rate(base, texts, max_requests))
+        job = job_rate(base, source, work / f"round-{i}", max_requests)
+        out.append({"direct_records_per_s": round(direct, 1), **job, "ratio": round(job["records_per_s"] / direct, 3)})
+        job["records_per_s"] = round(job["records_per_s"], 1)
+        print(f"[F1 round {i + 1}/{rounds}] direct {direct:.1f} rec/s, job "
+              f"{out[-1]['records_per_s']:.1f} rec/s, ratio {out[-1]['ratio']}", flush=True)
+    return out
+
+
+def measure(args: argparse.Namespace, articles) -> tuple[list[dict], dict, dict]:
+    """With a local Ray and the gateway on a free port: F1's rounds, then F2's restart and kill."""
     config = gateway_config()
     base = f"http://127.0.0.1:{free_port()}"
-    ray.init(address="local", include_dashboard=False, logging_level="error", log_to_driver=False)
-    try:
-        start_serve(config, "127.0.0.1", int(base.rsplit(":", 1)[1]), 0)
-        deploy(config)
-        asyncio.run(direct_rate(base, texts[:64], args.max_requests))  # warm-up
+    with local_ray(log_to_driver=False):
+        start_gateway(config, int(base.rsplit(":", 1)[1]), 0)
+        asyncio.run(direct_rate(base, [a.text for a in articles][:64], args.max_requests))  # warm-up
         work = Path(tempfile.mkdtemp(prefix="stream-bench-"))
-        source = work / "articles.jsonl"
-        write_source(source, articles)
-        rounds = []
-        for i in range(args.rounds):
-            direct = asyncio.run(direct_rate(base, texts, args.max_requests))
-            job = job_rate(base, source, work / f"round-{i}", args.max_requests)
-            rounds.append({"direct_records_per_s": round(direct, 1), **job,
-                           "ratio": round(job["records_per_s"] / direct, 3)})
-            job["records_per_s"] = round(job["records_per_s"], 1)
-            print(f"[F1 round {i + 1}/{args.rounds}] direct {direct:.1f} rec/s, job "
-                  f"{rounds[-1]['records_per_s']:.1f} rec/s, ratio {rounds[-1]['ratio']}", flush=True)
+        rounds = f1_rounds(base, articles, work, args.rounds, args.max_requests)
         print("[F2] gateway restart mid-stream...", flush=True)
         restart = f2_restart(base, config, articles, work)
         print(f"[F2] restart: {restart}", flush=True)
         print("[F2] job killed and restored...", flush=True)
         kill = f2_kill(base, articles, work)
         print(f"[F2] kill: {kill}", flush=True)
-    finally:
-        from ray import serve
+    return rounds, restart, kill
 
-        serve.shutdown()
-        ray.shutdown()
+
+def stream_report(args: argparse.Namespace, rounds: list[dict], restart: dict, kill: dict) -> dict:
     f1 = statistics.median(r["ratio"] for r in rounds)
     lost = restart["lost"] + kill["lost"]
     mid_stream = restart["mid_stream"] and kill["mid_stream"]  # else the event came too late to test anything
-    report = {
+    return {
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}",
         "setup": {"records": args.records, "batch_size": BATCH, "max_requests": args.max_requests,
                   "model": "prepared BBC classifier (MiniLM), max_length 128, 1 replica, 1 thread"},
@@ -217,6 +208,13 @@ def main(argv: list[str] | None = None) -> int:
         "f2_restart": restart, "f2_kill": kill,
         "guarantee": "exactly once in the committed files (transactional file sink), at least once to the gateway",
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from serve_app.builders.bbc import load_articles
+
+    report = stream_report(args, *measure(args, load_articles()[:args.records]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report["targets"], indent=2))

@@ -9,9 +9,9 @@ import time
 import grpc
 import httpx
 import pytest
-from support.fuzz_strategies import FUZZ, check, encoded, headers, oip_bodies
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.fuzz_strategies import FUZZ, check, encoded, headers, oip_bodies
 from support.reliability import (
     AUTH,
     deploy_with_tokens,

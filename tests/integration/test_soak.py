@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import pytest
-from support.serve import REPO, deployed
+from support.serve import deployed
 
+from serve_app.bench import soak as soak_package
 from serve_app.config import parse_config
 from serve_app.config.settings import GatewaySettings
 
 
-def load_soak():
-    spec = importlib.util.spec_from_file_location("soak", REPO / "scripts" / "soak.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["soak"] = module  # its dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def soak():
-    return load_soak()
+    return soak_package
 
 
 def test_short_soak_has_no_errors_no_wrong_answers_and_flat_memory(serve_session, soak):

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.stream_proxy import FaultProxy
 from support.serve import SERVE_ADDRESSES, free_port, gateway_fixture
+from support.stream_proxy import FaultProxy
 from support.tiny_models import build_tiny_classifier
 
 from serve_app.builders.bbc import load_articles

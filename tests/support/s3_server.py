@@ -10,6 +10,7 @@ import time
 from contextlib import contextmanager
 
 import httpx
+
 from support.serve import free_port
 
 CREDENTIALS = {"key": "testing", "secret": "testing", "region": "us-east-1"}

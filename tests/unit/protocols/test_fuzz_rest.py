@@ -15,6 +15,8 @@ from urllib.parse import quote
 import hypothesis.strategies as st
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from support.fakes import FakeManager, chain_dataplane
 from support.fuzz_strategies import (
     FUZZ,
     check,
@@ -28,8 +30,6 @@ from support.fuzz_strategies import (
     tallied,
     tf_bodies,
 )
-from hypothesis import given, settings
-from support.fakes import FakeManager, chain_dataplane
 from support.servers import FakeResponse
 
 from serve_app.protocols.http_app import create_app

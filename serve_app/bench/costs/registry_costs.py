@@ -5,7 +5,7 @@
 - the same two from a local-folder store,
 - hot load and unload of a classifier version in a running gateway (Ray Serve), through the admin API.
 
-Run from the repository root after `make models`: .venv/bin/python scripts/registry_costs.py
+Run from the repository root after `make models`: .venv/bin/python -m serve_app.bench.costs.registry_costs
 """
 
 from __future__ import annotations
@@ -15,14 +15,13 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
-
-from support.s3_server import CREDENTIALS, make_bucket, moto_s3_server  # noqa: E402
-
-from serve_app.registry import Registry  # noqa: E402
+from serve_app.bench.harness import REPO, deploy_gateway, free_port, local_ray
+from serve_app.config.serve_env import use_fast_path
+from serve_app.registry import Registry
 
 CLASSIFIER = REPO / "models" / "classifier"
 
@@ -43,13 +42,20 @@ def pull_costs(reg: Registry, cache: Path) -> tuple[float, float]:
     return statistics.median(cold), statistics.median(cached)
 
 
+@contextmanager
+def s3_registry(work: Path) -> Iterator[Registry]:
+    """A registry on moto's S3 server on loopback, started by the tests' own helper (tests/support/s3_server.py)."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from support.s3_server import CREDENTIALS, make_bucket, moto_s3_server
+
+    with moto_s3_server() as endpoint:
+        make_bucket(endpoint, "models")
+        yield Registry("s3://models/r", {"endpoint_url": endpoint, **CREDENTIALS}, cache_dir=work / "s3-cache")
+
+
 def hot_load_unload(work: Path) -> tuple[float, float]:
     import httpx
-    import ray
-    from conftest import free_port
-    from ray import serve
 
-    from deployments.assemble import deploy
     from serve_app.config import parse_config
     from serve_app.config.settings import GatewaySettings
 
@@ -60,11 +66,12 @@ def hot_load_unload(work: Path) -> tuple[float, float]:
                            "models": [{"name": "classifier", "task": "classification", "version": "1",
                                        "resources": {"num_cpus": 0.2, "num_gpus": 0}}]},
                           settings=GatewaySettings(models_dir=work))
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="error")
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    try:
-        deploy(config)
+    with local_ray(num_cpus=2):
+        from ray import serve
+
+        port = free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        deploy_gateway(config)
         loads, unloads = [], []
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as c:
             for _ in range(3):
@@ -72,23 +79,19 @@ def hot_load_unload(work: Path) -> tuple[float, float]:
                 unloads.append(timed(
                     lambda: c.post("/v1/admin/models/classifier/versions/2/unload").raise_for_status()))
         return statistics.median(loads), statistics.median(unloads)
-    finally:
-        serve.shutdown()
-        ray.shutdown()
 
 
 def main() -> None:
     if not (CLASSIFIER / "model.safetensors").is_file():
         raise SystemExit("run `make models` first")
+    use_fast_path()
     size_mb = sum(p.stat().st_size for p in CLASSIFIER.rglob("*") if p.is_file()) / 1e6
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         local = Registry(str(work / "store"), cache_dir=work / "local-cache")
         local.register("classifier", CLASSIFIER)
         local_cold, local_cached = pull_costs(local, work / "local-cache")
-        with moto_s3_server() as endpoint:
-            make_bucket(endpoint, "models")
-            s3 = Registry("s3://models/r", {"endpoint_url": endpoint, **CREDENTIALS}, cache_dir=work / "s3-cache")
+        with s3_registry(work) as s3:
             s3.register("classifier", CLASSIFIER)
             s3_cold, s3_cached = pull_costs(s3, work / "s3-cache")
         load, unload = hot_load_unload(work)

@@ -1,0 +1,102 @@
+"""The two clients of a generation run, each `one(text) -> (generated tokens, seconds to the first token)`:
+the in-process engine and a streamed /v1/summarize; and the closed loop that drives either (a Run)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+from dataclasses import dataclass
+
+
+@dataclass
+class Run:
+    tokens: int
+    seconds: float
+    ttft_s: dict[int, float]  # request number -> seconds to its first token
+    concurrency: int
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds
+
+    @property
+    def p50_ttft_s(self) -> float:
+        """Over the requests after the first wave: a closed loop starts all its clients at once, so the first
+        `concurrency` requests queue for prefill together, which no steady load does (their figure is kept
+        in the JSON as `c8_ttft_first_wave`)."""
+        steady = [t for i, t in self.ttft_s.items() if i >= self.concurrency] or list(self.ttft_s.values())
+        return statistics.median(steady)
+
+    @property
+    def first_wave(self) -> list[float]:
+        return [round(t, 3) for i, t in sorted(self.ttft_s.items()) if i < self.concurrency]
+
+
+async def closed_loop(one, texts: list[str], concurrency: int, n: int) -> Run:
+    """`concurrency` clients take the next of `n` requests as soon as their previous one is answered."""
+    tokens, ttfts, counter = 0, {}, 0
+
+    async def client():
+        nonlocal tokens, counter
+        while counter < n:
+            i = counter
+            counter += 1
+            got, ttft = await one(texts[i % len(texts)])
+            tokens += got
+            ttfts[i] = ttft
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return Run(tokens, time.perf_counter() - started, ttfts, concurrency)
+
+
+def engine_call(runtime, engine, max_new_tokens: int):
+    """One summary through the in-process engine: (generated tokens, seconds to first token)."""
+    from serve_app.dataplane.generation import SamplingParams
+    from serve_app.runtime.generation import Sequence
+
+    async def one(text: str) -> tuple[int, float]:
+        loop = asyncio.get_running_loop()
+        done, first = loop.create_future(), loop.create_future()
+        started = time.perf_counter()
+
+        def sink(event):
+            if event["type"] == "token" and not first.done():
+                loop.call_soon_threadsafe(lambda: first.done() or first.set_result(time.perf_counter()))
+            if event["type"] == "done":
+                loop.call_soon_threadsafe(done.set_result, event)
+
+        ids = runtime.summary_prompt(text)[0]
+        engine.submit(Sequence(ids, SamplingParams(max_new_tokens), sink))
+        event = await done
+        at = first.result() if first.done() else time.perf_counter()
+        return event["completion_tokens"], at - started
+
+    return one
+
+
+def gateway_call(http, model: str, max_new_tokens: int):
+    """One streamed /v1/summarize: (generated tokens, seconds to the first token event)."""
+    async def one(text: str) -> tuple[int, float]:
+        started, ttft, done = time.perf_counter(), None, None
+        body = {"texts": [text], "model": model, "max_new_tokens": max_new_tokens, "stream": True}
+        # A closed loop of 8 queues each request behind the others' prefill: the server's 60 s default deadline
+        # is not what is measured here, so ask for its maximum.
+        async with http.stream("POST", "/v1/summarize", json=body, headers={"X-Request-Timeout": "300"}) as r:
+            if r.status_code != 200:
+                raise RuntimeError(f"{r.status_code}: {(await r.aread())[:200]!r}")
+            event = ""
+            async for line in r.aiter_lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                    if event == "token" and ttft is None:
+                        ttft = time.perf_counter() - started
+                elif line.startswith("data: ") and event in ("done", "error"):
+                    done = json.loads(line[6:])
+        if event != "done" or done is None:
+            raise RuntimeError(f"stream ended with {event}: {done}")
+        return done["generated_tokens"], ttft if ttft is not None else time.perf_counter() - started
+
+    return one
