@@ -58,7 +58,7 @@ def deployed(config, registry=None, deploy=None):
     """Deploy the gateway and its model versions for one test module; delete every app afterwards.
     `deploy(config)` replaces deployments.assemble.deploy where a module deploys its own way."""
     if deploy is None:
-        from serve_app.plan import deploy as serve_deploy
+        from deployments.assemble import deploy as serve_deploy
 
         serve_deploy(config, registry=registry)
     else:
