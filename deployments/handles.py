@@ -35,6 +35,7 @@ class HandleBackend:
         self.handle = handle
         self.name = name or handle.deployment_name
         self.coalescer = None
+        self.facts: dict = {}  # content hash and gated accuracy of the version (serve_app.plan.version_facts)
         if model is not None and model.coalesces:
             self.coalescer = SlotBatcher(self._merged, model.batching.max_batch_size, model.calls_in_flight,
                                          max_queued=model.resources.max_queued_requests, name=self.name)

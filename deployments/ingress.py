@@ -32,7 +32,7 @@ class Gateway(OipGrpcServicer):
             routes[model] = ModelRoutes(model)
             for v in versions:
                 backend = backend_for(self.config.model(v["deployment"]), v["app"])
-                routes[model].add(v["label"], backend, v["weight"])
+                routes[model].add(v["label"], backend, v["weight"], facts=v)
         manager = ServeModelManager(self.config, gpus_in_cluster)
         self.dataplane = DataPlane(self.config, routes, manager, metrics_for(self.config.server.metrics))
         settings = GatewaySettings()

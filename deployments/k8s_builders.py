@@ -17,7 +17,7 @@ from __future__ import annotations
 from deployments.apps import version_app
 from deployments.assemble import gateway_app
 from serve_app.config import GatewayConfig, ModelConfig, parse_config
-from serve_app.plan import VersionPlan, declared_versions, model_spec, open_registry
+from serve_app.plan import VersionPlan, declared_versions, model_spec, open_registry, version_facts
 from serve_app.registry.versioning import content_hash, short
 from serve_app.tasks import contract
 
@@ -27,14 +27,16 @@ def _config(args: dict) -> GatewayConfig:
     return parse_config(args["config"], origin="serveConfigV2 args")
 
 
-def _resolve(config: GatewayConfig, model: ModelConfig, selector: str, registry=None) -> tuple[str, dict]:
-    """The version label ("3", "sha256:...", "builtin") and the spec the model deployment receives."""
+def _resolve(config: GatewayConfig, model: ModelConfig, selector: str, registry=None) -> tuple[str, dict, dict]:
+    """The version label ("3", "sha256:...", "builtin"), the spec the model deployment receives and what the
+    ingress knows of the version (`serve_app.plan.version_facts`)."""
     if not contract(model.task).has_files:
-        return "builtin", model.model_dump(mode="json")
+        return "builtin", model.model_dump(mode="json"), {}
     if model.source is not None:
-        return f"sha256:{short(content_hash(config.source_of(model)))}", model_spec(config, model)
+        digest = content_hash(config.source_of(model))
+        return f"sha256:{short(digest)}", model_spec(config, model), version_facts(None, digest)
     version = (registry or open_registry(config)).resolve(f"{model.registry_name}@{selector}")
-    return str(version.iteration), model_spec(config, model, version)
+    return str(version.iteration), model_spec(config, model, version), version_facts(version)
 
 
 def build_version(args: dict):
@@ -51,7 +53,7 @@ def build_gateway(args: dict):
 def version_application(args: dict, registry=None):
     config = _config(args)
     model = config.models[0]
-    _, spec = _resolve(config, model, args.get("selector", model.version), registry)
+    _, spec, _ = _resolve(config, model, args.get("selector", model.version), registry)
     return version_app(model, spec, float(args.get("gpus", 0)))
 
 
@@ -61,9 +63,10 @@ def gateway_application(args: dict, registry=None):
         registry = open_registry(config)
     plans: dict[tuple[str, str], VersionPlan] = {}
     for d in declared_versions(config):
-        label, _ = _resolve(config, config.model(d.model), d.selector, registry)
+        label, _, facts = _resolve(config, config.model(d.model), d.selector, registry)
         # Two selectors naming one version (stable and 3): one route with both weights; the second app idles.
         first = plans.get((d.model, label))
         weight = d.weight + (first.weight if first else 0.0)
-        plans[(d.model, label)] = VersionPlan(d.model, label, first.app_name if first else d.app_name, weight, {})
+        plans[(d.model, label)] = VersionPlan(d.model, label, first.app_name if first else d.app_name, weight, {},
+                                              facts)
     return gateway_app(config, list(plans.values()), float(args.get("gpus", 0)))

@@ -37,7 +37,9 @@ class ServeModelManager:
             log.exception("deploying %s failed", plan.app_name)
             await asyncio.to_thread(serve.delete, plan.app_name)
             raise LoadFailed(f"{model.name}@{version.iteration} failed to start; see the server log") from None
-        return plan.label, backend_for(model, plan.app_name)
+        backend = backend_for(model, plan.app_name)
+        backend.facts = plan.facts  # content hash and gated accuracy, for the route the admin adds
+        return plan.label, backend
 
     async def unload(self, model: ModelConfig, label: str) -> None:
         await asyncio.to_thread(serve.delete, app_name(model.name, label))

@@ -17,6 +17,10 @@ BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 METRICS = {
     "gateway_requests": ("counter", "Model calls answered, by model, version and pipeline ('' if direct)",
                          ("model", "version", "pipeline")),
+    "gateway_cache_requests": ("counter", "Model calls looked up in a response cache, by result (hit, miss, "
+                               "bypass: Cache-Control no-cache)", ("model", "version", "pipeline", "result")),
+    "gateway_variant_choices": ("counter", "Variants chosen for requests with a latency budget or accuracy floor, "
+                                "by reason (fits, probe, floor, over_budget)", ("model", "version", "reason")),
     "gateway_errors": ("counter", "Requests that ended in an error, by target and error kind",
                        ("model", "pipeline", "kind")),
     "gateway_request_duration_seconds": ("histogram", "End-to-end latency of a request to a model or pipeline",

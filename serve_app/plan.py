@@ -9,7 +9,7 @@ ingress and reaches them through DeploymentHandles.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from serve_app.config import GatewayConfig, ModelConfig, Resources
 from serve_app.registry import ModelVersion, Registry
@@ -26,6 +26,20 @@ class VersionPlan:
     app_name: str
     weight: float
     spec: dict  # what the model deployment receives
+    # What the ingress knows of the version: content_hash (response cache keys), accuracy and gated (selection).
+    facts: dict = field(default_factory=dict)
+
+
+def version_facts(version: ModelVersion | None, folder_hash: str = "") -> dict:
+    """A version's content hash and, for selection, its gated held-out accuracy. A version `gateway optimize`
+    registered passed its gate (it registers nothing else); a fine-tuned root carries its own held-out accuracy;
+    one registered by hand with a `gate: failed` tag, or without an accuracy, is never selected."""
+    if version is None:
+        return {"content_hash": folder_hash, "accuracy": None, "gated": False}
+    metrics, tags = getattr(version, "metrics", {}), getattr(version, "tags", {})  # (stand-ins in tests have neither)
+    accuracy = metrics.get("accuracy")
+    return {"content_hash": version.content_hash, "accuracy": accuracy,
+            "gated": accuracy is not None and tags.get("gate") != "failed"}
 
 
 def resolve_num_gpus(requested: float | str, gpus_in_cluster: float) -> float:
@@ -58,7 +72,8 @@ def app_name(model: str, label: str) -> str:
 
 def plan_version(config: GatewayConfig, model: ModelConfig, version: ModelVersion, weight: float) -> VersionPlan:
     label = str(version.iteration)
-    return VersionPlan(model.name, label, app_name(model.name, label), weight, model_spec(config, model, version))
+    return VersionPlan(model.name, label, app_name(model.name, label), weight, model_spec(config, model, version),
+                       version_facts(version))
 
 
 def plan_versions(config: GatewayConfig, registry: Registry | None = None) -> list[VersionPlan]:
@@ -70,9 +85,10 @@ def plan_versions(config: GatewayConfig, registry: Registry | None = None) -> li
                                      model.model_dump(mode="json")))
             continue
         if model.source is not None:
-            label = f"sha256:{short(content_hash(config.source_of(model)))}"
+            digest = content_hash(config.source_of(model))
+            label = f"sha256:{short(digest)}"
             plans.append(VersionPlan(model.name, label, app_name(model.name, label), 1.0,
-                                     model_spec(config, model)))
+                                     model_spec(config, model), version_facts(None, digest)))
             continue
         registry = registry or open_registry(config)
         weights: dict[int, tuple[ModelVersion, float]] = {}
@@ -125,7 +141,8 @@ def route_table(config: GatewayConfig, plans: list[VersionPlan]) -> dict[str, li
     """What the ingress routes to, per model: each version's label, application, deployment and weight."""
     table = {m.name: [] for m in config.models}
     for p in plans:
-        table[p.model].append({"label": p.label, "app": p.app_name, "deployment": p.model, "weight": p.weight})
+        table[p.model].append({"label": p.label, "app": p.app_name, "deployment": p.model, "weight": p.weight,
+                               **p.facts})
     return table
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from serve_app.pipelines.spec import ResponseCaching
 from serve_app.tasks import TASKS, contract
 
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
@@ -118,6 +119,17 @@ class Generation(Strict):
         return self
 
 
+class Selection(Strict):
+    """SLO-aware variant selection (serve_app/dataplane/selection.py): registry versions of the same lineage
+    served beside the configured one; a request with a latency budget or accuracy floor gets the most accurate
+    gated variant expected to meet it."""
+
+    # Registry selectors (iterations, aliases, hash prefixes) loaded as candidates, without traffic of their own.
+    variants: Annotated[list[Annotated[str, Field(min_length=1, max_length=80)]], Field(min_length=1, max_length=8)]
+    # A request whose budget no variant is expected to meet: answered by the fastest (flagged), or refused (429).
+    on_unmet: Literal["fastest", "refuse"] = "fastest"
+
+
 class ModelConfig(Strict):
     """A served model: either a folder (`source`) or versions of the registry model of the same name."""
 
@@ -139,6 +151,17 @@ class ModelConfig(Strict):
     batching: Batching = Batching()
     resources: Resources = Resources()
     generation: Generation | None = None
+    cache: ResponseCaching | None = None
+    selection: Selection | None = None
+
+    @model_validator(mode="after")
+    def _cache_and_selection_fit(self) -> ModelConfig:
+        if self.cache is not None and self.generation is not None and self.generation.do_sample:
+            raise ValueError("'cache' with sampled generation (do_sample: true) would repeat one sample; remove one")
+        if self.selection is not None and (self.source is not None or not contract(self.task).has_files):
+            raise ValueError("'selection' chooses among registry versions; serve the model from the registry "
+                             "(no 'source')")
+        return self
 
     @model_validator(mode="after")
     def _generation_only_for_summarizers(self) -> ModelConfig:
@@ -182,8 +205,11 @@ class ModelConfig(Strict):
 
     @property
     def selectors(self) -> dict[str, float]:
-        """Registry selectors to serve at start, with their traffic weights."""
-        return dict(self.traffic) if self.traffic else {self.version: 1.0}
+        """Registry selectors to serve at start, with their traffic weights (selection variants: none)."""
+        weights = dict(self.traffic) if self.traffic else {self.version: 1.0}
+        for variant in self.selection.variants if self.selection else []:
+            weights.setdefault(variant, 0.0)
+        return weights
 
     @property
     def coalesces(self) -> bool:

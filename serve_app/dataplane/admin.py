@@ -42,7 +42,7 @@ class Admin:
         routes = self.table.routes[name]
         added = label not in routes.versions
         if added:
-            routes.add(label, backend, weight=0.0)
+            routes.add(label, backend, weight=0.0, facts=getattr(backend, "facts", None))
         self._restore_traffic(name, label, added)
         self.table.publish_versions(name)
         return await self.status.model_status(name)
@@ -96,7 +96,8 @@ class Admin:
     async def unload(self, name: str, label: str) -> dict:
         model = self.registry_model(name)
         label = await self.loaded_label(name, label)
-        self.table.routes[name].remove(label)  # stop routing to it before it goes away
+        entry = self.table.routes[name].remove(label)  # stop routing to it before it goes away
+        self.table.forget_answers(name, entry)
         if not self.table.routes[name].versions:
             self._split_by_hand.discard(name)  # nothing left to split: loading starts afresh
         self.table.publish_versions(name)

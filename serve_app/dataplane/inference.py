@@ -11,9 +11,12 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from serve_app.config import ModelConfig
+from serve_app.dataplane.cache import request_key
 from serve_app.dataplane.deadlines import seconds_left
 from serve_app.dataplane.generation import GenerationStream, check_params
 from serve_app.dataplane.payloads import InferenceRequest, InferenceResponse
+from serve_app.dataplane.routing import VersionEntry
+from serve_app.dataplane.selection import Choice, Requirement, choose, parse_requirement
 from serve_app.dataplane.table import ModelTable
 from serve_app.errors import GatewayError, InferenceFailed, InvalidInput
 from serve_app.pipelines.engine import run_pipeline
@@ -62,25 +65,61 @@ class Inference:
         labels = {"model": req.target if by_name else "", "pipeline": req.target if req.pipeline else ""}
         async with self.observed(labels):
             self.check_texts(req.texts)
+            need = parse_requirement(req.needs)
             if req.pipeline:
-                records, trace = await self.run_graph(req.target, req.texts)
+                records, trace = await self.run_graph(req.target, req.texts, req.fresh)
                 return InferenceResponse(req.target, records, pipeline=True, trace=trace if req.trace else None)
             if req.task is None:
                 model, pinned = self.table.model(req.target), req.version
             else:
                 model, pinned = self.table.for_task(req.target, req.task)
             labels["model"] = model.name
-            out = await self.call(model, pinned, req.texts, req.params)
+            out = await self.call(model, pinned, req.texts, req.params, need=need, fresh=req.fresh)
         fields = {k: v for k, v in out.items() if k not in ("results", "version")}
         return InferenceResponse(model.name, out["results"], str(out.get("version", "")), fields=fields)
 
     async def call(self, model: ModelConfig, pinned: str | None, texts: list[str], params: dict,
-                   pipeline: str = "") -> dict:
-        """Pick the version (pinned, or by traffic split) and call it with parameters its task checked."""
+                   pipeline: str = "", need: Requirement | None = None, fresh: bool = False) -> dict:
+        """Pick the version (pinned, selected for the request's needs, or by traffic split), answer from the
+        response cache when it holds the answer, else call the version with parameters its task checked."""
         params = contract(model.task).params(model, params)
-        entry = self.table.routes[model.name].pick(pinned)
+        entry, choice = self.pick(model, pinned, need)
+        cache = self.table.cache_for(model.name, pipeline)
+        if cache is None:
+            return self.tagged(await self.answer(model, entry, texts, params, pipeline), choice)
+        key = request_key(self.table.cache_space(model.name, entry), texts, params)
+        hit = None if fresh else cache.get(key)
+        self.metrics.inc("gateway_cache_requests", {"model": model.name, "version": entry.label, "pipeline": pipeline,
+                                                    "result": "bypass" if fresh else "hit" if hit else "miss"})
+        if hit is not None:
+            return self.tagged(hit, choice, "hit")
+        out = await self.answer(model, entry, texts, params, pipeline)
+        cache.put(key, out)
+        return self.tagged(out, choice, "bypass" if fresh else "miss")
+
+    def pick(self, model: ModelConfig, pinned: str | None, need: Requirement | None) -> tuple[VersionEntry, Choice | None]:
+        """The version to call; with a requirement and a `selection` config, the variant chosen for it."""
+        routes = self.table.routes[model.name]
+        if need is None or pinned is not None or model.selection is None:
+            return routes.pick(pinned), None
+        choice = choose(self.table.candidates(model.name), need, model.selection.on_unmet == "refuse")
+        self.metrics.inc("gateway_variant_choices", {"model": model.name, "version": choice.label,
+                                                     "reason": choice.reason})
+        return routes.versions[choice.label], choice
+
+    @staticmethod
+    def tagged(out: dict, choice: Choice | None, cache: str | None = None) -> dict:
+        """The answer with what the response says about how it was made (cache, variant selection)."""
+        extra = ({"cache": cache} if cache else {}) | ({"selection": choice.as_dict()} if choice else {})
+        return {**out, **extra} if extra else out
+
+    async def answer(self, model: ModelConfig, entry: VersionEntry, texts: list[str], params: dict,
+                     pipeline: str) -> dict:
+        """Admit and call one version; its latency feeds selection."""
         # Overloaded (429) when the expected wait is longer than the configured bound or the request's deadline.
         ticket = self.table.admission.controller(model, entry.label).admit(seconds_left())
+        feed_key = f"{model.name}@{entry.label}"
+        fed = self.table.feed.start(feed_key)
         ok = False
         try:
             out = await entry.backend.infer(texts, params)
@@ -91,17 +130,20 @@ class Inference:
             raise InferenceFailed(f"model '{model.name}' failed to answer; see the server log") from None
         finally:
             ticket.done(ok)
+            self.table.feed.finish(feed_key, fed, ok)
         self.metrics.inc("gateway_requests", {"model": model.name, "version": entry.label, "pipeline": pipeline})
         return out
 
-    async def call_model(self, ref: str, texts: list[str], params: dict, pipeline: str = "") -> dict:
+    async def call_model(self, ref: str, texts: list[str], params: dict, pipeline: str = "",
+                         fresh: bool = False) -> dict:
         """One model call for the pipeline engine: `ref` is a model name, optionally pinned (`name@3`)."""
         name, _, pinned = ref.partition("@")
-        return await self.call(self.table.model(name), pinned or None, texts, params, pipeline)
+        return await self.call(self.table.model(name), pinned or None, texts, params, pipeline, fresh=fresh)
 
-    async def run_graph(self, name: str, texts: list[str]) -> tuple[list, list]:
+    async def run_graph(self, name: str, texts: list[str], fresh: bool = False) -> tuple[list, list]:
         pipelines = {p.name: p for p in self.table.config.pipelines}
-        records, trace = await run_pipeline(pipelines, partial(self.call_model, pipeline=name), name, texts)
+        call = partial(self.call_model, pipeline=name, fresh=fresh)
+        records, trace = await run_pipeline(pipelines, call, name, texts)
         for entry in trace:
             self.metrics.observe("gateway_pipeline_node_duration_seconds", {"pipeline": name, "node": entry["node"]},
                                  entry["latency_ms"] / 1000)

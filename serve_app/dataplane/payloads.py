@@ -18,6 +18,10 @@ class InferenceRequest:
     task: str | None = None
     pipeline: bool = False
     trace: bool = False  # pipelines: add each node's latency and version
+    # What the request needs of the answering variant, as sent (latency_budget_ms, min_accuracy): checked and
+    # used by serve_app/dataplane/selection.py.
+    needs: dict = field(default_factory=dict)
+    fresh: bool = False  # Cache-Control: no-cache: answer without the response cache
 
 
 @dataclass
@@ -35,4 +39,11 @@ class InferenceResponse:
     def headers(self) -> dict[str, str]:
         if self.pipeline:
             return {"X-Pipeline": self.target}
-        return {"X-Model-Name": self.target, "X-Model-Version": self.version}
+        headers = {"X-Model-Name": self.target, "X-Model-Version": self.version}
+        if "cache" in self.fields:
+            headers["X-Cache"] = self.fields["cache"]
+        choice = self.fields.get("selection")
+        if choice:
+            headers["X-Variant-Selection"] = (f"variant={choice['variant']}; reason={choice['reason']}; "
+                                              f"budget_met={str(choice['budget_met']).lower()}")
+        return headers

@@ -17,6 +17,13 @@ class VersionEntry:
     label: str  # "3" for registry iteration 3; "sha256:<12 hex>" for a plain folder
     backend: object  # a dataplane.ModelBackend
     weight: float = 0.0
+    content_hash: str = ""  # the version's content (response cache keys); "" keys by model and label instead
+    accuracy: float | None = None  # its gated held-out accuracy (selection), None if not evaluated
+    gated: bool = False  # passed its gate: a candidate for selection
+
+    @property
+    def cache_space(self) -> str:
+        return self.content_hash or f"label:{self.label}"
 
 
 class ModelRoutes:
@@ -25,8 +32,10 @@ class ModelRoutes:
         self.versions: dict[str, VersionEntry] = {}
         self._rng = rng or random.Random()
 
-    def add(self, label: str, backend: object, weight: float = 0.0) -> None:
-        self.versions[label] = VersionEntry(label, backend, weight)
+    def add(self, label: str, backend: object, weight: float = 0.0, facts: dict | None = None) -> None:
+        """`facts`: content_hash, accuracy, gated (serve_app.plan.version_facts)."""
+        known = {k: v for k, v in (facts or {}).items() if k in ("content_hash", "accuracy", "gated")}
+        self.versions[label] = VersionEntry(label, backend, weight, **known)
 
     def remove(self, label: str) -> VersionEntry:
         entry = self.versions.pop(label, None)

@@ -23,6 +23,20 @@ class Status:
             return {"version": entry.label, "ready": False, "traffic_share": share}
         return {**info, "version": entry.label, "ready": True, "traffic_share": share}
 
+    def serving_options(self, name: str) -> dict:
+        """Selection (each loaded variant's gated accuracy and expected latency now) and the response cache."""
+        model, out = self.table.model(name), {}
+        if model.selection is not None:
+            out["selection"] = {"on_unmet": model.selection.on_unmet, "variants": [
+                {"version": c.label, "accuracy": c.accuracy, "gated": c.gated,
+                 "expected_ms": None if c.expected_ms is None else round(c.expected_ms, 2)}
+                for c in self.table.candidates(name)]}
+        cache = self.table.cache_for(name)
+        if cache is not None:
+            out["cache"] = {"max_bytes": cache.max_bytes, "ttl_s": cache.ttl_s, "bytes": cache.bytes,
+                            "entries": len(cache.entries)}
+        return out
+
     async def model_status(self, name: str) -> dict:
         model = self.table.model(name)
         routes = self.table.routes[name]
@@ -32,7 +46,7 @@ class Status:
         return {"name": model.name, "task": str(model.task), "runtime": model.runtime.value,
                 "batching": {"max_batch_size": model.batching.max_batch_size},  # stream jobs size batches by it
                 "ready": any(v["ready"] and v["traffic_share"] > 0 for v in versions),
-                "versions": sorted(versions, key=lambda v: v["version"])}
+                "versions": sorted(versions, key=lambda v: v["version"]), **self.serving_options(name)}
 
     async def version_ready(self, name: str, version: str | None) -> bool:
         status = await self.model_status(name)

@@ -3,9 +3,13 @@ every part of the dataplane shares (with the errors a client gets for unknown na
 
 from __future__ import annotations
 
+import time
+
 from serve_app.config import GatewayConfig, ModelConfig, Task
 from serve_app.dataplane.admission import Admission
-from serve_app.dataplane.routing import ModelRoutes
+from serve_app.dataplane.cache import ResponseCache
+from serve_app.dataplane.routing import ModelRoutes, VersionEntry
+from serve_app.dataplane.selection import Candidate, LatencyFeed
 from serve_app.errors import InvalidInput, ModelNotFound
 from serve_app.metrics import Metrics, NullMetrics
 from serve_app.pipelines.spec import Pipeline
@@ -20,11 +24,34 @@ class ModelTable:
         self.routes = routes
         self.metrics = metrics or NullMetrics()
         self.admission = Admission()
+        self.feed = LatencyFeed(time.monotonic)  # per "model@label": live latency and queue, for selection
+        # Response caches: "model" for direct calls, "pipeline:<name>" for the model calls of a pipeline's nodes.
+        self.caches = {m.name: ResponseCache(m.cache.max_bytes, m.cache.ttl_s) for m in config.models if m.cache}
+        self.caches |= {f"pipeline:{p.name}": ResponseCache(p.cache.max_bytes, p.cache.ttl_s)
+                        for p in config.pipelines if p.cache}
         for name in routes:
             self.publish_versions(name)
 
     def publish_versions(self, name: str) -> None:
         self.metrics.set("gateway_loaded_versions", {"model": name}, len(self.routes[name].versions))
+
+    def cache_for(self, model: str, pipeline: str = "") -> ResponseCache | None:
+        return self.caches.get(f"pipeline:{pipeline}") if pipeline else self.caches.get(model)
+
+    @staticmethod
+    def cache_space(model: str, entry: VersionEntry) -> str:
+        """The key space of one version's answers: its content hash (a new version starts empty)."""
+        return f"{model}@{entry.content_hash or 'label:' + entry.label}"
+
+    def forget_answers(self, model: str, entry: VersionEntry) -> None:
+        """An unloaded version's answers leave every cache (the model's and the pipelines')."""
+        for cache in self.caches.values():
+            cache.drop_version(self.cache_space(model, entry))
+
+    def candidates(self, model: str) -> list[Candidate]:
+        """Every loaded version of a model as a selection candidate, with its expected latency now."""
+        return [Candidate(label, e.accuracy, e.gated, self.feed.expected_ms(f"{model}@{label}"))
+                for label, e in self.routes[model].versions.items()]
 
     def model(self, name: str) -> ModelConfig:
         model = self.config.model(name)

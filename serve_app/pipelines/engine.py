@@ -76,7 +76,8 @@ class Run:
     async def _dispatch(self, node: Node, texts: list[str], path: str, entry: dict) -> list[dict]:
         if isinstance(node, ModelNode):
             out = await self.call(node.model, texts, dict(node.params))
-            entry.update(model=node.model.partition("@")[0], version=out.get("version"))
+            entry.update(model=node.model.partition("@")[0], version=out.get("version"),
+                         **{k: out[k] for k in ("cache", "selection") if k in out})
             return [dict(r) for r in out["results"]]
         if isinstance(node, ChainNode):
             records = [{"text": t} for t in texts]

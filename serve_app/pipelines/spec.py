@@ -11,6 +11,17 @@ from serve_app.pipelines.fusion import METHODS
 NODE_NAME = r"^[a-z][a-z0-9_-]{0,62}$"
 
 
+class ResponseCaching(BaseModel):
+    """A response cache (serve_app/dataplane/cache.py) for a model, or for every model call of a pipeline's
+    nodes: answers kept per version, keyed by inputs + parameters. Here, not in serve_app.config, because the
+    config imports the pipeline spec (not the reverse) and both declare it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_bytes: Annotated[int, Field(ge=1024, le=1 << 40)] = 64 << 20
+    ttl_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 300.0
+
+
 class _Node(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -101,3 +112,4 @@ class Pipeline(BaseModel):
     name: Annotated[str, Field(pattern=NODE_NAME)]
     description: str = ""
     graph: Node
+    cache: ResponseCaching | None = None  # caches each node's model call (per version of that model)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 from serve_app import __version__
 from serve_app.dataplane import DataPlane, InferenceRequest
+from serve_app.dataplane.selection import ACCURACY_PARAM, BUDGET_PARAM
 from serve_app.errors import InvalidInput, ModelNotFound, ModelNotReady
 from serve_app.plan import open_registry
+from serve_app.protocols.hints import request_hints
 from serve_app.protocols.tensors import TEXT_INPUT, check_text_input, encode_outputs, json_tensors
 from serve_app.tasks import contract
 
@@ -38,7 +41,20 @@ async def model_metadata(dp: DataPlane, name: str, version: str | None = None) -
     if version is not None and version not in loaded:
         raise ModelNotFound(f"version {version} of '{name}' is not loaded; loaded: {', '.join(loaded) or 'none'}")
     return {"name": name, "versions": loaded, "platform": f"inference-gateway/{model.runtime.value}",
-            "inputs": inputs, "outputs": contract(model.task).oip_outputs(), "properties": {"task": str(model.task)}}
+            "inputs": inputs, "outputs": contract(model.task).oip_outputs(),
+            "properties": {"task": str(model.task), **serving_properties(model)}}
+
+
+def serving_properties(model) -> dict[str, str]:
+    """Selection and caching as metadata properties (strings, as OIP's parameters are)."""
+    props = {}
+    if model.selection is not None:
+        props |= {"selection_variants": ",".join(model.selection.variants),
+                  "selection_on_unmet": model.selection.on_unmet,
+                  "selection_parameters": f"{BUDGET_PARAM},{ACCURACY_PARAM}"}
+    if model.cache is not None:
+        props |= {"response_cache": f"max_bytes={model.cache.max_bytes},ttl_s={model.cache.ttl_s:g}"}
+    return props
 
 
 async def model_ready(dp: DataPlane, name: str, version: str | None = None) -> bool:
@@ -49,25 +65,28 @@ async def model_ready(dp: DataPlane, name: str, version: str | None = None) -> b
 
 
 def inference_request(dp: DataPlane, name: str, version: str | None, texts: list[str],
-                      params: object) -> InferenceRequest:
+                      params: object, headers: Mapping[str, str] | None = None) -> InferenceRequest:
     """An OIP inference request for a model or a pipeline; `params` are the request's parameters, of which
     the model's task takes those it declares (`max_new_tokens` for summarizers)."""
     if not isinstance(params, dict):
         raise InvalidInput("parameters must be a JSON object")
+    needs, fresh = request_hints(params, headers or {})
     if dp.table.is_pipeline(name):
-        return InferenceRequest(name, texts, pipeline=True)
+        return InferenceRequest(name, texts, pipeline=True, fresh=fresh)
     names = contract(dp.table.model(name).task).param_names
-    return InferenceRequest(name, texts, version, {k: params[k] for k in names if k in params})
+    return InferenceRequest(name, texts, version, {k: params[k] for k in names if k in params}, needs=needs,
+                            fresh=fresh)
 
 
-async def infer(dp: DataPlane, name: str, version: str | None, request: object, tail: bytes) -> tuple[dict, bytes]:
+async def infer(dp: DataPlane, name: str, version: str | None, request: object, tail: bytes,
+                headers: Mapping[str, str] | None = None) -> tuple[dict, bytes]:
     """(response JSON, binary tail) for one OIP REST inference request."""
     dp.table.check_served(name)
     if not isinstance(request, dict):
         raise InvalidInput("the inference request must be a JSON object with 'inputs'")
     texts = check_text_input(json_tensors(request, tail), name)
     params = request.get("parameters") or {}
-    answer = await dp.inference.infer(inference_request(dp, name, version, texts, params))
+    answer = await dp.inference.infer(inference_request(dp, name, version, texts, params, headers))
     outputs, out_tail = encode_outputs(answer.results, request.get("outputs"), bool(params.get("binary_data_output")))
     response = {"model_name": name, "outputs": outputs}
     if answer.version:

@@ -144,7 +144,7 @@ class OipGrpcServicer:
             dp.table.check_served(request.model_name)
             texts = check_text_input(_tensors(request), request.model_name)
             req = oip.inference_request(dp, request.model_name, request.model_version or None, texts,
-                                        _params(request))
+                                        _params(request), _metadata(grpc_context))
             answer = await dp.deadlines.within(deadline, dp.inference.infer(req))
             return _infer_response(answer, request)
         return await self._guard(grpc_context, pb.ModelInferResponse(), work)

@@ -67,7 +67,7 @@ def _add_infer_route(app: FastAPI, get_dataplane: GetDataPlane, deadline_of: Dea
             raise PayloadTooLarge(f"request body is {len(raw)} bytes; the limit is {limit}")
         header, tail = split_body(raw, request.headers.get(HEADER_LENGTH))
         body = decode_json(header, dp.limits)
-        work = oip.infer(dp, name, version, body, tail)
+        work = oip.infer(dp, name, version, body, tail, request.headers)
         response, out_tail = await dp.deadlines.within(deadline_of(request, dp), work)
         if not out_tail and not any("binary_data_size" in (o.get("parameters") or {}) for o in response["outputs"]):
             return JSONResponse(response)

@@ -13,6 +13,9 @@ class TextsRequest(BaseModel):
 
     model: Annotated[StrictStr, Field(min_length=1, max_length=200)] | None = None
     texts: Annotated[list[StrictStr], Field(min_length=1)]
+    # Selection (serve_app/dataplane/selection.py); headers X-Latency-Budget-Ms / X-Min-Accuracy do the same.
+    latency_budget_ms: float | None = None
+    min_accuracy: float | None = None
 
 
 class PipelineRequest(TextsRequest):

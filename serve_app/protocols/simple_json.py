@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 
 from serve_app.dataplane import DataPlane, InferenceRequest, InferenceResponse
 from serve_app.errors import GatewayError
+from serve_app.protocols.hints import request_hints
 from serve_app.protocols.json_body import decode_json, parse_body, read_json
 from serve_app.protocols.schemas import PipelineRequest
 from serve_app.protocols.sse import summarize_stream
@@ -62,8 +63,9 @@ def add_task_route(app: FastAPI, task: TaskContract, get_dataplane: Callable[[],
         if task.streams and isinstance(body, dict) and body.get("stream") is True:
             return await summarize_stream(dp, body, deadline_of(request, dp))
         req = parse_counted(dp, task.request, body, {"model": "", "pipeline": ""})
+        needs, fresh = request_hints(req.model_dump(), request.headers)
         return await respond(dp, deadline_of(request, dp), InferenceRequest(
-            req.model or "", req.texts, params=task.request_params(req), task=task.name))
+            req.model or "", req.texts, params=task.request_params(req), task=task.name, needs=needs, fresh=fresh))
 
     app.post(task.route, name=f"run_{task.name}")(run_task)
 
@@ -104,8 +106,9 @@ def add_simple_routes(app: FastAPI, get_dataplane: Callable[[], DataPlane], dead
         body = await read_json(request, dp.limits)
         dp.table.pipeline(name)  # an unknown pipeline is named before the body's fields are checked
         req = parse_counted(dp, PipelineRequest, body, {"model": "", "pipeline": name})
+        _, fresh = request_hints({}, request.headers)
         return await respond(dp, deadline_of(request, dp), InferenceRequest(name, req.texts, pipeline=True,
-                                                                            trace=req.trace))
+                                                                            trace=req.trace, fresh=fresh))
 
 
 def add_admin_routes(app: FastAPI, get_dataplane: Callable[[], DataPlane], admin: list) -> None:

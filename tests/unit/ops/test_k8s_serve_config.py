@@ -127,10 +127,13 @@ def test_gateway_builder_routes_to_the_declared_apps_with_merged_weights():
     app = gateway_application({"config": CONFIG, "gpus": 0}, registry=FakeRegistry())
     config, table, gpus = app._bound_deployment.init_args
     assert gpus == 0.0 and config["models"][0]["name"] == "clf"
-    assert table["clf"] == [
+    routing = ("label", "app", "deployment", "weight")
+    assert [{k: v[k] for k in routing} for v in table["clf"]] == [
         {"label": "3", "app": "clf--stable", "deployment": "clf", "weight": 90.0},  # stable and 3: one version
         {"label": "4", "app": "clf--canary", "deployment": "clf", "weight": 10.0},
     ]
+    # The ingress also learns each version's content hash (response cache keys) in the cluster.
+    assert table["clf"][0]["content_hash"].endswith("3") and table["clf"][1]["content_hash"].endswith("4")
     assert table["echo"] == [{"label": "builtin", "app": "echo--builtin", "deployment": "echo", "weight": 1.0}]
     declared = {d.app_name for d in declared_versions(parse_config(CONFIG))}
     assert {e["app"] for entries in table.values() for e in entries} <= declared
