@@ -11,14 +11,17 @@ TINY_LABELS = ["alpha", "beta", "gamma"]
 _TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
-def build_tiny_classifier(out: Path, seed: int = 0, initializer_range: float = 0.02) -> Path:
-    """`initializer_range` well above BERT's 0.02 gives a random model whose predictions vary with the text."""
+def build_tiny_classifier(out: Path, seed: int = 0, initializer_range: float = 0.02, hidden_size: int = 32,
+                          num_hidden_layers: int = 2) -> Path:
+    """`initializer_range` well above BERT's 0.02 gives a random model whose predictions vary with the text;
+    `hidden_size` 384 and 6 layers make one as slow as MiniLM (a slow variant for selection tests)."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128, num_labels=len(TINY_LABELS),
+    cfg = BertConfig(vocab_size=30522, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
+                     num_attention_heads=2, intermediate_size=2 * hidden_size, max_position_embeddings=128,
+                     num_labels=len(TINY_LABELS),
                      initializer_range=initializer_range,
                      id2label=dict(enumerate(TINY_LABELS)), label2id={n: i for i, n in enumerate(TINY_LABELS)})
     BertForSequenceClassification(cfg).save_pretrained(out)
