@@ -80,7 +80,11 @@ def build_variant(parent: Path, plan: Plan, task: str, out: Path, calibration: l
                        transforms=[*parent_spec.transforms, *plan.transforms])
     tokenizer.save_pretrained(out)
     if plan.runtime == "onnx":
-        _write_onnx(model, tokenizer, plan, out, spec, info, tick)
+        if plan.quantize == "int8-static" and not calibration:
+            raise PlanError("static int8 needs calibration texts for its activation ranges")
+        feeds = [onnx_ops.sample_inputs(tokenizer, calibration[i:i + 16], max_length=128)
+                 for i in range(0, len(calibration or []), 16)] if plan.quantize == "int8-static" else []
+        _write_onnx(model, tokenizer, plan, out, spec, info, tick, feeds)
     else:
         _write_torch(model, plan, out, spec, tick)
     info["size_mb"] = round(weights_size(out) / 1e6, 2)
@@ -98,7 +102,8 @@ def _write_torch(model, plan: Plan, out: Path, spec: VariantSpec, tick: Tick) ->
     tick("saved")
 
 
-def _write_onnx(model, tokenizer, plan: Plan, out: Path, spec: VariantSpec, info: dict, tick: Tick) -> None:
+def _write_onnx(model, tokenizer, plan: Plan, out: Path, spec: VariantSpec, info: dict, tick: Tick,
+                calibration_feeds: list[dict]) -> None:
     probe = ["A short headline.", "A longer text about markets, elections and football " * 8]
     feed = onnx_ops.sample_inputs(tokenizer, probe, max_length=64)
     with torch.inference_mode():
@@ -115,6 +120,9 @@ def _write_onnx(model, tokenizer, plan: Plan, out: Path, spec: VariantSpec, info
         target = out / "model.onnx"
         if plan.quantize == "int8":
             onnx_ops.quantize_int8(fused, target)
+            spec.quantization = "int8"
+        elif plan.quantize == "int8-static":
+            onnx_ops.quantize_int8_static(raw, target, calibration_feeds)
             spec.quantization = "int8"
         elif plan.quantize == "int4":
             onnx_ops.quantize_int4(fused, target)

@@ -14,7 +14,7 @@ def add_parsers(sub) -> None:
     opt.add_argument("selector", help="registry version to start from, e.g. classifier@stable")
     opt.add_argument("--prune", action="append", default=[], metavar="METHOD:FRACTION",
                      help="random:0.3, magnitude:0.5[:layer|global] or heads:0.25; repeat to compose")
-    opt.add_argument("--quantize", choices=["int8", "int4", "bf16", "fp16"])
+    opt.add_argument("--quantize", choices=["int8", "int8-static", "int4", "bf16", "fp16"])
     opt.add_argument("--runtime", choices=["torch", "onnx"], default="torch")
     opt.add_argument("--max-drop", type=float, default=1.0, help="largest quality drop accepted, in points")
     opt.add_argument("--alias", help="point this alias at the registered variant (e.g. fast)")
@@ -47,7 +47,7 @@ def _cmd_optimize(registry, args: argparse.Namespace) -> int:
         console.print(f"[red]error:[/] {err}")
         return 2
     examples = bbc_held_out(args.eval_limit) if task == "classification" else bbc_headlines(args.summaries)
-    calibration = bbc_calibration() if any(p.method == "heads" for p in plan.prune) else None
+    calibration = bbc_calibration() if plan.needs_calibration else None
     with progress_line(f"{parent.label} -> {plan.label}") as tick:
         try:
             result = optimize(registry, args.selector, plan, examples, calibration=calibration,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 PRUNE_METHODS = ("random", "magnitude", "heads")
-QUANTIZATIONS = ("int8", "int4", "bf16", "fp16")
+QUANTIZATIONS = ("int8", "int8-static", "int4", "bf16", "fp16")
 RUNTIMES = ("torch", "onnx")
 
 
@@ -38,12 +38,17 @@ class Plan:
         if self.runtime == "onnx":
             steps.append("onnx")
         if self.quantize:
-            steps.append(f"quantize-{self.quantize}" if self.quantize in ("int8", "int4") else self.quantize)
+            steps.append(f"quantize-{self.quantize}" if self.quantize.startswith("int") else self.quantize)
         return steps
 
     @property
     def label(self) -> str:
         return "+".join(self.transforms) or "copy"
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Training-split texts to rank heads or to calibrate static int8's activation ranges."""
+        return self.quantize == "int8-static" or any(p.method == "heads" for p in self.prune)
 
 
 def parse_prune(text: str) -> PruneStep:
@@ -75,14 +80,16 @@ def make_plan(task: str, prune: list[str] | None = None, quantize: str | None = 
         if runtime == "onnx":
             raise PlanError("the ONNX runtime serves classifiers; summarizers run on torch (try --quantize int8 "
                             "or bf16)")
-        if quantize == "int4":
-            raise PlanError("int4 runs on onnxruntime, which serves classifiers only; try --quantize int8")
+        if quantize in ("int4", "int8-static"):
+            raise PlanError(f"{quantize} runs on onnxruntime, which serves classifiers only; try --quantize int8")
         if any(s.method == "heads" for s in steps):
             raise PlanError("head pruning is for BERT-style classifiers; use random or magnitude pruning")
     elif task != "classification":
         raise PlanError(f"models of task {task!r} cannot be optimized")
     if quantize == "int4" and runtime != "onnx":
         raise PlanError("int4 weight-only quantization runs on onnxruntime (MatMulNBits): add --runtime onnx")
+    if quantize == "int8-static" and runtime != "onnx":
+        raise PlanError("static int8 (calibrated activation scales) runs on onnxruntime: add --runtime onnx")
     if quantize in ("bf16", "fp16") and runtime == "onnx":
         raise PlanError(f"{quantize} is a torch runtime option; drop --runtime onnx (or use --quantize int8)")
     if not steps and quantize is None and runtime == "torch":

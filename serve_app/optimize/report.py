@@ -34,6 +34,7 @@ CLASSIFIER_VARIANTS = {  # name -> make_plan arguments; the first row is the par
     "torch int8": {"quantize": "int8"},
     "ORT fp32": {"runtime": "onnx"},
     "ORT int8": {"runtime": "onnx", "quantize": "int8"},
+    "ORT int8 static": {"runtime": "onnx", "quantize": "int8-static"},
     "ORT int4": {"runtime": "onnx", "quantize": "int4"},
     "prune random 30%": {"prune": ["random:0.3"]},
     "prune magnitude 30%": {"prune": ["magnitude:0.3"]},
@@ -54,7 +55,7 @@ def _build_all(parent: Path, task: str, variants: dict, work: Path, tick) -> tup
         args = dict(args)
         base = folders[args.pop("from")] if "from" in args else parent
         plan = make_plan(task, **args)
-        if calibration is None and any(p.method == "heads" for p in plan.prune):
+        if calibration is None and plan.needs_calibration:
             calibration = bbc_calibration()
         out = work / name.replace(" ", "_").replace("%", "pct").replace("+", "and")
         out.mkdir()

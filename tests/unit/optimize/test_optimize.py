@@ -114,12 +114,14 @@ def test_bf16_variant_loads_in_bf16(parent, tmp_path):
     assert np.abs(probs(served) - probs(TextClassifier(parent))).max() < 0.02
 
 
-@pytest.mark.parametrize(("quantize", "tolerance"), [(None, 1e-5), ("int8", 0.02), ("int4", 0.02)])
+@pytest.mark.parametrize(("quantize", "tolerance"), [(None, 1e-5), ("int8", 0.02), ("int8-static", 0.05),
+                                                     ("int4", 0.02)])
 def test_onnx_variants_match_torch(parent, tmp_path, quantize, tolerance):
     out, info = build(parent, tmp_path, runtime="onnx", quantize=quantize)
     served = load_classifier(out)
     assert isinstance(served, OnnxClassifier) and served.placement.device == "cpu"
-    assert read_variant(out).quantization == {"int8": "int8", "int4": "int4", None: None}[quantize]
+    assert read_variant(out).quantization == {"int8": "int8", "int8-static": "int8", "int4": "int4",
+                                              None: None}[quantize]
     assert not list(out.glob("*.safetensors"))  # the ONNX file is the model
     assert np.abs(probs(served) - probs(TextClassifier(parent))).max() < tolerance
     assert [r["label"] for r in served.predict(TEXTS)] == [r["label"] for r in TextClassifier(parent).predict(TEXTS)]
@@ -132,6 +134,11 @@ def test_onnx_variants_match_torch(parent, tmp_path, quantize, tolerance):
         import onnx
 
         assert "MatMulNBits" in {n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node}
+    if quantize == "int8-static":  # activations quantized with calibrated (constant) scales, not on the fly
+        import onnx
+
+        ops = {n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node}
+        assert "QLinearMatMul" in ops and not ops & {"DynamicQuantizeLinear", "MatMulInteger"}
 
 
 def test_transforms_compose_heads_then_onnx_int8(parent, tmp_path):
@@ -164,6 +171,8 @@ def test_summarizer_int8_and_bf16(tmp_path, smollm2_tokenizer_dir):
 
 @pytest.mark.parametrize(("task", "args", "message"), [
     ("classification", {"quantize": "int4"}, "add --runtime onnx"),
+    ("classification", {"quantize": "int8-static"}, "add --runtime onnx"),
+    ("summarization", {"quantize": "int8-static"}, "classifiers only"),
     ("classification", {}, "nothing to do"),
     ("classification", {"prune": ["heads:1.5"]}, "between 0 and 1"),
     ("classification", {"prune": ["sparse:0.3"]}, "random:FRACTION"),
