@@ -81,6 +81,7 @@ soak: venv
 # (P5, P10, P11): docs/bench/ (~25 min).
 bench: models
 	$(BIN)/python -m serve_app.bench
+	$(BIN)/python -m serve_app.bench.variants
 
 # Every optimization variant of both models, evaluated side by side: docs/optimization/ (~20 min on 2 cores).
 optimize-report: models

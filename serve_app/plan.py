@@ -37,9 +37,18 @@ def version_facts(version: ModelVersion | None, folder_hash: str = "") -> dict:
     if version is None:
         return {"content_hash": folder_hash, "accuracy": None, "gated": False}
     metrics, tags = getattr(version, "metrics", {}), getattr(version, "tags", {})  # (stand-ins in tests have neither)
-    accuracy = metrics.get("accuracy")
+    accuracy = gated_accuracy(metrics)
     return {"content_hash": version.content_hash, "accuracy": accuracy,
             "gated": accuracy is not None and tags.get("gate") != "failed"}
+
+
+def gated_accuracy(metrics: dict) -> float | None:
+    """A version's held-out accuracy in points. Registries prepared before it was recorded in points hold the
+    fine-tuned root's as a fraction (0.9839): read as 98.39, since no classifier is gated at 1%."""
+    accuracy = metrics.get("accuracy")
+    if accuracy is None:
+        return None
+    return round(accuracy * 100, 2) if accuracy <= 1.0 else accuracy
 
 
 def resolve_num_gpus(requested: float | str, gpus_in_cluster: float) -> float:

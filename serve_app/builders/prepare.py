@@ -97,7 +97,9 @@ def register_defaults(registry, models_dir: Path, reports: dict[str, dict]) -> N
         digest = content_hash(folder)
         existing = next((v for v in registry.versions(name) if v.content_hash == digest), None)
         if existing is None:
-            metrics = {"accuracy": report["held_out_accuracy"]} if "held_out_accuracy" in report else {}
+            # In points, as `gateway optimize` records its variants' accuracy (and selection's min_accuracy reads it).
+            metrics = ({"accuracy": round(100 * report["held_out_accuracy"], 2)} if "held_out_accuracy" in report
+                       else {})
             existing = registry.register(name, folder, metrics=metrics, tags={"base": report["base_model"]},
                                          source_uri=f"make models ({folder})")
             console.print(f"[green]{name}[/]: registered as {existing.label} ({digest[:19]}…)")

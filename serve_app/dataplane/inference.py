@@ -97,7 +97,8 @@ class Inference:
         cache.put(key, out)
         return self.tagged(out, choice, "bypass" if fresh else "miss")
 
-    def pick(self, model: ModelConfig, pinned: str | None, need: Requirement | None) -> tuple[VersionEntry, Choice | None]:
+    def pick(self, model: ModelConfig, pinned: str | None,
+             need: Requirement | None) -> tuple[VersionEntry, Choice | None]:
         """The version to call; with a requirement and a `selection` config, the variant chosen for it."""
         routes = self.table.routes[model.name]
         if need is None or pinned is not None or model.selection is None:

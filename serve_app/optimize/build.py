@@ -76,19 +76,24 @@ def build_variant(parent: Path, plan: Plan, task: str, out: Path, calibration: l
             info["head_counts"] = head_counts(model)
         info["sparsity"] = round(sparsity(model), 4)
         tick(step.label)
-    spec = VariantSpec(runtime=plan.runtime, pruned_heads=pruned,
+    spec = VariantSpec(runtime=plan.runtime, pruned_heads=pruned, max_length=plan.max_length or parent_spec.max_length,
                        transforms=[*parent_spec.transforms, *plan.transforms])
     tokenizer.save_pretrained(out)
     if plan.runtime == "onnx":
         if plan.quantize == "int8-static" and not calibration:
             raise PlanError("static int8 needs calibration texts for its activation ranges")
-        feeds = [onnx_ops.sample_inputs(tokenizer, calibration[i:i + 16], max_length=128)
+        feeds = [onnx_ops.sample_inputs(tokenizer, calibration[i:i + 16], max_length=spec_length(plan))
                  for i in range(0, len(calibration or []), 16)] if plan.quantize == "int8-static" else []
         _write_onnx(model, tokenizer, plan, out, spec, info, tick, feeds)
     else:
         _write_torch(model, plan, out, spec, tick)
     info["size_mb"] = round(weights_size(out) / 1e6, 2)
     return info
+
+
+def spec_length(plan: Plan) -> int:
+    """Tokens per calibration text: the variant's own input length (128 when it keeps the parent's)."""
+    return plan.max_length or 128
 
 
 def _write_torch(model, plan: Plan, out: Path, spec: VariantSpec, tick: Tick) -> None:

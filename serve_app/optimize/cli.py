@@ -16,6 +16,8 @@ def add_parsers(sub) -> None:
                      help="random:0.3, magnitude:0.5[:layer|global] or heads:0.25; repeat to compose")
     opt.add_argument("--quantize", choices=["int8", "int8-static", "int4", "bf16", "fp16"])
     opt.add_argument("--runtime", choices=["torch", "onnx"], default="torch")
+    opt.add_argument("--max-length", type=int, default=None,
+                     help="a sequence-length variant: inputs cut to this many tokens (classifiers)")
     opt.add_argument("--max-drop", type=float, default=1.0, help="largest quality drop accepted, in points")
     opt.add_argument("--alias", help="point this alias at the registered variant (e.g. fast)")
     opt.add_argument("--dry-run", action="store_true", help="evaluate and gate, but register nothing")
@@ -42,7 +44,7 @@ def _cmd_optimize(registry, args: argparse.Namespace) -> int:
     try:
         parent = registry.resolve(args.selector)
         task = task_of(registry.pull(parent))
-        plan = make_plan(task, args.prune, args.quantize, args.runtime)
+        plan = make_plan(task, args.prune, args.quantize, args.runtime, args.max_length)
     except PlanError as err:
         console.print(f"[red]error:[/] {err}")
         return 2

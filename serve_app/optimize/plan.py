@@ -30,11 +30,14 @@ class Plan:
     prune: tuple[PruneStep, ...] = ()
     quantize: str | None = None
     runtime: str = "torch"
+    max_length: int | None = None  # a sequence-length variant: inputs cut to this many tokens
     notes: list[str] = field(default_factory=list, compare=False)
 
     @property
     def transforms(self) -> list[str]:
         steps = [p.label for p in self.prune]
+        if self.max_length:
+            steps.append(f"truncate-{self.max_length}")
         if self.runtime == "onnx":
             steps.append("onnx")
         if self.quantize:
@@ -70,8 +73,10 @@ def parse_prune(text: str) -> PruneStep:
 
 
 def make_plan(task: str, prune: list[str] | None = None, quantize: str | None = None,
-              runtime: str = "torch") -> Plan:
+              runtime: str = "torch", max_length: int | None = None) -> Plan:
     steps = tuple(parse_prune(p) for p in prune or [])
+    if max_length is not None and (task != "classification" or not 8 <= max_length <= 4096):
+        raise PlanError("--max-length cuts a classifier's inputs: give 8 to 4096 tokens (e.g. --max-length 64)")
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise PlanError(f"--quantize {quantize!r}: choose one of {', '.join(QUANTIZATIONS)}")
     if runtime not in RUNTIMES:
@@ -92,6 +97,6 @@ def make_plan(task: str, prune: list[str] | None = None, quantize: str | None = 
         raise PlanError("static int8 (calibrated activation scales) runs on onnxruntime: add --runtime onnx")
     if quantize in ("bf16", "fp16") and runtime == "onnx":
         raise PlanError(f"{quantize} is a torch runtime option; drop --runtime onnx (or use --quantize int8)")
-    if not steps and quantize is None and runtime == "torch":
-        raise PlanError("nothing to do: give --prune, --quantize and/or --runtime onnx")
-    return Plan(steps, quantize, runtime)
+    if not steps and quantize is None and runtime == "torch" and max_length is None:
+        raise PlanError("nothing to do: give --prune, --quantize, --max-length and/or --runtime onnx")
+    return Plan(steps, quantize, runtime, max_length)

@@ -35,7 +35,17 @@ class _Classifier:
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.labels = [self.config.id2label[i] for i in range(self.config.num_labels)]
         model_limit = min(self.tokenizer.model_max_length, getattr(self.config, "max_position_embeddings", 512))
-        self.max_length = min(max_length, model_limit) if max_length else model_limit
+        # A sequence-length variant reads at most its own limit, whatever the config (or a benchmark) asks.
+        self.limit = min(model_limit, self.variant.max_length or model_limit)
+        self.max_length = max_length
+
+    @property
+    def max_length(self) -> int:
+        return self._max_length
+
+    @max_length.setter
+    def max_length(self, value: int | None) -> None:
+        self._max_length = min(value, self.limit) if value else self.limit
 
     def _probs(self, enc) -> list[list[float]]:
         raise NotImplementedError

@@ -6,6 +6,7 @@ variant records what the loader must do to run it the way it was evaluated:
     {"runtime": "onnx", "onnx_file": "model.onnx", "transforms": ["onnx", "quantize-int8"]}
     {"runtime": "torch", "quantization": "dynamic-int8", "transforms": ["quantize-int8"]}
     {"runtime": "torch", "dtype": "bfloat16", "pruned_heads": {"0": [3, 7]}, "transforms": [...]}
+    {"runtime": "onnx", "max_length": 64, "transforms": ["truncate-64", "onnx", "quantize-int8"]}
 
 torch dynamic int8 cannot be stored as safetensors (its packed weights are not tensors), so that variant keeps
 fp32 weights and is quantized when loaded; everything else is stored in its final form.
@@ -31,6 +32,8 @@ class VariantSpec(BaseModel):
     quantization: str | None = Field(None, pattern="^(dynamic-int8|int8|int4)$")
     # layer index -> heads removed; the loader slices the same heads away before loading the weights.
     pruned_heads: dict[int, list[int]] = {}
+    # A sequence-length variant: inputs are cut to this many tokens (the gate measured it so).
+    max_length: int | None = Field(None, ge=8, le=32_768)
     transforms: list[str] = []
 
 

@@ -69,7 +69,7 @@ class GatewayEnricher(MicroBatcher):
                     name = next(m["name"] for m in (await r.json())["models"] if m["task"] == task)
             async with self._session.get(f"{self.base_url}/v1/models/{name}", headers=self.headers) as r:
                 return int((await r.json())["batching"]["max_batch_size"])
-        except (aiohttp.ClientError, asyncio.TimeoutError, KeyError, StopIteration, TypeError, ValueError):
+        except (TimeoutError, aiohttp.ClientError, KeyError, StopIteration, TypeError, ValueError):
             return DEFAULT_BATCH
 
     async def send(self, batch: list[Pending]) -> None:
@@ -125,7 +125,7 @@ class GatewayEnricher(MicroBatcher):
                     except ValueError:
                         body = raw.decode("utf-8", "replace")[:500]
                     return r.status, body, r.headers.get("retry-after")
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as err:
+            except (TimeoutError, aiohttp.ClientError, OSError) as err:
                 return None, f"connection failed: {err!r}", None
 
     def _answer(self, batch: list[Pending], body: dict) -> None:

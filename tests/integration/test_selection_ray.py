@@ -18,6 +18,7 @@ from serve_app.registry import Registry
 
 TEXT = "Markets rallied as the central bank held rates, while the football season opened with a surprise. " * 6
 BUDGET = {"X-Latency-Budget-Ms": "400"}
+NO_CACHE = {"Cache-Control": "no-cache"}  # every request reaches a model (the cache has a test of its own)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,8 @@ def client(serve_session, tmp_path_factory):
                  tags={"gate": "accuracy drop <= 1"})
     config = parse_config({
         "registry": {"uri": str(root / "store"), "cache_dir": str(root / "cache")},
-        "models": [{"name": "sel", "task": "classification", "version": "1", "max_length": 128,
+        "models": [{"name": "clf", "task": "classification", "registry_model": "sel", "version": "1",
+                    "max_length": 128, "cache": {"max_bytes": 1 << 20},
                     "selection": {"variants": ["2"]}, "resources": {"num_cpus": 0.1, "num_gpus": 0, "threads": 1},
                     "batching": {"max_batch_size": 8, "batch_wait_timeout_s": 0.0}}],
     }, settings=GatewaySettings(models_dir=root))
@@ -40,7 +42,7 @@ def client(serve_session, tmp_path_factory):
 
 
 def classify(client, headers=BUDGET):
-    r = client.post("/v1/classify", json={"texts": [TEXT], "model": "sel"}, headers=headers)
+    r = client.post("/v1/classify", json={"texts": [TEXT], "model": "clf"}, headers={**headers, **NO_CACHE})
     assert r.status_code == 200, r.text
     return r
 
@@ -55,7 +57,24 @@ def test_unloaded_the_accurate_variant_answers_and_under_load_the_choice_moves(c
     chosen = Counter(r.headers["x-model-version"] for r in loaded)
     # The fast variant takes what the slow one cannot answer within the budget; the slow one keeps a share.
     assert chosen["2"] >= 24 and chosen["1"] >= 1, chosen
-    status = client.get("/v1/models/sel").json()
+    status = client.get("/v1/models/clf").json()
     assert [(v["version"], v["accuracy"], v["gated"]) for v in status["selection"]["variants"]] == [
         ("1", 95.0, True), ("2", 94.0, True)]
-    assert "2" in client.get("/v2/models/sel").json()["properties"]["selection_variants"]
+    assert "2" in client.get("/v2/models/clf").json()["properties"]["selection_variants"]
+
+
+def test_the_variant_bench_runs_p12_and_p13_end_to_end(client):
+    """`make bench`'s variant targets in smoke mode (short windows): figures are not asserted on shared cores."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from serve_app.bench.variants.__main__ import rows, serve_targets
+    from serve_app.bench.variants.p4 import Int8Result
+
+    args = SimpleNamespace(concurrency=4, window=0.5, repeats=1)
+    measured = asyncio.run(serve_targets(str(client.base_url).rstrip("/"), [TEXT, TEXT + " Again."],
+                                         {"1": 95.0, "2": 94.0}, "2", args, lambda step: None))
+    assert measured["p12"]["rounds"][0]["selection"]["requests"] > 0 and measured["p12"]["budget_ms"] > 0
+    assert measured["p13"]["rounds"][0]["hit_p50_ms"] > 0
+    p4 = Int8Result({"ORT int8 dynamic": {"speedup": 1.6, "drop": 0.2, "version": "2"}}, "ORT int8 dynamic")
+    assert [r["id"] for r in rows(p4, measured, 94.0)] == ["P4", "P12", "P13"]

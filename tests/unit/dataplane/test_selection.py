@@ -79,7 +79,8 @@ def test_traffic_moves_when_a_variant_slows_down_and_comes_back_when_it_recovers
     feed = LatencyFeed(clock, smoothing=0.5, stale_s=2.0)
 
     def pick():
-        cands = [Candidate(FP32, 95.0, True, feed.expected_ms(FP32)), Candidate(INT8, 94.6, True, feed.expected_ms(INT8))]
+        cands = [Candidate(FP32, 95.0, True, feed.expected_ms(FP32)),
+                 Candidate(INT8, 94.6, True, feed.expected_ms(INT8))]
         return choose(cands, Requirement(budget_ms=100)).label
 
     feed_answer(feed, clock, FP32, 0.06)

@@ -141,6 +141,18 @@ def test_onnx_variants_match_torch(parent, tmp_path, quantize, tolerance):
         assert "QLinearMatMul" in ops and not ops & {"DynamicQuantizeLinear", "MatMulInteger"}
 
 
+def test_a_sequence_length_variant_reads_at_most_its_own_limit(parent, tmp_path):
+    out, _ = build(parent, tmp_path, runtime="onnx", quantize="int8", max_length=8)
+    spec = read_variant(out)
+    assert spec.max_length == 8 and spec.transforms == ["truncate-8", "onnx", "quantize-int8"]
+    served = load_classifier(out, max_length=128)  # the config asks for more: the variant's limit holds
+    served.max_length = 64  # so does a benchmark that sets its own length
+    long_text = "markets " * 40
+    [result] = served.predict([long_text])
+    assert served.max_length == 8 and result["truncated"] and result["input_tokens"] == 8
+    assert TextClassifier(parent, max_length=128).predict([long_text])[0]["input_tokens"] > 8
+
+
 def test_transforms_compose_heads_then_onnx_int8(parent, tmp_path):
     pruned, _ = build(parent, tmp_path, "pruned", prune=["heads:0.5"])
     out, info = build(parent, tmp_path, "composed", prune=["heads:0.5"], runtime="onnx", quantize="int8")

@@ -25,8 +25,8 @@ FACTS = {"1": (95.0, True, 0.05), "2": (94.6, True, 0.01), "3": (99.0, False, 0.
 
 
 def dataplane(refuse=False):
-    config = {**CONFIG, "models": [{**CONFIG["models"][0], "selection": {"variants": ["2", "3"],
-                                                                         "on_unmet": "refuse" if refuse else "fastest"}}]}
+    selection = {"variants": ["2", "3"], "on_unmet": "refuse" if refuse else "fastest"}
+    config = {**CONFIG, "models": [{**CONFIG["models"][0], "selection": selection}]}
     routes = ModelRoutes("clf")
     for label, (accuracy, gated, delay) in FACTS.items():
         routes.add(label, FakeBackend(label, labelled(f"from-{label}"), delay_s=delay), 1.0 if label == "1" else 0.0,
@@ -103,7 +103,8 @@ def test_oip_parameters_select_too_and_metadata_declares_selection_and_cache():
     props = meta.json()["properties"]
     assert props["selection_variants"] == "2,3" and props["response_cache"].startswith("max_bytes=100000")
     [model] = models.json()["models"]
-    assert [(v["version"], v["gated"]) for v in model["selection"]["variants"]] == [("1", True), ("2", True), ("3", False)]
+    gates = [(v["version"], v["gated"]) for v in model["selection"]["variants"]]
+    assert gates == [("1", True), ("2", True), ("3", False)]
     assert model["cache"]["max_bytes"] == 100_000
 
 

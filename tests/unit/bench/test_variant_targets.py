@@ -1,0 +1,43 @@
+"""The variant bench's target rows (P4, P12, P13) and how they merge into bench.json by id."""
+
+import json
+
+from serve_app.bench.variants.__main__ import merge, rows
+from serve_app.bench.variants.p4 import Int8Result, p4_row
+
+P12 = {"budget_ms": 300.0, "concurrency": 8, "fp32_alone_p95_ms": 900.0, "mean_accuracy": 98.2, "ratio": 3.1}
+
+
+def int8(speedup, drop):
+    return Int8Result({"ORT int8 dynamic": {"speedup": speedup, "drop": drop, "version": "2"}}, "ORT int8 dynamic")
+
+
+def test_p4_needs_both_the_speedup_and_the_accuracy_bound():
+    assert p4_row(int8(2.6, 0.4))["met"] and not p4_row(int8(2.4, 0.0))["met"]
+    none = p4_row(Int8Result({}, None))
+    assert none["value"] is None and not none["met"] and "none within" in none["measure"]
+
+
+def test_p12_counts_only_when_fp32_alone_misses_the_budget_and_accuracy_holds():
+    cache = {"ratio": 0.1}
+    by_id = {r["id"]: r for r in rows(int8(1.6, 0.2), {"p12": P12, "p13": cache}, 98.0)}
+    assert by_id["P12"]["met"] and by_id["P13"]["met"]
+    low = {r["id"]: r for r in rows(int8(1.6, 0.2), {"p12": {**P12, "mean_accuracy": 97.9}, "p13": cache}, 98.0)}
+    assert not low["P12"]["met"]
+    easy = {r["id"]: r for r in rows(int8(1.6, 0.2), {"p12": {**P12, "fp32_alone_p95_ms": 200.0}, "p13": cache}, 98.0)}
+    assert not easy["P12"]["met"]  # a budget fp32 alone already meets is not the load P12 is about
+    assert [r["id"] for r in rows(int8(1.6, 0.2), None, None)] == ["P4"]  # nothing served: P4 only
+
+
+def test_merge_replaces_rows_by_id_and_keeps_the_others(tmp_path):
+    old = {"settings": {"repeats": 3, "window_s": 5, "max_length": 128}, "sweep": {"x": {"1": [
+        {"rps": 1, "p50_ms": 1, "p95_ms": 1, "p99_ms": 1, "errors": 0}]}},
+           "hops": {"p50_ms_by_depth": {"1": 1.0}, "ms_per_hop": 1.0, "fanout3_over_single": 1.0},
+           "generation": {"repeats": []},
+           "targets": [{"id": "P1", "measure": "m", "value": 0.9, "target": ">= 0.9", "met": True},
+                       {"id": "P4", "measure": "old", "value": 1.0, "target": ">= 2.5", "met": False}]}
+    (tmp_path / "bench.json").write_text(json.dumps(old))
+    merge(tmp_path, [p4_row(int8(2.6, 0.1))])
+    targets = json.loads((tmp_path / "bench.json").read_text())["targets"]
+    assert [(t["id"], t["value"]) for t in targets] == [("P1", 0.9), ("P4", 2.6)]
+    assert "| P4 |" in (tmp_path / "bench.md").read_text()
