@@ -55,8 +55,12 @@ class ResponseCache:
         return json.loads(entry.blob)
 
     def put(self, key: str, answer: dict) -> bool:
-        """Keep `answer` (JSON-able) under `key`; False when it alone is larger than the whole cache."""
-        blob = json.dumps(answer, separators=(",", ":")).encode()
+        """Keep `answer` under `key`; False when it is not JSON (then it is not kept: the caller still has it)
+        or alone larger than the whole cache."""
+        try:
+            blob = json.dumps(answer, separators=(",", ":")).encode()
+        except (TypeError, ValueError):
+            return False
         size = len(blob) + len(key)
         if size > self.max_bytes:
             return False

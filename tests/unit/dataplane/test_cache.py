@@ -40,6 +40,7 @@ def test_least_recently_used_entries_go_first_and_the_byte_bound_holds():
     assert cache.bytes <= 1_000 and cache.evictions == 1
     assert cache.get(keys[0]) is not None and cache.get(keys[1]) is None
     assert not cache.put(request_key("sha256:aa", ["big"], {}), {"results": ["x" * 2_000]})  # larger than all
+    assert not cache.put(request_key("sha256:aa", ["odd"], {}), {"results": [{1, 2}]})  # not JSON: not kept
 
 
 def test_entries_expire_after_the_ttl():
