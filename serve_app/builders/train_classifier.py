@@ -8,8 +8,6 @@ every optimizer step slow), a few epochs at a high-ish learning rate; evaluation
 from __future__ import annotations
 
 import json
-import math
-import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,22 +17,13 @@ from rich.progress import Progress
 
 from serve_app.builders import bbc
 from serve_app.builders.sources import minilm_dir
+from serve_app.optimize.training import FitSettings, batches, fit
 
 
 @dataclass(frozen=True)
-class TrainSettings:
+class TrainSettings(FitSettings):
     train_max_length: int = 64
     eval_max_length: int = 256  # what configs/gateway.yaml serves with
-    epochs: int = 2
-    batch_size: int = 16
-    learning_rate: float = 1e-4
-    warmup_fraction: float = 0.1
-    seed: int = 13
-
-
-def _batches(items: list, size: int):
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 @torch.inference_mode()
@@ -43,7 +32,8 @@ def evaluate(model, tokenizer, articles: list[bbc.Article], max_length: int, pro
     label2id = model.config.label2id
     correct = 0
     task = progress.add_task("evaluating held-out", total=len(articles)) if progress else None
-    for chunk in _batches(articles, 32):
+    for part in batches(len(articles), 32):
+        chunk = articles[part]
         enc = tokenizer([a.text for a in chunk], truncation=True, max_length=max_length,
                         padding=True, return_tensors="pt")
         pred = model(**enc).logits.argmax(-1).tolist()
@@ -69,37 +59,21 @@ def _base_model(labels: list[str]):
 
 def _fit(model, tokenizer, train: list[bbc.Article], settings: TrainSettings, progress: Progress) -> None:
     """`settings.epochs` epochs over `train`, shuffled with the settings' seed, AdamW with linear warm-up."""
-    from transformers import get_linear_schedule_with_warmup
-
-    rng = random.Random(settings.seed)
     label2id = model.config.label2id
-    steps_per_epoch = math.ceil(len(train) / settings.batch_size)
-    total_steps = steps_per_epoch * settings.epochs
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=0.01)
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, int(settings.warmup_fraction * total_steps), total_steps
-    )
     # Tokenize once; shuffling then only permutes rows.
     enc = tokenizer([a.text for a in train], truncation=True, max_length=settings.train_max_length,
                     padding="max_length", return_tensors="pt")
     targets = torch.tensor([label2id[a.label] for a in train])
-    task = progress.add_task("training classifier", total=total_steps)
-    for epoch in range(settings.epochs):
-        model.train()
-        order = list(range(len(train)))
-        rng.shuffle(order)
-        for idx in _batches(order, settings.batch_size):
-            ix = torch.tensor(idx)
-            out = model(input_ids=enc["input_ids"][ix], attention_mask=enc["attention_mask"][ix],
-                        token_type_ids=enc["token_type_ids"][ix], labels=targets[ix])
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            progress.update(task, advance=1, description=f"training classifier (epoch {epoch + 1}, "
-                                                         f"loss {out.loss.item():.3f})")
+    task = progress.add_task("training classifier", total=settings.epochs * -(-len(train) // settings.batch_size))
+
+    def loss_of(ix: torch.Tensor) -> torch.Tensor:
+        return model(input_ids=enc["input_ids"][ix], attention_mask=enc["attention_mask"][ix],
+                     token_type_ids=enc["token_type_ids"][ix], labels=targets[ix]).loss
+
+    def step(epoch: int, loss: float) -> None:
+        progress.update(task, advance=1, description=f"training classifier (epoch {epoch + 1}, loss {loss:.3f})")
+
+    fit(model, len(train), loss_of, settings, step)
 
 
 def train_classifier(out_dir: Path, settings: TrainSettings = TrainSettings()) -> dict:

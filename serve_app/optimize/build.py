@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from serve_app.optimize import onnx as onnx_ops
+from serve_app.optimize.distill import DistillSettings, distill, remove_layers, teacher_logits
 from serve_app.optimize.plan import Plan, PlanError
 from serve_app.optimize.prune import prune_heads, prune_magnitude, prune_random, sparsity
 from serve_app.runtime.classifier import load_torch_model
@@ -50,8 +52,11 @@ def _original_heads(model, already_removed: dict[int, list[int]]) -> list[list[i
 
 
 def build_variant(parent: Path, plan: Plan, task: str, out: Path, calibration: list[str] | None = None,
-                  tick: Tick | None = None) -> dict:
-    """Write the variant into `out` (which must exist). Returns what the build measured (sparsity, heads...)."""
+                  tick: Tick | None = None, distill_texts: list[str] | None = None,
+                  distill_settings: DistillSettings | None = None) -> dict:
+    """Write the variant into `out` (which must exist). Returns what the build measured (sparsity, heads...).
+    `calibration`: texts to rank heads / calibrate static int8; `distill_texts`: a layer-pruned student's
+    training texts (unlabeled, never the evaluation split)."""
     from transformers import AutoTokenizer
 
     tick = tick or (lambda _: None)
@@ -64,16 +69,13 @@ def build_variant(parent: Path, plan: Plan, task: str, out: Path, calibration: l
             prune_random(model, step.amount)
         elif step.method == "magnitude":
             prune_magnitude(model, step.amount, step.scope)
+        elif step.method == "layers":
+            settings = distill_settings or DistillSettings()
+            if plan.max_length:  # a student that will only ever read `max_length` tokens learns at that length
+                settings = replace(settings, student_length=min(settings.student_length, plan.max_length))
+            pruned = _prune_layers(model, tokenizer, step, pruned, distill_texts, settings, info, tick)
         else:
-            if not calibration:
-                raise PlanError("head pruning needs calibration texts to rank the heads")
-            kept = _original_heads(model, pruned)
-            removed = prune_heads(model, calibration_batches(tokenizer, calibration), step.amount)
-            for layer, heads in removed.items():
-                pruned.setdefault(layer, []).extend(kept[layer][h] for h in heads)
-            pruned = {k: sorted(v) for k, v in sorted(pruned.items())}
-            info["heads_removed"] = sum(len(v) for v in pruned.values())
-            info["head_counts"] = head_counts(model)
+            pruned = _prune_heads(model, tokenizer, step, pruned, calibration, info)
         info["sparsity"] = round(sparsity(model), 4)
         tick(step.label)
     spec = VariantSpec(runtime=plan.runtime, pruned_heads=pruned, max_length=plan.max_length or parent_spec.max_length,
@@ -89,6 +91,37 @@ def build_variant(parent: Path, plan: Plan, task: str, out: Path, calibration: l
         _write_torch(model, plan, out, spec, tick)
     info["size_mb"] = round(weights_size(out) / 1e6, 2)
     return info
+
+
+def _prune_heads(model, tokenizer, step, pruned: dict[int, list[int]], calibration: list[str] | None,
+                 info: dict) -> dict[int, list[int]]:
+    if not calibration:
+        raise PlanError("head pruning needs calibration texts to rank the heads")
+    kept = _original_heads(model, pruned)
+    removed = prune_heads(model, calibration_batches(tokenizer, calibration), step.amount)
+    for layer, heads in removed.items():
+        pruned.setdefault(layer, []).extend(kept[layer][h] for h in heads)
+    pruned = {k: sorted(v) for k, v in sorted(pruned.items())}
+    info["heads_removed"] = sum(len(v) for v in pruned.values())
+    info["head_counts"] = head_counts(model)
+    return pruned
+
+
+def _prune_layers(model, tokenizer, step, pruned: dict[int, list[int]], texts: list[str] | None,
+                  settings: DistillSettings, info: dict, tick: Tick) -> dict[int, list[int]]:
+    """Remove blocks, then distill the student from the model as it was; heads removed earlier keep their
+    blocks' new indices."""
+    if not texts:
+        raise PlanError("layer pruning needs training texts to distill the smaller model from its parent")
+    targets = teacher_logits(model, tokenizer, texts, settings.teacher_length)
+    tick(f"parent's answers on {len(texts)} training texts")
+    try:
+        keep = remove_layers(model, step.amount)
+    except ValueError as err:
+        raise PlanError(str(err)) from None
+    info["layers_kept"] = keep
+    info["distill_kl"] = round(distill(model, targets, tokenizer, texts, settings, tick), 5)
+    return {new: pruned[old] for new, old in enumerate(keep) if old in pruned}
 
 
 def spec_length(plan: Plan) -> int:

@@ -13,7 +13,8 @@ def add_parsers(sub) -> None:
     opt = sub.add_parser("optimize", help="build, evaluate, gate and register an optimized variant")
     opt.add_argument("selector", help="registry version to start from, e.g. classifier@stable")
     opt.add_argument("--prune", action="append", default=[], metavar="METHOD:FRACTION",
-                     help="random:0.3, magnitude:0.5[:layer|global] or heads:0.25; repeat to compose")
+                     help="random:0.3, magnitude:0.5[:layer|global], heads:0.25 or layers:0.5 (blocks removed, "
+                          "then distilled from the parent); repeat to compose")
     opt.add_argument("--quantize", choices=["int8", "int8-static", "int4", "bf16", "fp16"])
     opt.add_argument("--runtime", choices=["torch", "onnx"], default="torch")
     opt.add_argument("--max-length", type=int, default=None,
@@ -38,7 +39,7 @@ def add_parsers(sub) -> None:
 
 
 def _cmd_optimize(registry, args: argparse.Namespace) -> int:
-    from serve_app.optimize.evaluate import bbc_calibration, bbc_headlines, bbc_held_out
+    from serve_app.optimize.evaluate import bbc_calibration, bbc_headlines, bbc_held_out, bbc_training_texts
     from serve_app.optimize.pipeline import optimize, task_of
 
     try:
@@ -50,11 +51,12 @@ def _cmd_optimize(registry, args: argparse.Namespace) -> int:
         return 2
     examples = bbc_held_out(args.eval_limit) if task == "classification" else bbc_headlines(args.summaries)
     calibration = bbc_calibration() if plan.needs_calibration else None
+    distill_texts = bbc_training_texts() if plan.needs_distillation else None
     with progress_line(f"{parent.label} -> {plan.label}") as tick:
         try:
             result = optimize(registry, args.selector, plan, examples, calibration=calibration,
-                              max_drop=args.max_drop, register=not args.dry_run, alias=args.alias, tick=tick,
-                              keep=args.keep)
+                              distill_texts=distill_texts, max_drop=args.max_drop, register=not args.dry_run,
+                              alias=args.alias, tick=tick, keep=args.keep)
         except PlanError as err:
             console.print(f"[red]error:[/] {err}")
             return 2

@@ -56,6 +56,14 @@ def bbc_calibration(count: int = 64) -> list[str]:
     return [a.text for a in train[::step][:count]]
 
 
+def bbc_training_texts(limit: int | None = None) -> list[str]:
+    """The training split's texts, without their labels: what a layer-pruned student is distilled on."""
+    from serve_app.builders import bbc
+
+    train, _ = bbc.split(bbc.load_articles())
+    return [a.text for a in train[:limit]]
+
+
 def accuracy(runtime, examples: list[Example], batch: int = 16, tick: Tick | None = None) -> float:
     correct = 0
     for i in range(0, len(examples), batch):

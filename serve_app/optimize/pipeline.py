@@ -46,7 +46,8 @@ def task_of(folder: Path) -> str:
 
 
 def optimize(registry: Registry, selector: str, plan: Plan, examples: list[Example], *,
-             calibration: list[str] | None = None, max_drop: float = DEFAULT_MAX_DROP, register: bool = True,
+             calibration: list[str] | None = None, distill_texts: list[str] | None = None,
+             max_drop: float = DEFAULT_MAX_DROP, register: bool = True,
              alias: str | None = None, max_length: int = 256, rounds: int = 8, tick: Tick | None = None,
              keep: Path | None = None) -> OptimizeResult:
     parent = registry.resolve(selector)
@@ -55,7 +56,7 @@ def optimize(registry: Registry, selector: str, plan: Plan, examples: list[Examp
     with tempfile.TemporaryDirectory(prefix="gateway-optimize-") as tmp:
         out = Path(tmp) / "variant"
         out.mkdir()
-        info = build_variant(parent_dir, plan, task, out, calibration, tick)
+        info = build_variant(parent_dir, plan, task, out, calibration, tick, distill_texts)
         folders = {"parent": parent_dir, "variant": out}
         if task == "classification":
             metrics = evaluate_classifiers(folders, examples, max_length, rounds, tick)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-PRUNE_METHODS = ("random", "magnitude", "heads")
+PRUNE_METHODS = ("random", "magnitude", "heads", "layers")
 QUANTIZATIONS = ("int8", "int8-static", "int4", "bf16", "fp16")
 RUNTIMES = ("torch", "onnx")
 
@@ -49,17 +49,22 @@ class Plan:
         return "+".join(self.transforms) or "copy"
 
     @property
+    def needs_distillation(self) -> bool:
+        """Unlabeled training-split texts on which a layer-pruned student learns its parent's answers."""
+        return any(p.method == "layers" for p in self.prune)
+
+    @property
     def needs_calibration(self) -> bool:
         """Training-split texts to rank heads or to calibrate static int8's activation ranges."""
         return self.quantize == "int8-static" or any(p.method == "heads" for p in self.prune)
 
 
 def parse_prune(text: str) -> PruneStep:
-    """`random:0.3`, `magnitude:0.5`, `magnitude:0.5:layer`, `heads:0.25`."""
+    """`random:0.3`, `magnitude:0.5`, `magnitude:0.5:layer`, `heads:0.25`, `layers:0.5`."""
     parts = text.split(":")
     if parts[0] not in PRUNE_METHODS or len(parts) < 2 or len(parts) > (3 if parts[0] == "magnitude" else 2):
-        raise PlanError(f"--prune {text!r}: use random:FRACTION, magnitude:FRACTION[:global|layer] or "
-                        "heads:FRACTION (e.g. magnitude:0.3)")
+        raise PlanError(f"--prune {text!r}: use random:FRACTION, magnitude:FRACTION[:global|layer], "
+                        "heads:FRACTION or layers:FRACTION (e.g. magnitude:0.3)")
     try:
         amount = float(parts[1])
     except ValueError:
@@ -87,8 +92,8 @@ def make_plan(task: str, prune: list[str] | None = None, quantize: str | None = 
                             "or bf16)")
         if quantize in ("int4", "int8-static"):
             raise PlanError(f"{quantize} runs on onnxruntime, which serves classifiers only; try --quantize int8")
-        if any(s.method == "heads" for s in steps):
-            raise PlanError("head pruning is for BERT-style classifiers; use random or magnitude pruning")
+        if any(s.method in ("heads", "layers") for s in steps):
+            raise PlanError("head and layer pruning are for BERT-style classifiers; use random or magnitude pruning")
     elif task != "classification":
         raise PlanError(f"models of task {task!r} cannot be optimized")
     if quantize == "int4" and runtime != "onnx":

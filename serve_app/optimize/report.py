@@ -21,6 +21,7 @@ from serve_app.optimize.evaluate import (
     bbc_calibration,
     bbc_headlines,
     bbc_held_out,
+    bbc_training_texts,
     evaluate_classifiers,
     evaluate_summarizers,
     gate,
@@ -41,13 +42,21 @@ CLASSIFIER_VARIANTS = {  # name -> make_plan arguments; the first row is the par
     "prune heads 25%": {"prune": ["heads:0.25"]},
     # Built from the row above (its heads already ranked and removed): composition through lineage.
     "heads 25% + ORT int8": {"from": "prune heads 25%", "runtime": "onnx", "quantize": "int8"},
+    "ORT int8, 64 tokens": {"runtime": "onnx", "quantize": "int8", "max_length": 64},
+    # Blocks removed, then distilled from the parent on the training split's texts (optimize/distill.py).
+    "distilled 3 of 6 layers": {"prune": ["layers:0.5"]},
+    "distilled 3 layers + ORT int8": {"from": "distilled 3 of 6 layers", "runtime": "onnx", "quantize": "int8"},
+    "distilled 2 of 6 layers": {"prune": ["layers:0.67"]},
+    "distilled 2 layers + ORT int8": {"from": "distilled 2 of 6 layers", "runtime": "onnx", "quantize": "int8"},
+    "distilled 2 layers + ORT int8, 64 tokens": {"from": "distilled 2 of 6 layers", "runtime": "onnx",
+                                                 "quantize": "int8", "max_length": 64},
 }
 SUMMARIZER_VARIANTS = {"torch fp32": None, "torch int8": {"quantize": "int8"}, "torch bf16": {"quantize": "bf16"}}
 
 
 def _build_all(parent: Path, task: str, variants: dict, work: Path, tick) -> tuple[dict[str, Path], dict]:
     folders, builds = {}, {}
-    calibration = None
+    calibration = distill_texts = None
     for name, args in variants.items():
         if args is None:
             folders[name] = parent
@@ -57,10 +66,13 @@ def _build_all(parent: Path, task: str, variants: dict, work: Path, tick) -> tup
         plan = make_plan(task, **args)
         if calibration is None and plan.needs_calibration:
             calibration = bbc_calibration()
+        if distill_texts is None and plan.needs_distillation:
+            distill_texts = bbc_training_texts()
         out = work / name.replace(" ", "_").replace("%", "pct").replace("+", "and")
         out.mkdir()
         started = time.perf_counter()
-        builds[name] = build_variant(base, plan, task, out, calibration, lambda s, n=name: tick(f"{n}: {s}"))
+        builds[name] = build_variant(base, plan, task, out, calibration, lambda s, n=name: tick(f"{n}: {s}"),
+                                     distill_texts)
         transforms = "+".join(read_variant(out).transforms)
         builds[name] |= {"transform": transforms, "build_s": round(time.perf_counter() - started, 1)}
         folders[name] = out

@@ -55,3 +55,32 @@ def remove_heads(model: nn.Module, heads: dict[int, list[int]]) -> None:
 
 def head_counts(model: nn.Module) -> list[int]:
     return [a.self.query.out_features // a.self.attention_head_size for a in attention_layers(model)]
+
+
+def encoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The stack of transformer blocks of a BERT-style encoder (`<base>.encoder.layer`)."""
+    layers = getattr(getattr(getattr(model, "base_model", model), "encoder", None), "layer", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise ValueError(f"{type(model).__name__} has no encoder.layer stack: layer pruning is for BERT-style "
+                         "encoders")
+    return layers
+
+
+def spaced_layers(total: int, keep: int) -> list[int]:
+    """`keep` of `total` block indices, spread evenly from the first (6 -> 3: 0, 2, 4; 6 -> 2: 0, 3): a
+    student built from every other block starts closer to its teacher than one built from the bottom half."""
+    if not 1 <= keep <= total:
+        raise ValueError(f"cannot keep {keep} of {total} layers")
+    return [i * total // keep for i in range(keep)]
+
+
+def keep_layers(model: nn.Module, keep: list[int]) -> None:
+    """Remove every transformer block not in `keep` (original indices), in place; the config follows."""
+    layers = encoder_layers(model)
+    kept = nn.ModuleList([layers[i] for i in keep])
+    model.base_model.encoder.layer = kept
+    for i, block in enumerate(kept):  # blocks that know their index (caches, layer types) get the new one
+        for module in block.modules():
+            if hasattr(module, "layer_idx"):
+                module.layer_idx = i
+    model.config.num_hidden_layers = len(kept)
