@@ -104,7 +104,7 @@ def _cmd_run(args: argparse.Namespace, settings: GatewaySettings) -> int:
         return 2
     plan_versions(config)  # fail fast, before Ray starts, on a version the registry cannot resolve
 
-    use_fast_path()  # before Ray is imported: its workers inherit the environment
+    use_fast_path(http_front=config.server.http_front)  # before Ray is imported: its workers inherit the env
     import ray
     from ray import serve
 

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +26,7 @@ from serve_app.bench.harness import (
     free_port,
     local_ray,
     machine,
+    naive_server,
     open_gateway_registry,
     progress_ticker,
     start_proxies_on_free_ports,
@@ -48,39 +48,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def best_gated_variant(registry, tmp: Path, tick) -> tuple[Path, str]:
-    """classifier@stable's int8 ONNX variant if it passes the gate (built and registered in a scratch copy)."""
-    from serve_app.optimize.evaluate import bbc_held_out
-    from serve_app.optimize.pipeline import optimize
-    from serve_app.optimize.plan import make_plan
-    from serve_app.registry import Registry
-
-    scratch = Registry(str(tmp / "store"), cache_dir=tmp / "cache")
-    parent = registry.pull(registry.resolve("classifier@stable"))
-    scratch.register("classifier", parent)
-    result = optimize(scratch, "classifier@1", make_plan("classification", runtime="onnx", quantize="int8"),
-                      bbc_held_out(), rounds=2, tick=tick)
-    if not result.accepted:
-        return parent, f"none passed the gate (int8 ONNX dropped {result.drop} points): torch fp32"
-    return scratch.pull(result.version), f"int8 ONNX (accuracy drop {result.drop:+g} points)"
-
-
 @contextmanager
 def peer_servers(clf_dir: Path, max_length: int) -> Iterator[tuple[str, str]]:
     """The naive FastAPI server and the LitServe peer in their own processes: (naive URL, LitServe URL)."""
-    naive_port, lit_port = free_port(), free_port()
-    naive = subprocess.Popen([sys.executable, "-m", "serve_app.bench.naive_server", str(clf_dir), "--port",
-                              str(naive_port), "--max-length", str(max_length)])
+    lit_port = free_port()
     # LitServe forks its workers: in a session of their own, they are stopped with it (a SIGTERM to the server
     # alone left them running, children of init).
     lit = subprocess.Popen([sys.executable, "-m", "serve_app.bench.peers", "litserve", str(clf_dir), "--port",
                             str(lit_port), "--max-length", str(max_length)], start_new_session=True)
     try:
-        wait_http(f"http://127.0.0.1:{naive_port}/healthz")
-        wait_http(f"http://127.0.0.1:{lit_port}/health")
-        yield f"http://127.0.0.1:{naive_port}", f"http://127.0.0.1:{lit_port}"
+        with naive_server(clf_dir, max_length) as naive_url:
+            wait_http(f"http://127.0.0.1:{lit_port}/health")
+            yield naive_url, f"http://127.0.0.1:{lit_port}"
     finally:
-        naive.terminate()
         os.killpg(lit.pid, signal.SIGTERM)
 
 
@@ -107,18 +87,16 @@ def bench(args: argparse.Namespace, settings: BenchSettings, texts: list[str]) -
     from serve_app.config.settings import GatewaySettings
 
     registry = open_gateway_registry(args.config)
-    with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp, progress_ticker("bench") as tick:
+    with progress_ticker("bench") as tick:
         clf_dir = registry.pull(registry.resolve("classifier@stable"))
         sum_dir = registry.pull(registry.resolve("summarizer@stable"))
-        fast_dir, fast_note = best_gated_variant(registry, Path(tmp), tick)
-        config = parse_config(bench_models({"source": str(clf_dir)}, {"source": str(fast_dir)},
-                                           {"source": str(sum_dir)}, settings), settings=GatewaySettings())
+        config = parse_config(bench_models({"source": str(clf_dir)}, {"source": str(sum_dir)}, settings),
+                              settings=GatewaySettings())
         # The peers bind their own helper sockets as they start, and so do Ray's processes: the gateway's
         # ports are chosen once those are up (a port chosen earlier was taken by the time Ray's proxy bound
         # it, which ended a make bench run), and chosen again if binding still fails.
         with peer_servers(clf_dir, settings.max_length) as (naive_url, lit_url), local_ray(num_cpus=2):
             result = measure_gateway(config, clf_dir, sum_dir, naive_url, lit_url, texts, settings, tick)
-    result["best_variant"] = fast_note
     return result
 
 

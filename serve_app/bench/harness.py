@@ -50,6 +50,23 @@ def p50_ms(fn: Callable[[], object], n: int) -> float:
     return statistics.median(times)
 
 
+@contextmanager
+def naive_server(model_dir: Path, max_length: int) -> Iterator[str]:
+    """The naive FastAPI + transformers server (bench/naive_server.py) in its own process: its base URL."""
+    import subprocess
+    import sys
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "serve_app.bench.naive_server", str(model_dir), "--port",
+                             str(port), "--max-length", str(max_length)])
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 def machine() -> str:
     import torch
 

@@ -30,7 +30,7 @@ class BenchSettings:
     # P5, P10, P11: the generation bench's settings and measurement (serve_app/bench/generation.py)
     generation: GenSettings = field(default_factory=GenSettings)
     max_length: int = 128
-    ratio_concurrency: int = 32  # P1 and P2 are read here
+    ratio_concurrency: int = 32  # P1 and the peer ratios are read here
 
     @classmethod
     def smoke(cls) -> BenchSettings:
@@ -38,7 +38,7 @@ class BenchSettings:
                    generation=GenSettings.smoke(), ratio_concurrency=4)
 
 
-def bench_models(classifier: dict, fast: dict, summarizer: dict, settings: BenchSettings) -> dict:
+def bench_models(classifier: dict, summarizer: dict, settings: BenchSettings) -> dict:
     """Models and pipelines of the gateway under test; each source dict is `source:` or `version:` (+registry)."""
     # The shape configs/gateway.yaml ships: one replica, two torch threads for a lone batch, two batches side by
     # side (one thread each) under load, no batch window.
@@ -50,7 +50,6 @@ def bench_models(classifier: dict, fast: dict, summarizer: dict, settings: Bench
     return {
         "models": [
             {"name": "clf", **clf, **classifier},
-            {"name": "clf-fast", **clf, **fast},
             generation.generation_model(summarizer, settings.generation),
             {"name": "noop", "task": "identity", "resources": {"num_cpus": 0.05, "num_gpus": 0},
              "batching": {"max_batch_size": 64, "batch_wait_timeout_s": 0.0}},
@@ -105,7 +104,7 @@ def classify_targets(texts: list[str], http: httpx.AsyncClient, naive: httpx.Asy
         return call
 
     return {"raw in-process": raw_model, "gateway HTTP": gateway, "gateway OIP REST": oip_rest,
-            "gateway OIP gRPC": oip_grpc, "gateway best variant": lambda n: gateway(n, "clf-fast"),
+            "gateway OIP gRPC": oip_grpc,
             "naive FastAPI": naive_server, **{name: peer(client) for name, client in (peers or {}).items()}}
 
 
@@ -170,8 +169,6 @@ def targets_table(sweep_results: dict, hop: dict, gen_rows: list[dict], settings
          ratio("gateway OIP REST", "raw in-process", c), ">=", 0.90),
         ("P1-grpc", f"gateway OIP gRPC req/s ÷ raw in-process batched, concurrency {c}",
          ratio("gateway OIP gRPC", "raw in-process", c), ">=", 0.90),
-        ("P2", f"gateway best gated variant ÷ naive FastAPI fp32 server, concurrency {c}",
-         ratio("gateway best variant", "naive FastAPI", c), ">=", 4.0),
         ("P3", "added p50 per extra no-op hop (ms)", hop["ms_per_hop"], "<=", 2.0),
         ("P6", "3-way no-op fan-out p50 ÷ single no-op p50", hop["fanout3_over_single"], "<=", 1.3),
         ("P9", "p50 at concurrency 1: gateway − raw, one classify over HTTP (ms)",
@@ -183,7 +180,7 @@ def targets_table(sweep_results: dict, hop: dict, gen_rows: list[dict], settings
                          ratio("gateway HTTP", peer, c), ">=", wanted))
     table = [{"id": i, "measure": m, "value": round(v, 3), "target": f"{op} {t:g}",
               "met": v >= t if op == ">=" else v <= t} for i, m, v, op, t in rows]
-    return table[:5] + generation.targets(gen_rows) + table[5:]
+    return table[:4] + generation.targets(gen_rows) + table[4:]
 
 
 async def run_suite(base_url: str, grpc_target: str, naive_url: str, raw_predict, texts: list[str],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -46,6 +46,10 @@ class RegistryConfig(Strict):
 class ServerConfig(Strict):
     host: str = "127.0.0.1"
     http_port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    # What listens on http_port: Ray Serve's proxy (`ray`), or HAProxy forwarding to the ingress replica's own
+    # HTTP server (`haproxy`: less CPU per request, but a client that hangs up no longer cancels a unary model
+    # call; see config/serve_env.py). Read when the gateway starts Ray (`gateway run`, the bench).
+    http_front: Literal["ray", "haproxy"] = "ray"
     # OIP gRPC (inference.GRPCInferenceService) through Ray Serve's gRPC proxy; 0 turns it off.
     grpc_port: Annotated[int, Field(ge=0, le=65535)] = 9000
     limits: Limits = Limits()

@@ -1,9 +1,11 @@
-"""`python -m serve_app.bench.variants` (part of `make bench`): P4, P12 and P13 in one run, written to
+"""`python -m serve_app.bench.variants` (part of `make bench`): P4, P12, P13 and P2 in one run, written to
 docs/bench/variants.json and merged by target id into docs/bench/bench.json and bench.md.
 
-A scratch registry holds the prepared fp32 classifier (iteration 1) and the int8 variants the optimizer builds
-and gates (P4); the fastest within P4's accuracy bound then serves beside fp32 as a selection candidate, with a
-response cache, on a local Ray Serve (P12, P13). Loopback only; about 15 minutes on 2 cores.
+A scratch registry holds the prepared fp32 classifier (iteration 1) and the variants the optimizer builds and
+gates (P4: int8 runtimes, distilled students, 64-token inputs). A few of them serve beside fp32 as selection
+candidates, with a response cache, on a local Ray Serve (P12, P13). Then the fastest gated variant is served
+alone against the naive FastAPI fp32 server, once behind each HTTP front (P2; a process each, since Ray reads
+the front when it starts). Loopback only; about 30 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -27,7 +30,7 @@ from serve_app.bench.harness import (
     progress_ticker,
     start_proxies_on_free_ports,
 )
-from serve_app.bench.variants.p4 import measure_int8, p4_row
+from serve_app.bench.variants.p4 import Int8Result, measure_int8, p4_row, registered_dir
 from serve_app.bench.variants.slo import Loop, p12, p13
 from serve_app.config.serve_env import use_fast_path
 from serve_app.plan import gated_accuracy
@@ -42,7 +45,31 @@ def parse_args(argv):
     parser.add_argument("--window", type=float, default=8.0, help="seconds per P12 window")
     parser.add_argument("--concurrency", type=int, default=8, help="P12's closed-loop clients")
     parser.add_argument("--rounds", type=int, default=4, help="P4's interleaved speed rounds")
+    parser.add_argument("--p2-window", type=float, default=8.0, help="seconds per P2 window")
     return parser.parse_args(argv)
+
+
+def candidates(p4: Int8Result, most: int = 3) -> list[str]:
+    """The selection candidates beside fp32: P4's best, the fastest gated, then the next fastest; at most
+    `most` (each is a replica holding CPU: four of them and the ingress fill the 2 cores Ray is given)."""
+    by_name = {name: label for label, name in p4.registered.items()}
+    chosen = [by_name[n] for n in (p4.best, p4.fastest) if n in by_name]
+    chosen += [label for label in p4.registered if label not in chosen]
+    return list(dict.fromkeys(chosen))[:most]
+
+
+def p2_runs(fp32_dir: Path, variant_dir: Path, args, tick) -> dict[str, dict]:
+    """P2 behind each HTTP front, a fresh process (and Ray) each."""
+    out = {}
+    for front in ("haproxy", "ray"):
+        tick(f"P2 behind the {front} front (its own process)")
+        target = Path(tempfile.mkstemp(suffix=".json")[1])
+        subprocess.run([sys.executable, "-m", "serve_app.bench.variants.p2", str(fp32_dir), str(variant_dir),
+                        "--front", front, "--window", str(args.p2_window), "--repeats", str(args.repeats),
+                        "--out", str(target)], check=True)
+        out[front] = json.loads(target.read_text())
+        target.unlink()
+    return out
 
 
 def gateway_config(store: Path, variants: list[str]):
@@ -68,6 +95,19 @@ async def serve_targets(url: str, texts: list[str], accuracy: dict[str, float], 
     return {"p12": slo, "p13": cache}
 
 
+def p2_rows(p2: dict[str, dict], variant: str) -> list[dict]:
+    """P2 as the target reads (the gateway configured for throughput: the HAProxy front), and beside it the same
+    measurement behind the default front (Ray's proxy), so neither figure is quoted without the other."""
+    out = []
+    for front, tag in (("haproxy", "P2"), ("ray", "P2-ray-front")):
+        if front in p2:
+            value = round(p2[front]["ratio"], 3)
+            out.append({"id": tag, "measure": f"gateway ({front} HTTP front) serving its fastest gated variant "
+                        f"({variant}) ÷ naive FastAPI fp32 server, concurrency {p2[front]['concurrency']}",
+                        "value": value, "target": ">= 4", "met": value >= 4})
+    return out
+
+
 def rows(p4, measured: dict | None, int8_accuracy: float | None) -> list[dict]:
     out = [p4_row(p4)]
     if measured is None:
@@ -81,7 +121,7 @@ def rows(p4, measured: dict | None, int8_accuracy: float | None) -> list[dict]:
                 and slo["fp32_alone_p95_ms"] > slo["budget_ms"]})
     out.append({"id": "P13", "measure": "response cache hit p50 ÷ uncached p50, same request (HTTP, sequential)",
                 "value": round(cache["ratio"], 3), "target": "<= 0.2", "met": cache["ratio"] <= 0.2})
-    return out
+    return out + p2_rows(measured.get("p2", {}), p4.fastest or "none")
 
 
 def merge(out: Path, new_rows: list[dict]) -> None:
@@ -94,8 +134,30 @@ def merge(out: Path, new_rows: list[dict]) -> None:
     (out / "bench.md").write_text(report.markdown(result, result.get("machine", machine())))
 
 
-def measure(args, tick) -> dict:
+def serve_variants(scratch, tmp: Path, p4: Int8Result, args, tick) -> tuple[dict | None, float | None]:
+    """P12 and P13 on a gateway serving fp32 with a few gated variants as candidates; then P2."""
     from serve_app.builders import bbc
+
+    chosen = candidates(p4)
+    if not chosen:
+        return None, None
+    # P12's int8 variant: P4's best (the int8 variant within P4's accuracy bound), else the fastest gated one.
+    int8 = next(label for label, name in p4.registered.items() if name == (p4.best or p4.fastest))
+    accuracy = {str(v.iteration): gated_accuracy(v.metrics) for v in scratch.versions("classifier")}
+    _, held_out = bbc.split(bbc.load_articles())
+    config = gateway_config(tmp, chosen)
+    with local_ray(num_cpus=2):
+        http_port, _ = start_proxies_on_free_ports(config)
+        deploy_gateway(config)
+        measured = asyncio.run(serve_targets(f"http://127.0.0.1:{http_port}", [a.text for a in held_out],
+                                             accuracy, int8, args, tick))
+    fastest = next(iter(p4.registered))
+    measured["p2"] = p2_runs(registered_dir(scratch, "1"), registered_dir(scratch, fastest), args, tick)
+    measured["selection_candidates"] = {label: p4.registered[label] for label in chosen}
+    return measured, accuracy[int8]
+
+
+def measure(args, tick) -> dict:
     from serve_app.registry import Registry
 
     source = open_gateway_registry(None)
@@ -104,21 +166,9 @@ def measure(args, tick) -> dict:
         scratch = Registry(str(Path(tmp) / "store"), cache_dir=Path(tmp) / "cache")
         scratch.register("classifier", source.pull(stable), metrics=stable.metrics, source_uri="classifier@stable")
         p4 = measure_int8(scratch, "classifier@1", 128, args.rounds, tick)
-        # The fastest variant that passed the serving gate is P12's int8 variant; every gated one is a candidate.
-        int8 = next(iter(p4.registered), None)
-        measured = int8_accuracy = None
-        if int8 is not None:
-            accuracy = {str(v.iteration): gated_accuracy(v.metrics) for v in scratch.versions("classifier")}
-            int8_accuracy = accuracy[int8]
-            _, held_out = bbc.split(bbc.load_articles())
-            config = gateway_config(Path(tmp), list(p4.registered))
-            with local_ray(num_cpus=2):
-                http_port, _ = start_proxies_on_free_ports(config)
-                deploy_gateway(config)
-                measured = asyncio.run(serve_targets(f"http://127.0.0.1:{http_port}", [a.text for a in held_out],
-                                                     accuracy, int8, args, tick))
-    return {"p4": p4.rows, "best_int8": p4.best, "selection_variants": p4.registered, **(measured or {}),
-            "targets": rows(p4, measured, int8_accuracy)}
+        measured, int8_accuracy = serve_variants(scratch, Path(tmp), p4, args, tick)
+    return {"p4": p4.rows, "p4_refused": p4.refused, "best_int8": p4.best, "fastest_gated": p4.fastest,
+            "gated_variants": p4.registered, **(measured or {}), "targets": rows(p4, measured, int8_accuracy)}
 
 
 def main(argv=None) -> int:

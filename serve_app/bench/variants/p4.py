@@ -1,27 +1,39 @@
-"""P4: every int8 runtime the optimizer builds, evaluated beside torch fp32 by the optimizer's own loop
-(held-out BBC accuracy; batch-16 throughput at 128 tokens, interleaved rounds), and the best gated one."""
+"""P4: the int8 variants the optimizer builds, gated and registered by its own loop, then measured side by side
+with torch fp32 in one interleaved evaluation (held-out BBC accuracy; batch-16 throughput at 128 tokens).
+
+Distilled students (blocks removed, then trained on the parent's answers) are built once and registered as
+variants of their own; their int8 variants are optimized from them, so the registry's lineage reads
+fp32 -> student -> int8, as a user running `gateway optimize` twice would have it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from serve_app.optimize.evaluate import bbc_calibration, bbc_held_out
+from serve_app.optimize.evaluate import bbc_calibration, bbc_held_out, bbc_training_texts, evaluate_classifiers
 from serve_app.optimize.pipeline import optimize
 from serve_app.optimize.plan import make_plan
 
-INT8_PLANS = {"ORT int8 dynamic": {"runtime": "onnx", "quantize": "int8"},
-              "ORT int8 static": {"runtime": "onnx", "quantize": "int8-static"},
-              # A sequence-length variant (inputs cut to 64 of the 128 tokens): a candidate for selection
-              # when its drop passes the serving gate, and for P4 only within P4's own bound.
-              "ORT int8, 64 tokens": {"runtime": "onnx", "quantize": "int8", "max_length": 64}}
+STUDENTS = {"distilled 3 layers": ["layers:0.5"], "distilled 2 layers": ["layers:0.67"]}
+INT8_PLANS = {  # name -> (student it starts from or None for fp32, make_plan arguments)
+    "ORT int8 dynamic": (None, {"runtime": "onnx", "quantize": "int8"}),
+    "ORT int8 static": (None, {"runtime": "onnx", "quantize": "int8-static"}),
+    # A sequence-length variant (inputs cut to 64 of the 128 tokens).
+    "ORT int8, 64 tokens": (None, {"runtime": "onnx", "quantize": "int8", "max_length": 64}),
+    "distilled 3 layers + ORT int8": ("distilled 3 layers", {"runtime": "onnx", "quantize": "int8"}),
+    "distilled 2 layers + ORT int8": ("distilled 2 layers", {"runtime": "onnx", "quantize": "int8"}),
+    "distilled 2 layers + ORT int8, 64 tokens": ("distilled 2 layers",
+                                                 {"runtime": "onnx", "quantize": "int8", "max_length": 64}),
+}
 MAX_DROP = 0.5  # P4's accuracy bound (points); the serving gate stays the optimizer's default
 
 
 @dataclass
 class Int8Result:
-    rows: dict[str, dict]  # plan name -> speedup, accuracy, drop, registered version label (None: not kept)
-    best: str | None  # the fastest within MAX_DROP
+    rows: dict[str, dict]  # plan name -> speedup and accuracy against fp32, registered version label
+    best: str | None  # the fastest within MAX_DROP of fp32
+    refused: list[str] = field(default_factory=list)  # plans the serving gate refused (not measured further)
 
     @property
     def speedup(self) -> float | None:
@@ -33,22 +45,46 @@ class Int8Result:
         kept = sorted((r for r in self.rows.items() if r[1]["version"]), key=lambda r: -r[1]["speedup"])
         return {row["version"]: name for name, row in kept}
 
+    @property
+    def fastest(self) -> str | None:
+        """The fastest variant that passed the serving gate (P2's variant)."""
+        return next(iter(self.registered.values()), None)
+
+
+def _build(scratch, parent_selector: str, max_length: int, rounds: int, tick) -> dict[str, str | None]:
+    """Every student, then every int8 plan, through the optimizer's loop: name -> version label (None: refused)."""
+    examples, calibration, texts = bbc_held_out(), bbc_calibration(), bbc_training_texts()
+    versions: dict[str, str | None] = {}
+    for name, prune in [*STUDENTS.items(), *((n, None) for n in INT8_PLANS)]:
+        start, args = (None, {"prune": prune}) if prune else INT8_PLANS[name]
+        parent = f"classifier@{versions[start]}" if start else parent_selector
+        if start and versions[start] is None:
+            versions[name] = None  # its student failed the gate
+            continue
+        result = optimize(scratch, parent, make_plan("classification", **args), examples, calibration=calibration,
+                          distill_texts=texts, max_length=max_length, rounds=rounds,
+                          tick=lambda s, n=name: tick(f"P4 {n}: {s}"))
+        versions[name] = str(result.version.iteration) if result.version else None
+    return versions
+
 
 def measure_int8(scratch, parent_selector: str, max_length: int, rounds: int, tick) -> Int8Result:
-    """Build, evaluate and (when within the optimizer's gate) register each int8 plan in `scratch`."""
-    examples, calibration = bbc_held_out(), bbc_calibration()
-    rows = {}
-    for name, args in INT8_PLANS.items():
-        result = optimize(scratch, parent_selector, make_plan("classification", **args), examples,
-                          calibration=calibration, max_length=max_length, rounds=rounds,
-                          tick=lambda s, n=name: tick(f"P4 {n}: {s}"))
-        parent, variant = result.metrics["parent"], result.metrics["variant"]
-        rows[name] = {"speedup": round(variant["throughput_b16"] / parent["throughput_b16"], 3),
-                      "fp32_throughput_b16": parent["throughput_b16"], "throughput_b16": variant["throughput_b16"],
-                      "fp32_accuracy": parent["accuracy"], "accuracy": variant["accuracy"], "drop": result.drop,
-                      "version": str(result.version.iteration) if result.version else None}
-    within = [n for n, r in rows.items() if r["drop"] <= MAX_DROP and r["version"]]
-    return Int8Result(rows, max(within, key=lambda n: rows[n]["speedup"]) if within else None)
+    """Build, gate and register each plan in `scratch`, then measure every int8 variant beside fp32 at once."""
+    versions = _build(scratch, parent_selector, max_length, rounds, tick)
+    built = {name: scratch.pull(scratch.resolve(f"classifier@{label}"))
+             for name, label in versions.items() if label and name in INT8_PLANS}
+    folders = {"torch fp32": scratch.pull(scratch.resolve(parent_selector)), **built}
+    metrics = evaluate_classifiers(folders, bbc_held_out(), max_length, rounds,
+                                   tick=lambda s: tick(f"P4 side by side: {s}"))
+    fp32 = metrics.pop("torch fp32")
+    rows = {name: {"speedup": round(m["throughput_b16"] / fp32["throughput_b16"], 3),
+                   "fp32_throughput_b16": fp32["throughput_b16"], "throughput_b16": m["throughput_b16"],
+                   "fp32_accuracy": fp32["accuracy"], "accuracy": m["accuracy"],
+                   "drop": round(fp32["accuracy"] - m["accuracy"], 2), "version": versions[name]}
+            for name, m in metrics.items()}
+    within = [n for n, r in rows.items() if r["drop"] <= MAX_DROP]
+    refused = [name for name in INT8_PLANS if not versions[name]]
+    return Int8Result(rows, max(within, key=lambda n: rows[n]["speedup"]) if within else None, refused)
 
 
 def p4_row(result: Int8Result) -> dict:

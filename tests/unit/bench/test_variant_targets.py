@@ -2,7 +2,7 @@
 
 import json
 
-from serve_app.bench.variants.__main__ import merge, rows
+from serve_app.bench.variants.__main__ import candidates, merge, p2_rows, rows
 from serve_app.bench.variants.p4 import Int8Result, p4_row
 
 P12 = {"budget_ms": 300.0, "concurrency": 8, "fp32_alone_p95_ms": 900.0, "mean_accuracy": 98.2, "ratio": 3.1}
@@ -27,6 +27,25 @@ def test_p12_counts_only_when_fp32_alone_misses_the_budget_and_accuracy_holds():
     easy = {r["id"]: r for r in rows(int8(1.6, 0.2), {"p12": {**P12, "fp32_alone_p95_ms": 200.0}, "p13": cache}, 98.0)}
     assert not easy["P12"]["met"]  # a budget fp32 alone already meets is not the load P12 is about
     assert [r["id"] for r in rows(int8(1.6, 0.2), None, None)] == ["P4"]  # nothing served: P4 only
+
+
+def test_p2_is_read_behind_the_haproxy_front_and_the_default_front_is_reported_beside_it():
+    p2 = {"haproxy": {"ratio": 5.1, "concurrency": 32}, "ray": {"ratio": 3.4, "concurrency": 32}}
+    by_id = {r["id"]: r for r in p2_rows(p2, "distilled 2 layers + ORT int8, 64 tokens")}
+    assert by_id["P2"]["met"] and by_id["P2"]["value"] == 5.1 and "haproxy" in by_id["P2"]["measure"]
+    assert not by_id["P2-ray-front"]["met"] and by_id["P2-ray-front"]["value"] == 3.4
+    assert [r["id"] for r in rows(int8(2.6, 0.1), {"p12": P12, "p13": {"ratio": 0.1}, "p2": p2}, 98.0)] == [
+        "P4", "P12", "P13", "P2", "P2-ray-front"]
+
+
+def test_selection_candidates_are_p4s_best_and_the_fastest_then_the_next_fastest():
+    speeds = {"a": 1.5, "b": 3.0, "c": 2.0, "d": 5.0, "e": 4.0}
+    rows_ = {name: {"speedup": v, "drop": 0.0, "version": str(i + 2)} for i, (name, v) in enumerate(speeds.items())}
+    result = Int8Result(rows_, best="b")
+    assert result.fastest == "d"
+    labels = {name: r["version"] for name, r in rows_.items()}
+    assert candidates(result) == [labels["b"], labels["d"], labels["e"]]
+    assert candidates(Int8Result({}, None)) == []
 
 
 def test_merge_replaces_rows_by_id_and_keeps_the_others(tmp_path):
