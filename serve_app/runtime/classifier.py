@@ -4,6 +4,7 @@ ONNX export run by onnxruntime. `load_classifier` picks the runtime a folder ask
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
 from pathlib import Path
 
@@ -33,6 +34,11 @@ class _Classifier:
         self.variant = read_variant(path)
         self.config = AutoConfig.from_pretrained(path)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
+        # A fast tokenizer's truncation and padding are state of its Rust backend, set by every call: two batches
+        # tokenized at once on two threads (max_concurrent_batches) could run one with the other's settings,
+        # untruncated (past the position table: "index out of range") or unpadded (ragged arrays). Seen here
+        # 2 times in 600 concurrent calls; tokenizing is a few ms of a batch, so batches take turns at it.
+        self.tokenizer_lock = threading.Lock()
         self.labels = [self.config.id2label[i] for i in range(self.config.num_labels)]
         model_limit = min(self.tokenizer.model_max_length, getattr(self.config, "max_position_embeddings", 512))
         # A sequence-length variant reads at most its own limit, whatever the config (or a benchmark) asks.
@@ -57,11 +63,13 @@ class _Classifier:
 
     def predict(self, texts: list[str], micro_batch: int = 16) -> list[dict]:
         # Untruncated lengths tell each caller whether its text was cut; the Rust tokenizer makes this cheap.
-        lengths = [len(ids) for ids in self.tokenizer(texts)["input_ids"]]
+        with self.tokenizer_lock:
+            lengths = [len(ids) for ids in self.tokenizer(texts)["input_ids"]]
         results: list[dict] = []
         for start, chunk in zip(range(0, len(texts), micro_batch), chunks(texts, micro_batch)):
-            enc = self.tokenizer(list(chunk), truncation=True, max_length=self.max_length, padding=True,
-                                 return_tensors=self.tensor_type)
+            with self.tokenizer_lock:
+                enc = self.tokenizer(list(chunk), truncation=True, max_length=self.max_length, padding=True,
+                                     return_tensors=self.tensor_type)
             for i, p in enumerate(self._probs(enc)):
                 n = lengths[start + i]
                 results.append(classification_result(p, self.labels, n > self.max_length, min(n, self.max_length)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import torch
@@ -32,6 +33,9 @@ class TextSummarizer:
                              f"{self.variant.transforms}")
         self.model = load_torch_model(path, self.variant, self.placement, auto).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(path)
+        # Padding is state of the fast tokenizer's shared backend, set by each call (see runtime/classifier.py):
+        # prompts tokenized on the event loop and a batch padded on a worker thread take turns.
+        self.tokenizer_lock = threading.Lock()
         # Batched decoder-only generation needs left padding so every prompt ends where generation starts.
         self.tokenizer.padding_side = "right" if self.seq2seq else "left"
         if self.tokenizer.pad_token_id is None:
@@ -46,7 +50,8 @@ class TextSummarizer:
 
     def _prompt(self, text: str) -> tuple[str, bool, int]:
         """Cut the article (not the instructions) to max_length tokens and wrap it in the model's prompt."""
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        with self.tokenizer_lock:
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         truncated = len(ids) > self.max_length
         if truncated:
             text = self.tokenizer.decode(ids[: self.max_length], skip_special_tokens=True)
@@ -78,7 +83,8 @@ class TextSummarizer:
 
     def _ids(self, text: str) -> list[int]:
         # Templates and raw prompts already hold whatever special tokens the model expects.
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        with self.tokenizer_lock:
+            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
@@ -99,8 +105,9 @@ class TextSummarizer:
         for start, chunk in zip(range(0, len(texts), micro_batch), chunks(prompts, micro_batch)):
             limits = max_new_tokens[start : start + len(chunk)]
             # Chat templates already hold the special tokens the model expects.
-            enc = self.tokenizer([p for p, _, _ in chunk], return_tensors="pt", padding=True,
-                                 add_special_tokens=self.seq2seq, return_token_type_ids=False)
+            with self.tokenizer_lock:
+                enc = self.tokenizer([p for p, _, _ in chunk], return_tensors="pt", padding=True,
+                                     add_special_tokens=self.seq2seq, return_token_type_ids=False)
             enc = enc.to(self.placement.device)
             out = self.model.generate(**enc, max_new_tokens=max(limits), do_sample=self.do_sample,
                                       pad_token_id=self.tokenizer.pad_token_id)

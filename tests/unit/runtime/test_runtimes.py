@@ -72,3 +72,19 @@ def test_a_seq2seq_checkpoint_also_serves_as_summarizer(tmp_path):
     assert [r["generated_tokens"] <= n for r, n in zip(results, [4, 6])] == [True, True]
     assert [r["truncated"] for r in results] == [False, True]
     assert runtime.summarize(["a short text", LONG], [4, 6], micro_batch=2) == results
+
+
+def test_batches_tokenized_on_several_threads_at_once_keep_their_own_truncation_and_padding(classifier):
+    """Replicas run two batches side by side (max_concurrent_batches). The fast tokenizer's truncation and
+    padding live in its shared Rust backend: unguarded, a batch could be cut with another's settings and fail
+    (past the position table, or ragged). Every concurrent answer must equal the one computed alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    batches = [[LONG[: 40 * (1 + i % 7)], "short", LONG] if i % 2 else ["x y", LONG * 2] for i in range(400)]
+    expected = {i: classifier.predict(b) for i, b in enumerate(batches[:14])}
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(classifier.predict, batches))
+    for i, got in enumerate(answers):
+        want = expected[i % 14]
+        assert [r["label"] for r in got] == [r["label"] for r in want]
+        assert [r["input_tokens"] for r in got] == [r["input_tokens"] for r in want]
