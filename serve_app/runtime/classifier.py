@@ -22,8 +22,6 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 class _Classifier:
     """Tokenizer, labels and length limit, shared by both runtimes; subclasses turn a batch into probabilities."""
 
-    tensor_type = "pt"
-
     def __init__(self, path: Path, max_length: int | None, placement: Placement):
         from transformers import AutoConfig, AutoTokenizer
 
@@ -34,10 +32,10 @@ class _Classifier:
         self.variant = read_variant(path)
         self.config = AutoConfig.from_pretrained(path)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        # A fast tokenizer's truncation and padding are state of its Rust backend, set by every call: two batches
-        # tokenized at once on two threads (max_concurrent_batches) could run one with the other's settings,
-        # untruncated (past the position table: "index out of range") or unpadded (ragged arrays). Seen here
-        # 2 times in 600 concurrent calls; tokenizing is a few ms of a batch, so batches take turns at it.
+        # A fast tokenizer's truncation and padding are state of its Rust backend, set before each batch: two
+        # batches tokenized at once on two threads (max_concurrent_batches) could run one with the other's
+        # settings, untruncated (past the position table: "index out of range") or unpadded (ragged arrays).
+        # Seen here 2 times in 600 concurrent calls; tokenizing is a few ms of a batch, so batches take turns.
         self.tokenizer_lock = threading.Lock()
         self.labels = [self.config.id2label[i] for i in range(self.config.num_labels)]
         model_limit = min(self.tokenizer.model_max_length, getattr(self.config, "max_position_embeddings", 512))
@@ -53,7 +51,7 @@ class _Classifier:
     def max_length(self, value: int | None) -> None:
         self._max_length = min(value, self.limit) if value else self.limit
 
-    def _probs(self, enc) -> list[list[float]]:
+    def _probs(self, feed: dict[str, np.ndarray]) -> list[list[float]]:
         raise NotImplementedError
 
     def details(self) -> dict:
@@ -61,18 +59,29 @@ class _Classifier:
         return {"labels": self.labels, "max_length": self.max_length, "runtime": self.variant.runtime,
                 "transforms": self.variant.transforms}
 
-    def predict(self, texts: list[str], micro_batch: int = 16) -> list[dict]:
-        # Untruncated lengths tell each caller whether its text was cut; the Rust tokenizer makes this cheap.
+    def encode(self, texts: list[str]) -> tuple[dict[str, np.ndarray], list[bool], list[int]]:
+        """One pass of the Rust tokenizer over a batch: the model's inputs (int64, padded to the longest, cut to
+        max_length), whether each text was cut and how many tokens of it the model reads. A cut text keeps what
+        was cut off as its encoding's overflow, so nothing is tokenized twice to learn its full length."""
+        backend = self.tokenizer.backend_tokenizer
+        tok = self.tokenizer
         with self.tokenizer_lock:
-            lengths = [len(ids) for ids in self.tokenizer(texts)["input_ids"]]
+            backend.enable_truncation(self.max_length, direction=tok.truncation_side)
+            backend.enable_padding(direction=tok.padding_side, pad_id=tok.pad_token_id,
+                                   pad_type_id=tok.pad_token_type_id, pad_token=tok.pad_token)
+            encodings = backend.encode_batch(texts)
+        fields = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
+        feed = {name: np.array([getattr(e, fields[name]) for e in encodings], dtype=np.int64)
+                for name in tok.model_input_names if name in fields}
+        cut = [bool(e.overflowing) for e in encodings]
+        return feed, cut, [sum(e.attention_mask) for e in encodings]
+
+    def predict(self, texts: list[str], micro_batch: int = 16) -> list[dict]:
         results: list[dict] = []
-        for start, chunk in zip(range(0, len(texts), micro_batch), chunks(texts, micro_batch)):
-            with self.tokenizer_lock:
-                enc = self.tokenizer(list(chunk), truncation=True, max_length=self.max_length, padding=True,
-                                     return_tensors=self.tensor_type)
-            for i, p in enumerate(self._probs(enc)):
-                n = lengths[start + i]
-                results.append(classification_result(p, self.labels, n > self.max_length, min(n, self.max_length)))
+        for chunk in chunks(texts, micro_batch):
+            feed, cut, tokens = self.encode(list(chunk))
+            for p, was_cut, n in zip(self._probs(feed), cut, tokens):
+                results.append(classification_result(p, self.labels, was_cut, n))
         return results
 
 
@@ -85,8 +94,9 @@ class TextClassifier(_Classifier):
         self.placement = Placement(self.placement.device, next(self.model.parameters(), torch.empty(0)).dtype)
 
     @torch.inference_mode()
-    def _probs(self, enc) -> list[list[float]]:
-        logits = self.model(**enc.to(self.placement.device)).logits
+    def _probs(self, feed: dict[str, np.ndarray]) -> list[list[float]]:
+        enc = {name: torch.from_numpy(array).to(self.placement.device) for name, array in feed.items()}
+        logits = self.model(**enc).logits
         return torch.softmax(logits.float(), dim=-1).cpu().tolist()
 
 
@@ -131,8 +141,6 @@ def load_torch_model(path: Path, variant: VariantSpec, placement: Placement, aut
 class OnnxClassifier(_Classifier):
     """onnxruntime with all graph optimisations; CUDAExecutionProvider when onnxruntime-gpu sees a GPU."""
 
-    tensor_type = "np"
-
     def __init__(self, path: Path, max_length: int | None = None, placement: Placement | None = None,
                  threads: int | None = None):
         import onnxruntime as ort
@@ -156,9 +164,8 @@ class OnnxClassifier(_Classifier):
         self.placement = Placement(device, torch.float32)
         self.input_names = [i.name for i in self.session.get_inputs()]
 
-    def _probs(self, enc) -> list[list[float]]:
-        feed = {name: np.asarray(enc[name], dtype=np.int64) for name in self.input_names}
-        logits = self.session.run(None, feed)[0].astype(np.float32)
+    def _probs(self, feed: dict[str, np.ndarray]) -> list[list[float]]:
+        logits = self.session.run(None, {name: feed[name] for name in self.input_names})[0].astype(np.float32)
         logits -= logits.max(axis=-1, keepdims=True)
         exp = np.exp(logits)
         return (exp / exp.sum(axis=-1, keepdims=True)).tolist()

@@ -28,6 +28,7 @@ class Loop:
 
     def __init__(self, http: httpx.AsyncClient, texts: list[str]):
         self.http, self.texts = http, texts
+        self.failed: Counter = Counter()  # status codes of answers that were not 200, over every run
 
     async def run(self, model: str, concurrency: int, seconds: float, budget_ms: float | None = None):
         headers = dict(NO_CACHE) | ({"X-Latency-Budget-Ms": f"{budget_ms:g}"} if budget_ms else {})
@@ -44,6 +45,8 @@ class Loop:
                 r = await self.http.post("/v1/classify", json={"texts": [text], "model": model}, headers=headers)
                 if r.status_code == 200:
                     answers.append(((time.perf_counter() - started) * 1000, r.headers["x-model-version"]))
+                else:
+                    self.failed[r.status_code] += 1
 
         await asyncio.gather(*(client() for _ in range(concurrency)))
         return answers
@@ -76,6 +79,7 @@ async def p12(loop: Loop, accuracy: dict[str, float], int8: str, concurrency: in
         rounds.append({"fp32_alone": alone, "selection": selected,
                        "ratio": selected["share_within_budget"] / max(alone["share_within_budget"], floor)})
     return {"budget_ms": budget, "calibration_p50_ms": p50, "concurrency": concurrency, "rounds": rounds,
+            "failed_by_status": dict(loop.failed),
             "ratio": statistics.median(r["ratio"] for r in rounds),
             "mean_accuracy": statistics.median(r["selection"]["mean_accuracy"] for r in rounds),
             "fp32_alone_p95_ms": statistics.median(r["fp32_alone"]["p95_ms"] for r in rounds)}

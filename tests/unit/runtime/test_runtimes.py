@@ -88,3 +88,16 @@ def test_batches_tokenized_on_several_threads_at_once_keep_their_own_truncation_
         want = expected[i % 14]
         assert [r["label"] for r in got] == [r["label"] for r in want]
         assert [r["input_tokens"] for r in got] == [r["input_tokens"] for r in want]
+
+
+def test_one_tokenizer_pass_gives_what_two_hugging_face_calls_gave(classifier):
+    """encode() reads whether a text was cut from its encoding's overflow instead of tokenizing it twice: the
+    inputs, the cut flags and the token counts equal Hugging Face's truncated call and an untruncated one."""
+    texts = ["short text", LONG, "word " * 30, "word " * 31, "", "x"]  # 32 tokens exactly, then 33
+    feed, cut, tokens = classifier.encode(texts)
+    tok = classifier.tokenizer
+    reference = tok(texts, truncation=True, max_length=32, padding=True, return_tensors="np")
+    assert set(feed) == set(reference) and all((feed[k] == reference[k]).all() for k in feed)
+    full = [len(ids) for ids in tok(texts)["input_ids"]]
+    assert cut == [n > 32 for n in full] and cut[2:4] == [False, True]
+    assert tokens == [min(n, 32) for n in full]
