@@ -47,3 +47,15 @@ class InferenceResponse:
             headers["X-Variant-Selection"] = (f"variant={choice['variant']}; reason={choice['reason']}; "
                                               f"budget_met={str(choice['budget_met']).lower()}")
         return headers
+
+    def oip_parameters(self) -> dict[str, str | bool]:
+        """What the headers say about caching and variant selection, as OIP response parameters (REST and gRPC
+        clients see no HTTP headers of ours through tritonclient's result objects)."""
+        out: dict[str, str | bool] = {}
+        if "cache" in self.fields:
+            out["cache"] = self.fields["cache"]
+        choice = self.fields.get("selection")
+        if choice:
+            out |= {"selection_variant": choice["variant"], "selection_reason": choice["reason"],
+                    "budget_met": bool(choice["budget_met"])}
+        return out

@@ -91,6 +91,8 @@ async def infer(dp: DataPlane, name: str, version: str | None, request: object, 
     response = {"model_name": name, "outputs": outputs}
     if answer.version:
         response["model_version"] = answer.version
+    if answer.oip_parameters():
+        response["parameters"] = answer.oip_parameters()
     if isinstance(request.get("id"), str):
         response["id"] = request["id"]
     return response, out_tail

@@ -61,6 +61,11 @@ def _tensors(request) -> list[TextTensor]:
 def _infer_response(answer: InferenceResponse, request):
     """ModelInferResponse with every output in raw_output_contents (tritonclient ignores typed contents)."""
     msg = pb.ModelInferResponse(model_name=request.model_name, model_version=answer.version, id=request.id)
+    for key, value in answer.oip_parameters().items():
+        if isinstance(value, bool):
+            msg.parameters[key].bool_param = value
+        else:
+            msg.parameters[key].string_param = value
     for col in output_columns(answer.results, [o.name for o in request.outputs] or None):
         tensor = msg.outputs.add(name=col.name, datatype=col.datatype, shape=col.shape)
         for key, value in col.parameters.items():

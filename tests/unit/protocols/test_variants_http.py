@@ -108,6 +108,27 @@ def test_oip_parameters_select_too_and_metadata_declares_selection_and_cache():
     assert model["cache"]["max_bytes"] == 100_000
 
 
+def test_oip_answers_name_the_variant_why_and_the_cache_in_their_parameters_over_rest_and_grpc():
+    from serve_app.dataplane import InferenceResponse
+    from serve_app.protocols.oip_grpc import _infer_response
+    from serve_app.protocols.grpc_stubs import service_pb2 as pb
+
+    dp, _ = dataplane()
+    plain = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["x"]}]}
+    budget = {**plain, "parameters": {"latency_budget_ms": 30}}
+    first, again, selected = run(dp, [("POST", "/v2/models/clf/infer", {"json": plain})] * 2 +
+                                 [("POST", "/v2/models/clf/infer", {"json": budget})])
+    assert first.json()["parameters"] == {"cache": "miss"} and again.json()["parameters"] == {"cache": "hit"}
+    params = selected.json()["parameters"]
+    assert selected.json()["model_version"] == params["selection_variant"]
+    assert params["selection_reason"] in ("fits", "probe", "over_budget") and isinstance(params["budget_met"], bool)
+    answer = InferenceResponse("clf", [{"label": "a", "score": 1.0}], "2", fields={
+        "cache": "miss", "selection": {"variant": "2", "reason": "fits", "budget_met": True}})
+    msg = _infer_response(answer, pb.ModelInferRequest(model_name="clf"))
+    assert msg.parameters["selection_variant"].string_param == "2" and msg.parameters["budget_met"].bool_param
+    assert msg.parameters["selection_reason"].string_param == "fits" and msg.parameters["cache"].string_param == "miss"
+
+
 def test_the_cache_answers_repeats_bypasses_on_no_cache_and_counts_both():
     dp, metrics = dataplane()
     first, again, other, fresh = run(dp, [classify("same"), classify("same"), classify("other"),
