@@ -110,8 +110,8 @@ def test_oip_parameters_select_too_and_metadata_declares_selection_and_cache():
 
 def test_oip_answers_name_the_variant_why_and_the_cache_in_their_parameters_over_rest_and_grpc():
     from serve_app.dataplane import InferenceResponse
-    from serve_app.protocols.oip_grpc import _infer_response
     from serve_app.protocols.grpc_stubs import service_pb2 as pb
+    from serve_app.protocols.oip_grpc import _infer_response
 
     dp, _ = dataplane()
     plain = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["x"]}]}
