@@ -78,3 +78,20 @@ def test_the_variant_bench_runs_p12_and_p13_end_to_end(client):
     assert measured["p13"]["rounds"][0]["hit_p50_ms"] > 0
     p4 = Int8Result({"ORT int8 dynamic": {"speedup": 1.6, "drop": 0.2, "version": "2"}}, "ORT int8 dynamic")
     assert [r["id"] for r in rows(p4, measured, 94.0)] == ["P4", "P12", "P13"]
+
+
+def test_the_variant_bench_runs_p2_against_a_naive_server(client, tmp_path):
+    """P2's measurement in smoke mode: the naive FastAPI server and the gateway, side by side, every answer
+    checked (the bench runs it in a process and a Ray of its own per HTTP front; here the session's Ray)."""
+    import asyncio
+
+    from serve_app.bench.harness import naive_server
+    from serve_app.bench.variants.p2 import measure
+
+    folder = build_tiny_classifier(tmp_path / "naive")
+    with naive_server(folder, 128) as naive_url:
+        out = asyncio.run(measure(naive_url, str(client.base_url).rstrip("/"), [TEXT], 4, 0.5, 1,
+                                  lambda step: None, model="clf"))
+    [one] = out["rounds"]
+    assert one["naive"]["requests"] > 0 and one["gateway"]["requests"] > 0
+    assert one["naive"]["errors"] == 0 and one["gateway"]["errors"] == 0 and out["ratio"] > 0

@@ -40,7 +40,7 @@ def gateway_config(variant_dir: Path, front: str):
 
 
 async def measure(naive_url: str, gateway_url: str, texts: list[str], concurrency: int, window_s: float,
-                  repeats: int, tick) -> dict:
+                  repeats: int, tick, model: str = "fast") -> dict:
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     async with httpx.AsyncClient(base_url=naive_url, timeout=120, limits=limits) as naive, \
             httpx.AsyncClient(base_url=gateway_url, timeout=120, limits=limits) as gateway:
@@ -49,7 +49,8 @@ async def measure(naive_url: str, gateway_url: str, texts: list[str], concurrenc
             assert r.status_code == 200 and r.json()["results"][0]["label"], r.text[:200]
 
         async def call_gateway(n: int) -> None:
-            r = await gateway.post("/v1/classify", json={"texts": [texts[n % len(texts)]], "model": "fast"})
+            r = await gateway.post("/v1/classify", json={"texts": [texts[n % len(texts)]], "model": model},
+                                   headers={"Cache-Control": "no-cache"})
             assert r.status_code == 200 and r.json()["results"][0]["label"], r.text[:200]
 
         for call in (call_naive, call_gateway):  # warm both: first calls pick kernels and open connections
