@@ -137,3 +137,19 @@ def test_gateway_builder_routes_to_the_declared_apps_with_merged_weights():
     assert table["echo"] == [{"label": "builtin", "app": "echo--builtin", "deployment": "echo", "weight": 1.0}]
     declared = {d.app_name for d in declared_versions(parse_config(CONFIG))}
     assert {e["app"] for entries in table.values() for e in entries} <= declared
+
+
+def test_selection_variants_reach_the_cluster_as_applications_of_their_own():
+    raw = {"models": [{"name": "clf", "task": "classification", "version": "stable",
+                       "selection": {"variants": ["fast", "small"], "on_unmet": "refuse"},
+                       "cache": {"max_bytes": 1 << 20, "ttl_s": 60}, "resources": {"num_cpus": 0.25}}]}
+    config = k8s_render.serve_config(raw, gpus=0)
+    apps = {a["name"]: a for a in config["applications"]}
+    # The configured version and each variant start as their own application, as `gateway run` starts them.
+    assert set(apps) == {"clf--stable", "clf--fast", "clf--small", "gateway"}
+    assert [apps[f"clf--{s}"]["args"]["selector"] for s in ("stable", "fast", "small")] == ["stable", "fast", "small"]
+    # The ingress gets the selection and cache settings through its args (serveConfigV2 carries them).
+    model = parse_config(apps["gateway"]["args"]["config"]).models[0]
+    assert model.selection.variants == ["fast", "small"] and model.selection.on_unmet == "refuse"
+    assert model.cache.max_bytes == 1 << 20 and model.cache.ttl_s == 60
+    assert model.selectors == {"stable": 1.0, "fast": 0.0, "small": 0.0}  # variants take no traffic-split share
