@@ -23,6 +23,8 @@ def pytest_collection_modifyitems(config, items):
         level = Path(item.fspath).resolve().relative_to(tests).parts[0]  # unit/<package>/test_x.py -> unit
         if level in ("unit", "integration", "e2e"):
             item.add_marker(getattr(pytest.mark, level))
+    # Tests that start a Ray of their own run first, before any test starts the session's (one Ray at a time).
+    items.sort(key=lambda item: item.get_closest_marker("own_ray") is None)
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def listener(port: int) -> str | None:
+    """The name of the process that listens on TCP `port` (e.g. `haproxy` or `ray::ProxyActor`), so a result
+    can say which front answered; None when no process of this user listens there."""
+    import psutil  # Ray's own dependency
+
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid:
+            try:
+                return psutil.Process(conn.pid).name()
+            except psutil.Error:
+                return None
+    return None
+
+
 def wait_http(url: str, seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

@@ -102,9 +102,11 @@ def p2_rows(p2: dict[str, dict], variant: str) -> list[dict]:
     for front, tag in (("haproxy", "P2"), ("ray", "P2-ray-front")):
         if front in p2:
             value = round(p2[front]["ratio"], 3)
+            # A haproxy run whose port another process held measured some other front: not this target.
+            held = front != "haproxy" or p2[front].get("listener", "haproxy") == "haproxy"
             out.append({"id": tag, "measure": f"gateway ({front} HTTP front) serving its fastest gated variant "
                         f"({variant}) ÷ naive FastAPI fp32 server, concurrency {p2[front]['concurrency']}",
-                        "value": value, "target": ">= 4", "met": value >= 4})
+                        "value": value, "target": ">= 4", "met": value >= 4 and held})
     return out
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from serve_app.bench.harness import deploy_gateway, local_ray, naive_server, start_proxies_on_free_ports
+from serve_app.bench.harness import deploy_gateway, listener, local_ray, naive_server, start_proxies_on_free_ports
 from serve_app.bench.load import closed_loop
 from serve_app.config.serve_env import use_fast_path
 
@@ -74,9 +74,11 @@ def run(fp32_dir: Path, variant_dir: Path, front: str, concurrency: int, window_
     with naive_server(fp32_dir, MAX_LENGTH) as naive_url, local_ray(num_cpus=2):
         http_port, _ = start_proxies_on_free_ports(config)
         deploy_gateway(config)
+        # Which process took the requests: with the haproxy front, HAProxy owns the port, Ray's proxy does not.
+        answered_by = listener(http_port)
         out = asyncio.run(measure(naive_url, f"http://127.0.0.1:{http_port}", [a.text for a in held_out],
                                   concurrency, window_s, repeats, tick))
-    return {"front": front, **out}
+    return {"front": front, "listener": answered_by, **out}
 
 
 def main(argv=None) -> int:

@@ -36,6 +36,9 @@ def test_p2_is_read_behind_the_haproxy_front_and_the_default_front_is_reported_b
     assert not by_id["P2-ray-front"]["met"] and by_id["P2-ray-front"]["value"] == 3.4
     assert [r["id"] for r in rows(int8(2.6, 0.1), {"p12": P12, "p13": {"ratio": 0.1}, "p2": p2}, 98.0)] == [
         "P4", "P12", "P13", "P2", "P2-ray-front"]
+    elsewhere = {"haproxy": {**p2["haproxy"], "listener": "ray::ProxyActor"}}
+    assert not p2_rows(elsewhere, "v")[0]["met"]  # HAProxy did not hold the port: not the haproxy front's figure
+    assert p2_rows({"haproxy": {**p2["haproxy"], "listener": "haproxy"}}, "v")[0]["met"]
 
 
 def test_selection_candidates_are_p4s_best_and_the_fastest_then_the_next_fastest():
