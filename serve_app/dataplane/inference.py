@@ -83,19 +83,21 @@ class Inference:
         """Pick the version (pinned, selected for the request's needs, or by traffic split), answer from the
         response cache when it holds the answer, else call the version with parameters its task checked."""
         params = contract(model.task).params(model, params)
+        started = time.perf_counter()
         entry, choice = self.pick(model, pinned, need)
+        tag = partial(self.tagged, choice=choice, need=need, started=started)
         cache = self.table.cache_for(model.name, pipeline)
         if cache is None:
-            return self.tagged(await self.answer(model, entry, texts, params, pipeline), choice)
+            return tag(await self.answer(model, entry, texts, params, pipeline))
         key = request_key(self.table.cache_space(model.name, entry), texts, params)
         hit = None if fresh else cache.get(key)
         self.metrics.inc("gateway_cache_requests", {"model": model.name, "version": entry.label, "pipeline": pipeline,
                                                     "result": "bypass" if fresh else "hit" if hit else "miss"})
         if hit is not None:
-            return self.tagged(hit, choice, "hit")
+            return tag(hit, cache="hit")
         out = await self.answer(model, entry, texts, params, pipeline)
         cache.put(key, out)
-        return self.tagged(out, choice, "bypass" if fresh else "miss")
+        return tag(out, cache="bypass" if fresh else "miss")
 
     def pick(self, model: ModelConfig, pinned: str | None,
              need: Requirement | None) -> tuple[VersionEntry, Choice | None]:
@@ -109,9 +111,14 @@ class Inference:
         return routes.versions[choice.label], choice
 
     @staticmethod
-    def tagged(out: dict, choice: Choice | None, cache: str | None = None) -> dict:
-        """The answer with what the response says about how it was made (cache, variant selection)."""
-        extra = ({"cache": cache} if cache else {}) | ({"selection": choice.as_dict()} if choice else {})
+    def tagged(out: dict, choice: Choice | None, cache: str | None = None, need: Requirement | None = None,
+               started: float | None = None) -> dict:
+        """The answer with what the response says about how it was made (cache, variant selection: whether the
+        budget was met is measured here, from the choice to the answer, cache hits included)."""
+        answered_s = None if started is None else time.perf_counter() - started
+        extra = {"cache": cache} if cache else {}
+        if choice is not None:
+            extra["selection"] = choice.as_dict(need, answered_s)
         return {**out, **extra} if extra else out
 
     async def answer(self, model: ModelConfig, entry: VersionEntry, texts: list[str], params: dict,

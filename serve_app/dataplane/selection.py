@@ -51,10 +51,15 @@ class Choice:
     met: bool  # False: no candidate was expected to meet the budget; the fastest answered
     expected_ms: float | None = None
 
-    def as_dict(self) -> dict:
+    def as_dict(self, need: Requirement | None = None, answered_s: float | None = None) -> dict:
+        """What the response says. Given the request's budget and how long the answer took, `budget_met` is that
+        measurement (a probe has no expectation to report, and an over-budget pick may still make it in time);
+        without them, the expectation the choice was made on."""
         out = {"variant": self.label, "reason": self.reason, "budget_met": self.met}
         if self.expected_ms is not None:
             out["expected_ms"] = round(self.expected_ms, 2)
+        if need is not None and need.budget_ms is not None and answered_s is not None:
+            out |= {"answered_ms": round(answered_s * 1000, 2), "budget_met": answered_s * 1000 <= need.budget_ms}
         return out
 
 

@@ -29,6 +29,19 @@ def test_no_fit_gets_the_fastest_flagged_or_a_429_when_configured_to_refuse():
     assert refused.value.details["retry_after_s"] == pytest.approx(0.05)
 
 
+def test_the_answer_reports_whether_the_budget_was_met_as_measured_not_as_expected():
+    need = Requirement(budget_ms=100)
+    probe = choose(variants(300, 200, None), need)  # the pruned variant has no estimate: probed, no expectation
+    assert (probe.label, probe.reason) == (PRUNED, "probe")
+    assert probe.as_dict(need, answered_s=0.250)["budget_met"] is False
+    assert probe.as_dict(need, answered_s=0.250)["answered_ms"] == 250.0
+    late = choose(variants(300, 200, 150), need)  # expected over budget, and then in time after all
+    assert late.as_dict(need, answered_s=0.080) | {"expected_ms": None} == {
+        "variant": PRUNED, "reason": "over_budget", "budget_met": True, "answered_ms": 80.0, "expected_ms": None}
+    floor_only = choose(variants(80, 40, 20), Requirement(min_accuracy=94))  # no budget: nothing to measure
+    assert floor_only.as_dict(Requirement(min_accuracy=94), answered_s=9.0)["budget_met"] is True
+
+
 def test_a_variant_that_failed_its_gate_is_never_chosen():
     # The ungated variant is the only one that fits, and the fastest when none fits: still never chosen.
     assert choose(variants(300, 200, 10, pruned_gated=False), Requirement(budget_ms=100)).label == INT8

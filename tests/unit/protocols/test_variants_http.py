@@ -77,6 +77,11 @@ def test_an_unmeetable_budget_gets_the_fastest_flagged_or_429_with_retry_after()
     *_, flagged = run(dp, warm + [classify("x", {"X-Latency-Budget-Ms": "1"})])
     assert flagged.status_code == 200 and flagged.headers["x-model-version"] == "2"
     assert flagged.json()["selection"]["budget_met"] is False
+    # A probe comes with no expectation; whether it met the budget is what the gateway measured.
+    [probed] = run(dataplane()[0], [classify("p", {"X-Latency-Budget-Ms": "1"})])
+    assert probed.json()["selection"]["reason"] == "probe" and probed.json()["selection"]["answered_ms"] > 1
+    assert probed.json()["selection"]["budget_met"] is False
+    assert probed.headers["x-variant-selection"].endswith("budget_met=false")
     dp, _ = dataplane(refuse=True)
     *_, refused = run(dp, warm + [classify("x", {"X-Latency-Budget-Ms": "1"})])
     assert refused.status_code == 429 and float(refused.headers["retry-after"]) > 0
