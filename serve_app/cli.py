@@ -42,7 +42,7 @@ def _cmd_optimizer(args: argparse.Namespace, settings: GatewaySettings) -> int:
 
 
 def _cmd_prepare(args: argparse.Namespace, settings: GatewaySettings) -> int:
-    from serve_app.builders.prepare import BUILDERS, prepare_models, register_defaults
+    from serve_app.builders.prepare import BUILDERS, prepare_models, register_defaults, register_fast_classifier
     from serve_app.plan import open_registry
 
     unknown = set(args.names) - set(BUILDERS)
@@ -50,9 +50,15 @@ def _cmd_prepare(args: argparse.Namespace, settings: GatewaySettings) -> int:
         print(f"unknown model(s) {sorted(unknown)}; choose from {sorted(BUILDERS)}", file=sys.stderr)
         return 2
     reports = prepare_models(settings.models_dir, only=args.names or None, force=args.force)
-    register_defaults(open_registry(load_config(args.config, settings)), settings.models_dir, reports)
-    if "classifier" in reports:
-        print(f"classifier held-out accuracy: {reports['classifier']['held_out_accuracy']:.4f}")
+    registry = open_registry(load_config(args.config, settings))
+    register_defaults(registry, settings.models_dir, reports)
+    if "classifier" not in reports:
+        return 0
+    print(f"classifier held-out accuracy: {reports['classifier']['held_out_accuracy']:.4f}")
+    if register_fast_classifier(registry) != 0:
+        print("classifier@fast was not registered; configs/gateway.yaml names it as a selection variant (drop "
+              "`selection:` there, or register a variant under that alias)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -172,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except GatewayError as err:  # registry and model errors carry a message written for people
         print(f"error: {err.message}", file=sys.stderr)
+        if args.command in ("run", "check-config"):
+            print("(`make models` registers what configs/gateway.yaml serves: classifier@stable, classifier@fast, "
+                  "summarizer@stable)", file=sys.stderr)
         return 1
 
 

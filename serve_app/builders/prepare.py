@@ -108,6 +108,25 @@ def register_defaults(registry, models_dir: Path, reports: dict[str, dict]) -> N
             console.print(f"[green]{name}[/]: {name}@stable -> {existing.iteration}")
 
 
+# configs/gateway.yaml serves this variant beside `stable` as a selection candidate (SLO-aware selection).
+FAST_CLASSIFIER = {"selector": "classifier@stable", "runtime": "onnx", "quantize": "int8", "alias": "fast"}
+
+
+def register_fast_classifier(registry) -> int:
+    """Give the classifier its `fast` alias unless it has one: the optimizer's own loop builds the ORT int8 graph
+    of `stable`, evaluates it beside its parent on the held-out split, gates it and registers it (about a minute
+    on 2 cores). Returns the optimizer's exit code (1: refused by the gate, nothing registered)."""
+    from serve_app.optimize.cli import optimize_variant
+
+    if registry.aliases("classifier").get(FAST_CLASSIFIER["alias"]) is not None:
+        console.print("[green]classifier[/]: classifier@fast is registered")
+        return 0
+    console.print("[bold]classifier[/]: building classifier@fast (ORT int8 of classifier@stable), a selection "
+                  "candidate in configs/gateway.yaml")
+    return optimize_variant(registry, FAST_CLASSIFIER["selector"], runtime=FAST_CLASSIFIER["runtime"],
+                            quantize=FAST_CLASSIFIER["quantize"], alias=FAST_CLASSIFIER["alias"])
+
+
 def prepare_models(models_dir: Path, only: list[str] | None = None, force: bool = False) -> dict[str, dict]:
     """Build each default model that is missing (or all of them with `force`). Returns their reports."""
     from transformers.utils import logging as hf_logging

@@ -39,24 +39,36 @@ def add_parsers(sub) -> None:
 
 
 def _cmd_optimize(registry, args: argparse.Namespace) -> int:
+    return optimize_variant(registry, args.selector, prune=args.prune, quantize=args.quantize, runtime=args.runtime,
+                            max_length=args.max_length, max_drop=args.max_drop, alias=args.alias,
+                            dry_run=args.dry_run, eval_limit=args.eval_limit, summaries=args.summaries,
+                            keep=args.keep)
+
+
+def optimize_variant(registry, selector: str, *, prune: list[str] = (), quantize: str | None = None,
+                     runtime: str = "torch", max_length: int | None = None, max_drop: float = 1.0,
+                     alias: str | None = None, dry_run: bool = False, eval_limit: int | None = None,
+                     summaries: int = 5, keep: Path | None = None) -> int:
+    """Build, evaluate, gate and register one variant, showing progress and the verdict. Returns the exit code:
+    0 registered (or accepted in a dry run), 1 refused by the gate, 2 a plan that cannot be built."""
     from serve_app.optimize.evaluate import bbc_calibration, bbc_headlines, bbc_held_out, bbc_training_texts
     from serve_app.optimize.pipeline import optimize, task_of
 
     try:
-        parent = registry.resolve(args.selector)
+        parent = registry.resolve(selector)
         task = task_of(registry.pull(parent))
-        plan = make_plan(task, args.prune, args.quantize, args.runtime, args.max_length)
+        plan = make_plan(task, list(prune), quantize, runtime, max_length)
     except PlanError as err:
         console.print(f"[red]error:[/] {err}")
         return 2
-    examples = bbc_held_out(args.eval_limit) if task == "classification" else bbc_headlines(args.summaries)
+    examples = bbc_held_out(eval_limit) if task == "classification" else bbc_headlines(summaries)
     calibration = bbc_calibration() if plan.needs_calibration else None
     distill_texts = bbc_training_texts() if plan.needs_distillation else None
     with progress_line(f"{parent.label} -> {plan.label}") as tick:
         try:
-            result = optimize(registry, args.selector, plan, examples, calibration=calibration,
-                              distill_texts=distill_texts, max_drop=args.max_drop, register=not args.dry_run,
-                              alias=args.alias, tick=tick, keep=args.keep)
+            result = optimize(registry, selector, plan, examples, calibration=calibration,
+                              distill_texts=distill_texts, max_drop=max_drop, register=not dry_run,
+                              alias=alias, tick=tick, keep=keep)
         except PlanError as err:
             console.print(f"[red]error:[/] {err}")
             return 2
@@ -71,9 +83,9 @@ def _cmd_optimize(registry, args: argparse.Namespace) -> int:
     if result.version is None:
         console.print(f"[green]accepted[/]: {verdict} (dry run: not registered)")
         return 0
-    alias = f", alias {args.alias}" if args.alias else ""
+    named = f", alias {alias}" if alias else ""
     console.print(f"[green]registered {result.version.label}[/] (parent {parent.label}, transform {plan.label}"
-                  f"{alias}): {verdict}")
+                  f"{named}): {verdict}")
     return 0
 
 

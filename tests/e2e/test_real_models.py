@@ -54,6 +54,23 @@ def test_held_out_articles_get_their_topic(real_gateway, held_out_by_topic):
     assert r.json()["version"].isdigit()
 
 
+def test_a_latency_budget_selects_among_the_classifier_and_the_int8_variant_make_models_built(
+        real_gateway, held_out_by_topic):
+    variants = {v["version"]: v for v in real_gateway.get("/v1/models/classifier").json()["selection"]["variants"]}
+    assert len(variants) == 2 and all(v["gated"] and v["accuracy"] >= 95 for v in variants.values())
+    texts = [a.text for a in held_out_by_topic]
+    r = real_gateway.post("/v1/classify", json={"texts": texts}, headers={"X-Latency-Budget-Ms": "60000"})
+    assert r.status_code == 200, r.text
+    chosen = r.json()["selection"]
+    # Both fit a minute: the more accurate one answers, and says so in the header too.
+    assert variants[chosen["variant"]]["accuracy"] == max(v["accuracy"] for v in variants.values())
+    assert chosen["budget_met"] is True and r.headers["x-model-version"] == chosen["variant"]
+    assert r.headers["x-variant-selection"].startswith(f"variant={chosen['variant']}; reason=")
+    assert [x["label"] for x in r.json()["results"]] == [a.label for a in held_out_by_topic]
+    too_high = real_gateway.post("/v1/classify", json={"texts": texts[:1], "min_accuracy": 99.99})
+    assert too_high.status_code == 400 and too_high.json()["field"] == "min_accuracy"
+
+
 def test_summary_is_shorter_than_the_article_and_deterministic(real_gateway, held_out_by_topic):
     article = held_out_by_topic[0].text
     payload = {"texts": [article], "max_new_tokens": 48}

@@ -27,9 +27,14 @@ def test_check_config_shows_what_would_be_served(env, capsys):
     for name in ("classifier", "summarizer"):
         reg.register(name, folder(env / name))
         reg.set_alias(name, "stable", "1")
+    assert main(["check-config"]) == 1  # the default config's selection variant is not registered yet
+    assert "no alias 'fast'" in capsys.readouterr().err
+    reg.register("classifier", folder(env / "classifier-int8", content="q"))
+    reg.set_alias("classifier", "fast", "2")
     assert main(["check-config"]) == 0
     out = capsys.readouterr().out
     assert "serves classifier@1 (weight 1) as application classifier--v1" in out
+    assert "serves classifier@2 (weight 0) as application classifier--v2" in out
     assert "summarizer@stable" in out
 
 
