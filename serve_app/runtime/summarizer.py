@@ -1,22 +1,21 @@
-"""Summarizer runtime: a causal chat LM such as SmolLM2, or a seq2seq checkpoint folder."""
+"""Summarizer runtime on torch: a causal chat LM such as SmolLM2, or a seq2seq checkpoint folder."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import torch
 
 from serve_app.runtime.classifier import load_torch_model
 from serve_app.runtime.placement import Placement, check_model_folder, pick_placement
-from serve_app.runtime.processing import chunks, cut_generation, summary_messages
+from serve_app.runtime.processing import chunks, cut_generation
+from serve_app.runtime.prompts import PromptedModel
 from serve_app.runtime.variant import read_variant
 
-SEQ2SEQ_PREFIX = "summarize: "
 
-
-class TextSummarizer:
-    """Greedy (deterministic) summaries. `summarize` is synchronous and meant to run in a worker thread."""
+class TextSummarizer(PromptedModel):
+    """The torch runtime of a summarizer (a Hugging Face folder): the continuous-batching engine for decoder-only
+    models, static greedy `summarize` batches for seq2seq ones (synchronous: run it in a worker thread)."""
 
     def __init__(self, path: Path, max_length: int | None = None, placement: Placement | None = None,
                  do_sample: bool = False):
@@ -32,71 +31,22 @@ class TextSummarizer:
             raise ValueError(f"{path}: summarizers run on torch without removed heads; this variant is "
                              f"{self.variant.transforms}")
         self.model = load_torch_model(path, self.variant, self.placement, auto).eval()
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        # Padding is state of the fast tokenizer's shared backend, set by each call (see runtime/classifier.py):
-        # prompts tokenized on the event loop and a batch padded on a worker thread take turns.
-        self.tokenizer_lock = threading.Lock()
+        tokenizer = AutoTokenizer.from_pretrained(path)
         # Batched decoder-only generation needs left padding so every prompt ends where generation starts.
-        self.tokenizer.padding_side = "right" if self.seq2seq else "left"
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+        tokenizer.padding_side = "right" if self.seq2seq else "left"
         model_limit = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", 1024)
-        self.model_limit = model_limit
-        self.max_length = min(max_length, model_limit) if max_length else model_limit
         eos = self.model.generation_config.eos_token_id
-        eos = eos if isinstance(eos, list) else [eos]
-        self.stop_ids = {i for i in [*eos, self.tokenizer.eos_token_id] if i is not None}
+        self._init_prompts(tokenizer, max_length, model_limit, set(eos if isinstance(eos, list) else [eos]))
         self.do_sample = do_sample
 
-    def _prompt(self, text: str) -> tuple[str, bool, int]:
-        """Cut the article (not the instructions) to max_length tokens and wrap it in the model's prompt."""
-        with self.tokenizer_lock:
-            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        truncated = len(ids) > self.max_length
-        if truncated:
-            text = self.tokenizer.decode(ids[: self.max_length], skip_special_tokens=True)
-        if self.seq2seq:
-            return SEQ2SEQ_PREFIX + text, truncated, min(len(ids), self.max_length)
-        if self.tokenizer.chat_template:
-            prompt = self.tokenizer.apply_chat_template(summary_messages(text), tokenize=False,
-                                                        add_generation_prompt=True)
-        else:
-            prompt = f"Article: {text}\nSummary:"
-        return prompt, truncated, min(len(ids), self.max_length)
-
-    # -- prompts for the generation engine (decoder-only models) ---------------------------------------------
-    def summary_prompt(self, text: str) -> tuple[list[int], bool, int]:
-        """Token ids of the summary prompt for an article, whether it was cut, and the article's token count."""
-        prompt, truncated, n_in = self._prompt(text)
-        return self._ids(prompt), truncated, n_in
-
-    def chat_prompt(self, messages: list[dict]) -> list[int]:
-        """Token ids of a chat (OpenAI `messages`) with the model's chat template, ready for the reply."""
-        if not self.tokenizer.chat_template:
-            text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
-            return self._ids(text)
-        return self._ids(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
-
-    def completion_prompt(self, prompt: str) -> list[int]:
-        """Token ids of a raw prompt (OpenAI `completions`), no template."""
-        return self._ids(prompt)
-
-    def _ids(self, text: str) -> list[int]:
-        # Templates and raw prompts already hold whatever special tokens the model expects.
-        with self.tokenizer_lock:
-            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
-
-    def start_engine(self, max_running: int, prefill_chunk: int, on_change=None):
-        """The continuous-batching engine over this model (decoder-only models only)."""
-        from serve_app.runtime.generation import GenerationEngine
+    def start_engine(self, max_running: int, prefill_chunk: int | None = None, on_change=None):
+        """The torch continuous-batching engine over this model (decoder-only models only)."""
+        from serve_app.runtime.engines.torch_engine import TorchEngine
 
         if self.seq2seq:
             raise ValueError("continuous batching needs a decoder-only model")
-        return GenerationEngine(self.model, self.decode, self.stop_ids, max_running, prefill_chunk,
-                                self.placement.device, on_change)
+        return TorchEngine(self.model, self.decode, self.stop_ids, max_running, prefill_chunk or 64,
+                           self.placement.device, on_change)
 
     @torch.inference_mode()
     def summarize(self, texts: list[str], max_new_tokens: list[int], micro_batch: int = 4) -> list[dict]:

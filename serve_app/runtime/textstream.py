@@ -4,6 +4,10 @@ The streamed deltas concatenate to exactly the text a non-streamed answer carrie
 at the first stop string): whitespace at the end is held back until something follows it, an unfinished UTF-8
 character (the tokenizer decodes it as U+FFFD) waits for its next byte, and so does a tail that could still
 grow into a stop string.
+
+Decoding is incremental (as vLLM's detokenizer does it): each new token decodes a window of the last few ids,
+never the whole answer again, so a stream costs linear, not quadratic, tokenizer time. The window starts a token
+before the newest ones, since a tokenizer may render a token differently after another (a leading space).
 """
 
 from __future__ import annotations
@@ -31,12 +35,24 @@ class TextStream:
         self.strip = strip
         self.stops = [s for s in stops if s]
         self.ids: list[int] = []
+        self._decoded = ""  # text of ids[:self._read]
+        self._prefix = self._read = 0  # the decode window is ids[self._prefix:]
         self.sent = ""  # what the client has received so far
         self.stopped = False  # a stop string appeared: the sequence is finished
 
+    def _all_text(self) -> str:
+        """Text of every id so far (an unfinished character at the end stays U+FFFD until its next byte)."""
+        before = self.decode(self.ids[self._prefix:self._read])
+        window = self.decode(self.ids[self._prefix:])
+        if len(window) > len(before) and not window.endswith(REPLACEMENT) and window.startswith(before):
+            self._decoded += window[len(before):]
+            self._prefix, self._read = self._read, len(self.ids)
+            return self._decoded
+        return self._decoded + window[len(before):]
+
     def text(self) -> str:
         """The whole answer so far, as the non-streamed response would carry it."""
-        full = self.decode(self.ids)
+        full = self._all_text()
         full = full.lstrip() if self.strip else full
         for stop in self.stops:
             at = full.find(stop)
