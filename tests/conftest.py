@@ -44,13 +44,15 @@ def smollm2_tokenizer_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory, smollm2_tokenizer_dir) -> Path:
-    from support.tiny_models import build_tiny_classifier, build_tiny_summarizer
+    from support.tiny_models import build_tiny_classifier, build_tiny_gguf, build_tiny_summarizer
 
     root = tmp_path_factory.mktemp("tiny-models")
     build_tiny_classifier(root / "tiny-classifier")
     build_tiny_summarizer(root / "tiny-summarizer", smollm2_tokenizer_dir)
     # Untied embeddings: varied text instead of one repeated token (streaming and stop-string tests need it).
     build_tiny_summarizer(root / "tiny-chatty", smollm2_tokenizer_dir, tie_word_embeddings=False)
+    # The same plumbing on llama.cpp: a GGUF file with SmolLM2's vocabulary and random weights.
+    build_tiny_gguf(root / "tiny-gguf", smollm2_tokenizer_dir)
     return root
 
 

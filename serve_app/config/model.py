@@ -19,9 +19,10 @@ Task = StrEnum("Task", {name: name for name in TASKS})
 
 
 class Runtime(StrEnum):
-    auto = "auto"  # what the model folder asks for: onnx for an ONNX variant (runtime.json), else torch
+    auto = "auto"  # what the model folder asks for: onnx for an ONNX variant, llama.cpp for a GGUF, else torch
     torch = "torch"
     onnx = "onnx"  # classifiers only: onnxruntime (CPU, or CUDA with onnxruntime-gpu)
+    llama_cpp = "llama.cpp"  # generation only: a GGUF file on llama.cpp (auto picks it for a folder with one)
 
 
 class Strict(BaseModel):
@@ -105,9 +106,10 @@ class Generation(Strict):
     max_new_tokens_limit: Annotated[int, Field(ge=1, le=2048)] = 256
     do_sample: bool = False
     # Continuous batching (decoder-only models): sequences decoded together, and prompt tokens prefilled per
-    # engine iteration (smaller: running streams stall less while a long prompt is read; larger: faster prefill).
+    # engine iteration while others decode (smaller: running streams stall less while a long prompt is read;
+    # larger: faster prefill). None: the engine's own default (torch 64, llama.cpp 256).
     max_running: Annotated[int, Field(ge=1, le=256)] = 8
-    prefill_chunk: Annotated[int, Field(ge=8, le=4096)] = 64
+    prefill_chunk: Annotated[int, Field(ge=8, le=4096)] | None = None
 
     @model_validator(mode="after")
     def _default_within_limit(self) -> Generation:

@@ -15,9 +15,9 @@ from serve_app.registry.store import Store, open_store
 from serve_app.registry.versioning import content_hash, manifest
 from serve_app.registry.versions import ALIAS_NAME, LATEST, MODEL_NAME, ModelVersion, parse_selector, resolve
 
-# Weights only as safetensors or ONNX, plus configs and tokenizer files. Never pickles (.bin, .pt, .pkl, ...):
-# loading one runs arbitrary code.
-SAFE_SUFFIXES = (".safetensors", ".onnx", ".onnx_data", ".json", ".txt", ".model", ".jinja", ".md")
+# Weights only as safetensors, ONNX or GGUF (plain tensors and metadata), plus configs and tokenizer files. Never
+# pickles (.bin, .pt, .pkl, ...): loading one runs arbitrary code.
+SAFE_SUFFIXES = (".safetensors", ".onnx", ".onnx_data", ".gguf", ".json", ".txt", ".model", ".jinja", ".md")
 
 Progress = Callable[[str, int], None]  # (file path, bytes done) after each file
 
@@ -32,7 +32,7 @@ def check_artifact_folder(folder: Path) -> list[dict]:
         if path.is_file() and not path.name.endswith(SAFE_SUFFIXES):
             raise UnsafeArtifactError(
                 f"{path.relative_to(folder)} may not be registered: only {', '.join(SAFE_SUFFIXES)} files "
-                "(weights as safetensors or ONNX; pickled checkpoints are refused)")
+                "(weights as safetensors, ONNX or GGUF; pickled checkpoints are refused)")
     entries = manifest(folder)
     if not entries:
         raise UnsafeArtifactError(f"{folder} holds no files")

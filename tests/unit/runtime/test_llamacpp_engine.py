@@ -1,0 +1,57 @@
+"""What only the llama.cpp engine does: prompt reuse across sequences in a slot's cache, and a sequence that
+cannot fit its context failing alone."""
+
+from __future__ import annotations
+
+import pytest
+from support.fakes import Collector
+
+from serve_app.dataplane.generation import SamplingParams
+from serve_app.runtime.engines import Sequence
+
+pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (make venv builds it)")
+
+
+@pytest.fixture(scope="module")
+def summarizer(tiny_models):
+    from serve_app.runtime.gguf_summarizer import GgufSummarizer
+
+    return GgufSummarizer(tiny_models / "tiny-gguf", max_length=64, threads=1, context_per_sequence=256)
+
+
+@pytest.fixture
+def engine(summarizer):
+    engine = summarizer.start_engine(max_running=2, prefill_chunk=16)
+    yield engine
+    engine.close()
+
+
+def run(engine, ids, n):
+    sink = Collector()
+    engine.submit(Sequence(ids, SamplingParams(n), sink))
+    return sink.wait()
+
+
+def test_a_prompt_sharing_a_prefix_with_a_slot_cache_prefills_only_the_rest(summarizer, engine):
+    first = summarizer.summary_prompt("The central bank raised rates again on Tuesday.")[0]
+    second = summarizer.summary_prompt("The striker scored twice in the cup final.")[0]
+    shared = next(i for i, (a, b) in enumerate(zip(first, second)) if a != b)
+    assert shared > 10  # the chat template and system prompt
+    cold = run(engine, first, 8)
+    assert engine.stats()["prompt_tokens_reused"] == 0
+    run(engine, second, 8)
+    reused = engine.stats()["prompt_tokens_reused"]
+    assert reused >= shared
+    warm = run(engine, first, 8)  # the same prompt again: all but its last token come from a cache
+    assert engine.stats()["prompt_tokens_reused"] - reused >= shared
+    assert warm["text"] == cold["text"]
+
+
+def test_a_sequence_too_long_for_its_context_fails_alone(summarizer, engine):
+    ok = summarizer.summary_prompt("A new film opened to strong reviews at the weekend.")[0]
+    good, bad = Collector(), Collector()
+    engine.submit(Sequence(ok, SamplingParams(20), good))
+    engine.submit(Sequence(list(ok) * 4, SamplingParams(200), bad))  # > 256 positions with its answer
+    assert bad.wait()["finish_reason"] == "error" and bad.wait()["completion_tokens"] == 0
+    done = good.wait()
+    assert done["finish_reason"] == "length" and done["completion_tokens"] == 20
