@@ -42,7 +42,13 @@ def _cmd_optimizer(args: argparse.Namespace, settings: GatewaySettings) -> int:
 
 
 def _cmd_prepare(args: argparse.Namespace, settings: GatewaySettings) -> int:
-    from serve_app.builders.prepare import BUILDERS, prepare_models, register_defaults, register_fast_classifier
+    from serve_app.builders.prepare import (
+        BUILDERS,
+        choose_summarizer,
+        prepare_models,
+        register_defaults,
+        register_fast_classifier,
+    )
     from serve_app.plan import open_registry
 
     unknown = set(args.names) - set(BUILDERS)
@@ -52,6 +58,8 @@ def _cmd_prepare(args: argparse.Namespace, settings: GatewaySettings) -> int:
     reports = prepare_models(settings.models_dir, only=args.names or None, force=args.force)
     registry = open_registry(load_config(args.config, settings))
     register_defaults(registry, settings.models_dir, reports)
+    if "summarizer" in reports:
+        choose_summarizer(registry, settings.models_dir)
     if "classifier" not in reports:
         return 0
     print(f"classifier held-out accuracy: {reports['classifier']['held_out_accuracy']:.4f}")

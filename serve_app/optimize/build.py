@@ -176,5 +176,5 @@ def _write_onnx(model, tokenizer, plan: Plan, out: Path, spec: VariantSpec, info
 
 
 def weights_size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in Path(folder).iterdir() if p.suffix in (".safetensors", ".onnx"))
+    return sum(p.stat().st_size for p in Path(folder).iterdir() if p.suffix in (".safetensors", ".onnx", ".gguf"))
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from serve_app.optimize.display import console, metrics_table, progress_line
-from serve_app.optimize.plan import PlanError, make_plan
+from serve_app.optimize.plan import GGUF_QUANTIZATIONS, QUANTIZATIONS, RUNTIMES, PlanError, make_plan
 
 
 def add_parsers(sub) -> None:
@@ -15,8 +15,10 @@ def add_parsers(sub) -> None:
     opt.add_argument("--prune", action="append", default=[], metavar="METHOD:FRACTION",
                      help="random:0.3, magnitude:0.5[:layer|global], heads:0.25 or layers:0.5 (blocks removed, "
                           "then distilled from the parent); repeat to compose")
-    opt.add_argument("--quantize", choices=["int8", "int8-static", "int4", "bf16", "fp16"])
-    opt.add_argument("--runtime", choices=["torch", "onnx"], default="torch")
+    opt.add_argument("--quantize", choices=sorted({*QUANTIZATIONS, *GGUF_QUANTIZATIONS}),
+                     help="int8, int8-static, int4, bf16, fp16; with --runtime llama.cpp a GGUF type (q4_0, q8_0...)")
+    opt.add_argument("--runtime", choices=list(RUNTIMES), default=None,
+                     help="torch or onnx; llama.cpp for a GGUF requantization (default: the parent's engine)")
     opt.add_argument("--max-length", type=int, default=None,
                      help="a sequence-length variant: inputs cut to this many tokens (classifiers)")
     opt.add_argument("--max-drop", type=float, default=1.0, help="largest quality drop accepted, in points")
@@ -46,18 +48,19 @@ def _cmd_optimize(registry, args: argparse.Namespace) -> int:
 
 
 def optimize_variant(registry, selector: str, *, prune: list[str] = (), quantize: str | None = None,
-                     runtime: str = "torch", max_length: int | None = None, max_drop: float = 1.0,
+                     runtime: str | None = None, max_length: int | None = None, max_drop: float = 1.0,
                      alias: str | None = None, dry_run: bool = False, eval_limit: int | None = None,
                      summaries: int = 5, keep: Path | None = None) -> int:
     """Build, evaluate, gate and register one variant, showing progress and the verdict. Returns the exit code:
     0 registered (or accepted in a dry run), 1 refused by the gate, 2 a plan that cannot be built."""
     from serve_app.optimize.evaluate import bbc_calibration, bbc_headlines, bbc_held_out, bbc_training_texts
-    from serve_app.optimize.pipeline import optimize, task_of
+    from serve_app.optimize.pipeline import default_runtime, optimize, task_of
 
     try:
         parent = registry.resolve(selector)
-        task = task_of(registry.pull(parent))
-        plan = make_plan(task, list(prune), quantize, runtime, max_length)
+        parent_dir = registry.pull(parent)
+        task = task_of(parent_dir)
+        plan = make_plan(task, list(prune), quantize, runtime or default_runtime(parent_dir), max_length)
     except PlanError as err:
         console.print(f"[red]error:[/] {err}")
         return 2

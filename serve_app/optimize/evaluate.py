@@ -129,25 +129,62 @@ def rouge_l(candidates: list[str], references: list[str]) -> float:
     return 100.0 * sum(scores) / max(1, len(scores))
 
 
+def summarize_with(runtime, max_new_tokens: int):
+    """`one(text) -> (summary, generated tokens)` for a summarizer runtime: through its generation engine (one
+    sequence at a time, greedy) where it has one, else its static `summarize` (seq2seq). Returns (one, close)."""
+    if runtime.seq2seq:
+        def static(text: str) -> tuple[str, int]:
+            out = runtime.summarize([text], [max_new_tokens], 1)[0]
+            return out["summary"], out["generated_tokens"]
+        return static, lambda: None
+    import threading
+
+    from serve_app.dataplane.generation import SamplingParams
+    from serve_app.runtime.engines import Sequence
+
+    engine = runtime.start_engine(1, 512)
+
+    def one(text: str) -> tuple[str, int]:
+        done, finished = {}, threading.Event()
+
+        def sink(event: dict) -> None:
+            if event["type"] == "done":
+                done.update(event)
+                finished.set()
+
+        engine.submit(Sequence(runtime.summary_prompt(text)[0], SamplingParams(max_new_tokens), sink))
+        finished.wait()
+        return done["text"], done["completion_tokens"]
+
+    return one, engine.close
+
+
 def evaluate_summarizers(folders: dict[str, Path], examples: list[Example], max_new_tokens: int = 48,
                          max_length: int = 512, tick: Tick | None = None) -> dict[str, dict]:
-    """ROUGE-L against headlines and against the first variant's summaries (agreement); generated tokens/s."""
-    from serve_app.runtime.summarizer import TextSummarizer
+    """ROUGE-L against headlines and against the first variant's summaries (agreement); generated tokens/s.
+    Each folder runs on the engine it is served with (torch, llama.cpp)."""
+    import torch
+
+    from serve_app.tasks.summarization import load
 
     results: dict[str, dict] = {}
     reference: list[str] | None = None
     for name, folder in folders.items():
-        rt = TextSummarizer(folder, max_length)
-        rt.summarize([examples[0].text], [max_new_tokens], 1)  # warm-up: the first generate is many times slower
-        summaries, tokens, elapsed = [], 0, 0.0
-        for i, e in enumerate(examples):
-            started = time.perf_counter()
-            out = rt.summarize([e.text], [max_new_tokens], 1)[0]
-            elapsed += time.perf_counter() - started
-            summaries.append(out["summary"])
-            tokens += out["generated_tokens"]
-            if tick:
-                tick(f"{name}: summary {i + 1}/{len(examples)}")
+        rt = load(folder, {"max_length": max_length, "resources": {"threads": torch.get_num_threads()}})
+        one, close = summarize_with(rt, max_new_tokens)
+        try:
+            one(examples[0].text)  # warm-up: the first call is many times slower
+            summaries, tokens, elapsed = [], 0, 0.0
+            for i, e in enumerate(examples):
+                started = time.perf_counter()
+                summary, generated = one(e.text)
+                elapsed += time.perf_counter() - started
+                summaries.append(summary)
+                tokens += generated
+                if tick:
+                    tick(f"{name}: summary {i + 1}/{len(examples)}")
+        finally:
+            close()
         reference = reference or summaries
         results[name] = {
             "rougeL_headline": round(rouge_l(summaries, [e.label for e in examples]), 2),

