@@ -168,6 +168,9 @@ class OipGrpcServicer:
                     raise InvalidInput("send one BYTES input tensor holding one text")
                 text = texts[0]
                 params = _params(request)
+                # tritonclient's async_stream_infer(enable_empty_final_response=True) asks for the empty final
+                # response this stream always sends.
+                params.pop("triton_enable_empty_final_response", None)
                 if "max_tokens" in params:
                     params["max_new_tokens"] = params.pop("max_tokens")
                 self.dataplane.inference.check_texts(texts)

@@ -13,7 +13,11 @@ from serve_app.errors import InvalidInput, ModelNotFound, ModelNotReady, Payload
 from serve_app.protocols import oip
 from serve_app.protocols.json_body import decode_json
 from serve_app.protocols.sse import SSE_HEADERS, ended_badly, frame, guarded
-from serve_app.protocols.tensors import split_body
+from serve_app.protocols.tensors import TEXT_INPUT, split_body
+from serve_app.tasks import contract
+
+# Triton's own names in its generate extension, taken and answered beside the model's metadata names.
+GENERATE_INPUT, GENERATE_OUTPUT = "text_input", "text_output"
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -76,46 +80,67 @@ def _add_infer_route(app: FastAPI, get_dataplane: GetDataPlane, deadline_of: Dea
                         headers={HEADER_LENGTH: str(len(head))})
 
 
+def _generated_field(dp: DataPlane, name: str) -> str:
+    """The output the model's metadata declares for generated text (`summary` for summarizers)."""
+    if dp.table.is_model(name):
+        for output in contract(dp.table.model(name).task).outputs:
+            if output.field_type == "text":
+                return output.name
+    return GENERATE_OUTPUT
+
+
+async def _open_generation(dp: DataPlane, name: str, version: str | None, request: Request, deadline: float):
+    """Triton's generate extension maps JSON keys to the model's input and output names: the input is `text` (as
+    the metadata declares; Triton's usual `text_input` is taken too), the answer carries the metadata's output
+    (`summary`) and `text_output` with the same text. {"parameters": {"max_tokens", "temperature", ...}}."""
+    body = decode_json(await request.body(), dp.limits)
+    key = next((k for k in (TEXT_INPUT, GENERATE_INPUT) if isinstance(body, dict) and k in body), TEXT_INPUT)
+    if not isinstance(body, dict) or not isinstance(body.get(key), str) or not body[key].strip():
+        raise InvalidInput(f"send {{\"{TEXT_INPUT}\": \"<article>\", \"parameters\": {{...}}}} "
+                           f"(or \"{GENERATE_INPUT}\")", field=key)
+    params = body.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise InvalidInput("parameters: must be an object", field="parameters")
+    params = dict(params)
+    params.pop("stream", None)
+    if "max_tokens" in params:
+        params["max_new_tokens"] = params.pop("max_tokens")
+    dp.inference.check_texts([body[key]])
+    ref = f"{name}@{version}" if version else name
+    request_ = {"kind": "summary", "text": body[key], "params": params}
+    stream = await dp.deadlines.within(deadline, dp.inference.open_stream(ref, request_, deadline))
+    return stream, _generated_field(dp, stream.model)
+
+
 def _add_generate_routes(app: FastAPI, get_dataplane: GetDataPlane, deadline_of: DeadlineOf) -> None:
-    # Triton's generate extension: {"text_input": <article>, "parameters": {"max_tokens", "temperature", ...}}
-    # -> {"model_name", "model_version", "text_output"}; generate_stream sends one such object per SSE event.
+    # generate answers once; generate_stream sends one answer-shaped object per SSE event.
     async def open_generation(name: str, version: str | None, request: Request):
         dp = get_dataplane()
-        body = decode_json(await request.body(), dp.limits)
-        if not isinstance(body, dict) or not isinstance(body.get("text_input"), str) or not body["text_input"].strip():
-            raise InvalidInput("send {\"text_input\": \"<article>\", \"parameters\": {...}}", field="text_input")
-        params = dict(body.get("parameters") or {})
-        params.pop("stream", None)
-        if "max_tokens" in params:
-            params["max_new_tokens"] = params.pop("max_tokens")
-        dp.inference.check_texts([body["text_input"]])
-        deadline = deadline_of(request, dp)
-        ref = f"{name}@{version}" if version else name
-        request_ = {"kind": "summary", "text": body["text_input"], "params": params}
-        return await dp.deadlines.within(deadline, dp.inference.open_stream(ref, request_, deadline))
+        return await _open_generation(dp, name, version, request, deadline_of(request, dp))
 
     @app.post("/v2/models/{name}/generate")
     @app.post("/v2/models/{name}/versions/{version}/generate")
     async def generate(name: str, request: Request, version: str | None = None):
-        stream = await open_generation(name, version, request)
+        stream, field = await open_generation(name, version, request)
         done = await stream.collect()
         if (err := ended_badly(done, stream.model)) is not None:
             raise err
-        return {"model_name": stream.model, "model_version": stream.version, "text_output": done["text"],
-                "finish_reason": done["finish_reason"], "completion_tokens": done["completion_tokens"]}
+        return {"model_name": stream.model, "model_version": stream.version, field: done["text"],
+                GENERATE_OUTPUT: done["text"], "finish_reason": done["finish_reason"],
+                "completion_tokens": done["completion_tokens"]}
 
     @app.post("/v2/models/{name}/generate_stream")
     @app.post("/v2/models/{name}/versions/{version}/generate_stream")
     async def generate_stream(name: str, request: Request, version: str | None = None):
-        stream = await open_generation(name, version, request)
+        stream, field = await open_generation(name, version, request)
 
         async def events():
             async for event in guarded(stream):
                 head = {"model_name": stream.model, "model_version": stream.version}
                 if event["type"] == "token":
-                    yield frame({**head, "text_output": event["text"]})
+                    yield frame({**head, field: event["text"], GENERATE_OUTPUT: event["text"]})
                 elif event["type"] == "done":
-                    yield frame({**head, "text_output": "", "finish_reason": event["finish_reason"],
+                    yield frame({**head, field: "", GENERATE_OUTPUT: "", "finish_reason": event["finish_reason"],
                                  "completion_tokens": event["completion_tokens"]})
                 else:
                     yield frame({"error": event["error"].message})
