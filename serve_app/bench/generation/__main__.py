@@ -1,4 +1,4 @@
-"""`python -m serve_app.bench.generation`: the generation bench on its own (P5, P10, P11; see the package's
+"""`python -m serve_app.bench.generation`: the generation bench on its own (G1-G4, P5, P10, P11; see the package's
 docstring) against a gateway it starts -> docs/bench/generation.{json,png}."""
 
 from __future__ import annotations
@@ -22,15 +22,16 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    labels = ["in-process c8", "gateway c1", "gateway c8"]
-    keys = ["inproc_tps", "c1_tps", "c8_tps"]
-    a.bar(labels, [statistics.median(r[k] for r in rows) for k in keys], color=["grey", "tab:blue", "tab:green"])
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
+    runs = list(rows[0]["tokens_per_s"])
+    colors = ["tab:green" if k.startswith("gateway") else "grey" for k in runs]
+    a.bar(runs, [statistics.median(r["tokens_per_s"][k] for r in rows) for k in runs], color=colors)
     a.set_ylabel("generated tokens/s (median of repeats)")
-    b.bar(["gateway c1", "gateway c8"], [statistics.median(r[k] for r in rows) for k in ("c1_ttft", "c8_ttft")],
-          color=["tab:blue", "tab:green"])
+    a.tick_params(axis="x", rotation=30)
+    b.bar(runs, [statistics.median(r["p50_ttft_s"][k] for r in rows) for k in runs], color=colors)
     b.set_ylabel("p50 time to first token (s)")
-    fig.suptitle("Summarizer generation: continuous batching and streaming")
+    b.tick_params(axis="x", rotation=30)
+    fig.suptitle("Summarizer generation: the gateway (green) beside the engines standalone (grey)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -44,7 +45,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--source", type=Path, default=None, help="a model folder instead of the registry")
     parser.add_argument("--max-length", type=int, default=GenSettings.max_length, help="article tokens kept")
     parser.add_argument("--tokens", type=int, default=GenSettings.max_new_tokens, help="max_new_tokens")
-    parser.add_argument("--prefill-chunk", type=int, default=GenSettings.prefill_chunk)
+    parser.add_argument("--prefill-chunk", type=int, default=GenSettings.prefill_chunk,
+                        help="prompt tokens per engine step while others decode (default: the engine's)")
     parser.add_argument("--smoke", action="store_true", help="tiny settings, to check the plumbing")
     return parser.parse_args(argv)
 
@@ -76,7 +78,8 @@ def write_result(out: Path, result: dict, console) -> None:
     (out / "generation.json").write_text(json.dumps(result, indent=2) + "\n")
     plot(result["repeats"], out / "generation.png")
     for t in result["targets"]:
-        console.print(f"{t['id']:>4}  {t['value']:>7g}  {t['target']:<7} {'met' if t['met'] else 'NOT MET'}  "
+        value = "n/a" if t["value"] is None else f"{t['value']:g}"
+        console.print(f"{t['id']:>4}  {value:>7}  {t['target']:<7} {'met' if t['met'] else 'NOT MET'}  "
                       f"{t['measure']}")
     console.print(f"written: {out / 'generation.json'}, {out / 'generation.png'}")
 

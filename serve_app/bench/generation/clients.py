@@ -8,6 +8,7 @@ import json
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass
@@ -55,7 +56,7 @@ async def closed_loop(one, texts: list[str], concurrency: int, n: int) -> Run:
 def engine_call(runtime, engine, max_new_tokens: int):
     """One summary through the in-process engine: (generated tokens, seconds to first token)."""
     from serve_app.dataplane.generation import SamplingParams
-    from serve_app.runtime.generation import Sequence
+    from serve_app.runtime.engines import Sequence
 
     async def one(text: str) -> tuple[int, float]:
         loop = asyncio.get_running_loop()
@@ -100,3 +101,33 @@ def gateway_call(http, model: str, max_new_tokens: int):
         return done["generated_tokens"], ttft if ttft is not None else time.perf_counter() - started
 
     return one
+
+
+def llama_standalone_call(gguf: Path, threads: int, max_new_tokens: int, context: int = 2048):
+    """One summary on llama.cpp itself, through llama-cpp-python's stock `Llama.generate` (one sequence at a time,
+    greedy, its own prompt-prefix reuse): the same prompt ids, threads and token limit as the gateway's engine.
+    Runs in a worker thread, so the caller's event loop stays free."""
+    import llama_cpp
+
+    llm = llama_cpp.Llama(str(gguf), n_ctx=context, n_batch=512, n_threads=threads, n_threads_batch=threads,
+                          verbose=False)
+    eos = llm.token_eos()
+
+    def generate(ids: list[int]) -> tuple[int, float]:
+        started, first, n = time.perf_counter(), None, 0
+        for token in llm.generate(ids, temp=0.0, reset=True):
+            if first is None:
+                first = time.perf_counter() - started
+            if token == eos:
+                break
+            n += 1
+            if n >= max_new_tokens:
+                break
+        return n, first if first is not None else time.perf_counter() - started
+
+    def make(runtime):
+        async def one(text: str) -> tuple[int, float]:
+            return await asyncio.to_thread(generate, runtime.summary_prompt(text)[0])
+        return one
+
+    return make

