@@ -42,8 +42,10 @@ class GgufSummarizer(PromptedModel):
         tokenizer = AutoTokenizer.from_pretrained(path)
         self._init_prompts(tokenizer, max_length, self.context_per_sequence, set())
 
-    def start_engine(self, max_running: int, prefill_chunk: int | None = None, on_change=None):
+    def start_engine(self, max_running: int, prefill_chunk: int | None = None, on_change=None,
+                     reuse_prompts: bool = False):
         from serve_app.runtime.engines.llamacpp_engine import LlamaCppEngine
 
         return LlamaCppEngine(self.model, self.decode, self.stop_ids, max_running, prefill_chunk or 256,
-                              self.context_per_sequence, self.threads, on_change=on_change)
+                              self.context_per_sequence, self.threads, reuse_prompts=reuse_prompts,
+                              on_change=on_change)

@@ -39,7 +39,8 @@ class TextSummarizer(PromptedModel):
         self._init_prompts(tokenizer, max_length, model_limit, set(eos if isinstance(eos, list) else [eos]))
         self.do_sample = do_sample
 
-    def start_engine(self, max_running: int, prefill_chunk: int | None = None, on_change=None):
+    def start_engine(self, max_running: int, prefill_chunk: int | None = None, on_change=None,
+                     reuse_prompts: bool = False):  # noqa: ARG002 - the torch engine keeps no prompt cache
         """The torch continuous-batching engine over this model (decoder-only models only)."""
         from serve_app.runtime.engines.torch_engine import TorchEngine
 

@@ -10,8 +10,10 @@ Logits are read only where a token comes next (decoding rows, and the last promp
 Prompt reuse: a slot keeps the tokens its cache holds after its sequence ends; a new sequence starts from the cache
 of the free slot that shares the longest prefix with its prompt (the chat template and system prompt, at least)
 and prefills only the rest, as llama.cpp's server does with `cache_prompt`. The last prompt token is always run
-again, since its logits are what the first generated token comes from. Running sequences are kept in
-consecutive slots (see `_compact`).
+again, since its logits are what the first generated token comes from. Off by default (`generation.prompt_cache`):
+llama.cpp's results depend on how a prompt's tokens are batched, so the same greedy request, prefilled from a cache
+the second time, measured here to end in a different summary. Running sequences are kept in consecutive slots
+(see `_compact`).
 
 Why the C API and not `llama_cpp.Llama`: that class decodes one sequence at a time; its server serves parallel
 requests one after another. The batch API with one sequence id per request is what llama.cpp's own server and
@@ -86,8 +88,9 @@ class LlamaCppEngine(ThreadedEngine):
 
     def __init__(self, model: GgufModel, decode, stop_ids: set[int], max_running: int = 8,
                  prefill_chunk: int = 256, context_per_sequence: int = 2048, threads: int = 2,
-                 batch_tokens: int = 512, on_change=None):
+                 batch_tokens: int = 512, reuse_prompts: bool = False, on_change=None):
         super().__init__(decode, stop_ids, max_running, on_change)
+        self.reuse_prompts = reuse_prompts
         lib = self.lib = model.lib
         self.model = model
         self.prefill_chunk = prefill_chunk
@@ -170,7 +173,10 @@ class LlamaCppEngine(ThreadedEngine):
                 self._finish(seq, "error")
                 continue
             slot = self.slots[n]
-            best = max(self.slots[n:], key=lambda s: common_prefix(s.cached, seq.prompt_ids))
+            if not self.reuse_prompts:
+                slot.cached = []  # seq_rm below clears the slot's stream from position 0
+            free = self.slots[n:] if self.reuse_prompts else [slot]
+            best = max(free, key=lambda s: common_prefix(s.cached, seq.prompt_ids))
             if common_prefix(best.cached, seq.prompt_ids) > common_prefix(slot.cached, seq.prompt_ids):
                 self.lib.llama_memory_seq_cp(self.memory, best.seq_id, slot.seq_id, -1, -1)
                 slot.cached = list(best.cached)

@@ -21,9 +21,19 @@ def summarizer(tiny_models):
 
 @pytest.fixture
 def engine(summarizer):
-    engine = summarizer.start_engine(max_running=2, prefill_chunk=16)
+    engine = summarizer.start_engine(max_running=2, prefill_chunk=16, reuse_prompts=True)
     yield engine
     engine.close()
+
+
+def test_without_prompt_cache_every_prompt_is_prefilled_whole(summarizer):
+    engine = summarizer.start_engine(max_running=2, prefill_chunk=16)
+    try:
+        ids = summarizer.summary_prompt("The central bank raised rates again on Tuesday.")[0]
+        first, second = run(engine, ids, 8), run(engine, ids, 8)
+        assert engine.stats()["prompt_tokens_reused"] == 0 and first["text"] == second["text"]
+    finally:
+        engine.close()
 
 
 def run(engine, ids, n):
