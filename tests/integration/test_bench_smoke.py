@@ -51,11 +51,11 @@ def test_bench_smoke_runs_every_target_and_writes_the_report(serve_session, grpc
         for c, samples in by_c.items():
             assert samples[0]["errors"] == 0 and samples[0]["requests"] > 0, (target, c, samples)
     assert set(result["hops"]["p50_ms_by_depth"]) == {1, 2, 3}
-    [gen] = result["generation"]["repeats"]  # P5, P10, P11: the generation bench's rows, one per repeat
-    assert gen["tokens"]["c8"] > 0 and gen["tokens"]["inproc"] > 0, gen
-    assert gen["c1_tps"] > 0 and gen["c8_tps"] > 0, gen
-    assert [t["id"] for t in result["targets"]] == ["P1", "P1-rest", "P1-grpc", "P3", "P5", "P10", "P11", "P6", "P9",
-                                                    "P7-litserve", "P7-rayserve"]
+    [gen] = result["generation"]["repeats"]  # G1-G4, P5, P10, P11: the generation bench's rows, one per repeat
+    assert gen["tokens"]["gateway_c8"] > 0 and gen["tokens"]["inproc_c8"] > 0 and gen["tokens"]["torch_c8"] > 0, gen
+    assert gen["tokens_per_s"]["gateway_c1"] > 0 and gen["tokens_per_s"]["gateway_c8"] > 0, gen
+    assert [t["id"] for t in result["targets"]] == ["P1", "P1-rest", "P1-grpc", "P3", "G1", "G2", "G3", "G4", "P5",
+                                                    "P10", "P11", "P6", "P9", "P7-litserve", "P7-rayserve"]
     written = report.write(result, tmp_path / "bench", "test machine")
     assert {p.name for p in written} == {"bench.json", "bench.md", "throughput.png", "p99.png"}
     assert json.loads((tmp_path / "bench" / "bench.json").read_text())["targets"][0]["id"] == "P1"
