@@ -77,7 +77,7 @@ def _cmd_check(args: argparse.Namespace, settings: GatewaySettings) -> int:
     missing = _missing_folders(config)
     for m in config.models:
         where = config.source_of(m) or f"{config.registry_uri()} {m.registry_name}@" + ",".join(m.selectors)
-        print(f"{m.name:<16} {m.task.value:<15} {m.runtime.value:<6} {where}")
+        print(f"{m.name:<16} {m.task:<15} {m.runtime.value:<6} {where}")
     if missing:
         print("MISSING (run `make models`):\n  " + "\n  ".join(missing))
         return 1

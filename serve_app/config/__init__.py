@@ -61,7 +61,7 @@ class GatewayConfig(Strict):
     @model_validator(mode="after")
     def _pipelines_fit_the_models(self) -> GatewayConfig:
         try:
-            check_pipelines(self.pipelines, {m.name: m.task.value for m in self.models})
+            check_pipelines(self.pipelines, {m.name: m.task for m in self.models})
         except PipelineError as err:
             raise ValueError(str(err)) from None
         return self
@@ -72,8 +72,8 @@ class GatewayConfig(Strict):
     def model(self, name: str) -> ModelConfig | None:
         return next((m for m in self.models if m.name == name), None)
 
-    def default_model(self, task: Task) -> ModelConfig | None:
-        return next((m for m in self.models if m.task is task), None)
+    def default_model(self, task: str) -> ModelConfig | None:
+        return next((m for m in self.models if m.task == task), None)
 
     def source_of(self, model: ModelConfig) -> Path | None:
         return model.resolved_source(self.models_dir)

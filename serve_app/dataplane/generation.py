@@ -1,8 +1,11 @@
-"""Token streams from summarization models, shared by every protocol that streams (SSE, OpenAI, OIP generate).
+"""Token streams from the models of tasks that stream (their contract's `streams`), shared by every protocol
+that streams (SSE, OpenAI, OIP generate, Triton's gRPC stream).
 
 A generation request crosses to the replica as a plain dict:
-    {"kind": "summary", "text": ...} | {"kind": "chat", "messages": [...]} | {"kind": "completion", "prompt": ...}
+    {"kind": <the task's stream_kind, e.g. "summary">, "text": ...} | {"kind": "chat", "messages": [...]}
+    | {"kind": "completion", "prompt": ...}
     + "params": {"max_new_tokens", "temperature", "top_p", "seed", "stop", "strip"} and "deadline_s"
+A request without "kind" gets its model's task's `stream_kind` (one text, as the task's own route sends it).
 The replica's `generate` yields, in order:
     {"type": "start", "version", "prompt_tokens", "input_tokens", "truncated"}  or  {"type": "error", ...}
     {"type": "token", "text": <delta>, "completion_tokens": <so far>}            (any number)
@@ -18,7 +21,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError
 
-from serve_app.errors import InvalidInput
+from serve_app.errors import DeadlineExceeded, GatewayError, InferenceFailed, InvalidInput
 
 MAX_STOPS = 4
 
@@ -70,6 +73,16 @@ def check_params(raw: dict, default_tokens: int, limit: int) -> dict:
             "top_p": float(params.top_p)}
 
 
+def ended_badly(done: dict, model: str) -> GatewayError | None:
+    """The error a `done` event stands for, if it did not end normally."""
+    reason = done["finish_reason"]
+    if reason == "deadline":
+        return DeadlineExceeded("the stream did not finish within its deadline")
+    if reason in ("error", "cancelled"):
+        return InferenceFailed(f"model '{model}' failed while generating; see the server log")
+    return None
+
+
 @dataclass
 class GenerationStream:
     """An open stream whose prompt the replica accepted: `start` is its first event, `events` the rest."""
@@ -87,3 +100,9 @@ class GenerationStream:
         if done.get("type") != "done":
             raise RuntimeError("the stream ended without a done event")
         return done
+
+    async def aclose(self) -> None:
+        """Stop reading: the replica's generator is cancelled and the stream's admission ticket given back."""
+        close = getattr(self.events, "aclose", None)
+        if close is not None:
+            await close()

@@ -157,13 +157,15 @@ class Inference:
                                  entry["latency_ms"] / 1000)
         return records, trace
 
-    async def open_stream(self, requested: str | None, request: dict, deadline_s: float) -> GenerationStream:
-        """Start a generation on a streaming model (`name` or `name@version`) and wait for the replica to accept
-        the prompt: errors up to then are typed errors (an HTTP status), later ones arrive in the stream.
-        `request` is the dict `serve_app.dataplane.generation` describes, with unchecked "params"."""
-        model, pinned = self.table.for_task(requested, "summarization")
+    async def open_stream(self, requested: str | None, request: dict, deadline_s: float,
+                          task: str | None = None) -> GenerationStream:
+        """Start a generation on a streaming model (`name` or `name@version`; unnamed, `task`'s default model) and
+        wait for the replica to accept the prompt: errors up to then are typed errors (an HTTP status), later ones
+        arrive in the stream. `request` is the dict `serve_app.dataplane.generation` describes, with unchecked
+        "params"."""
+        model, pinned = self.table.for_stream(requested, task)
         gen = model.generation_settings
-        request = {**request, "params": check_params(request.get("params") or {}, gen.max_new_tokens,
+        request = {"kind": contract(model.task).stream_kind, **request, "params": check_params(request.get("params") or {}, gen.max_new_tokens,
                                                      gen.max_new_tokens_limit), "deadline_s": deadline_s}
         entry = self.table.routes[model.name].pick(pinned)
         if not hasattr(entry.backend, "stream"):

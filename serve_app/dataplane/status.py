@@ -8,6 +8,7 @@ from serve_app.dataplane.routing import VersionEntry
 from serve_app.dataplane.table import ModelTable
 from serve_app.errors import ModelNotReady
 from serve_app.pipelines.validate import models_used, output_fields
+from serve_app.tasks import contract
 
 READY_TIMEOUT_S = 2.0
 
@@ -43,7 +44,9 @@ class Status:
         shares = routes.shares()
         versions = await asyncio.gather(*(self._version_status(e, shares[e.label])
                                           for e in routes.versions.values()))
-        return {"name": model.name, "task": str(model.task), "runtime": model.runtime.value,
+        # `route`: the simple JSON route of its task (stream jobs find a target's default model by it).
+        return {"name": model.name, "task": str(model.task), "route": contract(model.task).route,
+                "runtime": model.runtime.value,
                 "batching": {"max_batch_size": model.batching.max_batch_size},  # stream jobs size batches by it
                 "ready": any(v["ready"] and v["traffic_share"] > 0 for v in versions),
                 "versions": sorted(versions, key=lambda v: v["version"]), **self.serving_options(name)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from serve_app.config import GatewayConfig, ModelConfig, Task
+from serve_app.config import GatewayConfig, ModelConfig
 from serve_app.dataplane.admission import Admission
 from serve_app.dataplane.cache import ResponseCache
 from serve_app.dataplane.routing import ModelRoutes, VersionEntry
@@ -13,6 +13,7 @@ from serve_app.dataplane.selection import Candidate, LatencyFeed
 from serve_app.errors import InvalidInput, ModelNotFound
 from serve_app.metrics import Metrics, NullMetrics
 from serve_app.pipelines.spec import Pipeline
+from serve_app.tasks import contract, streaming_tasks
 
 
 class ModelTable:
@@ -75,11 +76,26 @@ class ModelTable:
         """The model a task's route addresses (its default model when unnamed) and the version pinned with
         "name@version", if any."""
         name, _, pinned = (requested or "").partition("@")
-        model = self.model(name) if name else self.config.default_model(Task(task))
+        model = self.model(name) if name else self.config.default_model(task)
         if model is None:
             raise ModelNotFound(f"no {task} model is configured")
         if model.task != task:
             raise InvalidInput(f"model '{model.name}' does {model.task}, not {task}", field="model")
+        return model, (pinned or None)
+
+    def for_stream(self, requested: str | None, task: str | None = None) -> tuple[ModelConfig, str | None]:
+        """The model a token stream addresses: by a task's route (`task`), or by name for any task that streams
+        (OpenAI, OIP generate, gRPC streams); unnamed, the first configured model of a streaming task."""
+        if task is not None:
+            return self.for_task(requested, task)
+        streaming = streaming_tasks()
+        name, _, pinned = (requested or "").partition("@")
+        model = self.model(name) if name else next((m for m in self.config.models if m.task in streaming), None)
+        if model is None:
+            raise ModelNotFound("no model of a task that streams is configured")
+        if not contract(model.task).streams:
+            raise InvalidInput(f"model '{model.name}' does {model.task}, not {' or '.join(streaming)}",
+                               field="model")
         return model, (pinned or None)
 
     def pipeline(self, name: str) -> Pipeline:

@@ -16,8 +16,10 @@ from pathlib import Path
 
 from serve_app.optimize.build import weights_size
 from serve_app.runtime.classifier import load_classifier
+from serve_app.tasks import TASKS
 
-QUALITY_KEY = {"classification": "accuracy", "summarization": "rougeL_headline"}
+# The quality measure that gates a task's optimized variants, as its contract names it.
+QUALITY_KEY = {name: task.quality_metric for name, task in TASKS.items() if task.quality_metric}
 Tick = Callable[[str], None]
 
 

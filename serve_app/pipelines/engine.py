@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from serve_app.errors import DeadlineExceeded, GatewayError, InferenceFailed
 from serve_app.pipelines import fusion
 from serve_app.pipelines.spec import ChainNode, FanoutNode, FuseNode, ModelNode, Node, Pipeline, PipelineRef, SplitNode
+from serve_app.tasks import WindowJoin, window_joins
 
 Call = Callable[[str, list[str], dict], Awaitable[dict]]  # -> {"version": ..., "results": [...]}
 
@@ -43,12 +44,15 @@ def windows(text: str, size: int, overlap: int) -> list[str]:
     return [w for w in out if w]
 
 
+def window_join(record: dict) -> WindowJoin:
+    """How the task contracts join records like this one (validation made sure one does)."""
+    return next(j for j in window_joins() if j.field in record)
+
+
 def join_records(records: list[dict]) -> dict:
-    """One document's window results, in order: summaries concatenated, probabilities averaged."""
-    if "summary" in records[0]:
-        return {"summary": " ".join(r["summary"] for r in records), "windows": len(records)}
-    fused = fusion.fuse({str(i): r["probabilities"] for i, r in enumerate(records)}, "mean")
-    return {**fused, "windows": len(records)}
+    """One document's window results, in order, joined as their task's contract says (summaries concatenated,
+    probabilities averaged)."""
+    return {**window_join(records[0]).join(records), "windows": len(records)}
 
 
 class Run:
@@ -105,10 +109,11 @@ class Run:
         for ws in per_text:
             joined.append(join_records(outputs[start:start + len(ws)]))
             start += len(ws)
-        if node.reduce is None:
+        if node.reduce is None or not joined:
             return joined
-        reduced = await self.node(node.reduce, [j["summary"] for j in joined], f"{path}.reduce")
-        return [{**r, "windows": j["windows"], "partial_summary": j["summary"]} for r, j in zip(reduced, joined)]
+        field = window_join(joined[0]).field  # a text join: validation allows reduce after no other
+        reduced = await self.node(node.reduce, [j[field] for j in joined], f"{path}.reduce")
+        return [{**r, "windows": j["windows"], f"partial_{field}": j[field]} for r, j in zip(reduced, joined)]
 
     async def _parallel(self, node: SplitNode, texts: list[str], path: str) -> list[dict]:
         chunks = [texts[i:i + node.chunk_size] for i in range(0, len(texts), node.chunk_size)]

@@ -6,7 +6,7 @@ from pydantic import BaseModel
 
 from serve_app.pipelines.fusion import normalise_weights
 from serve_app.pipelines.spec import ChainNode, FanoutNode, FuseNode, ModelNode, Node, Pipeline, PipelineRef, SplitNode
-from serve_app.tasks import contract
+from serve_app.tasks import contract, window_joins
 
 
 def task_fields(task: str) -> dict[str, str]:
@@ -69,11 +69,15 @@ class _Checker:
         if node.mode == "serial":
             if node.overlap_chars >= node.window_chars:
                 self.fail(path, "overlap_chars must be smaller than window_chars")
-            if "summary" not in inner and "probabilities" not in inner:
-                self.fail(path, "serial split joins summaries or probabilities; its node gives neither")
+            joins = window_joins()
+            usable = [j for j in joins if j.field in inner]
+            if not usable:
+                self.fail(path, f"serial split joins {' or '.join(j.noun for j in joins)}; its node gives "
+                                + ("neither" if len(joins) == 2 else "none of them"))
             if node.reduce is not None:
-                if "summary" not in inner:
-                    self.fail(f"{path}.reduce", "reduce takes the joined summaries; the node gives none")
+                if not usable[0].text:
+                    texts = " or ".join(j.noun for j in joins if j.text)
+                    self.fail(f"{path}.reduce", f"reduce takes the joined {texts}; the node gives none")
                 return self.node(node.reduce, f"{path}.reduce")
         elif node.reduce is not None:
             self.fail(f"{path}.reduce", "reduce applies to mode 'serial' only")

@@ -74,6 +74,20 @@ def _infer_response(answer: InferenceResponse, request):
     return msg
 
 
+def _stream_error(err: GatewayError, request):
+    """A failed stream request: `error_message` (what tritonclient's callback gets) and a final response whose
+    parameters carry the gRPC status the error has on unary calls (`grpc_status`: RESOURCE_EXHAUSTED,
+    DEADLINE_EXCEEDED, ...), its `error_kind` and, when retrying helps, `retry_after` seconds. The stream's own
+    status stays OK: it carries other requests, which go on."""
+    msg = pb.ModelInferResponse(model_name=request.model_name, model_version=request.model_version, id=request.id)
+    msg.parameters["triton_final_response"].bool_param = True
+    msg.parameters["grpc_status"].string_param = err.grpc_status
+    msg.parameters["error_kind"].string_param = err.kind
+    if (seconds := retry_after(err)) is not None:
+        msg.parameters["retry_after"].int64_param = seconds
+    return pb.ModelStreamInferResponse(error_message=err.message, infer_response=msg)
+
+
 def _unimplemented(name: str):
     async def method(self, request, grpc_context):
         grpc_context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -155,31 +169,16 @@ class OipGrpcServicer:
         return await self._guard(grpc_context, pb.ModelInferResponse(), work)
 
     async def ModelStreamInfer(self, requests, grpc_context):  # noqa: N802 - bidirectional stream
-        """Triton's decoupled streaming, for summarizers: each ModelInferRequest (one text in a BYTES tensor;
-        parameters max_tokens, temperature, top_p, seed) is answered by one response per token chunk (BYTES
-        output `text_output`, the delta), then an empty final one with `triton_final_response` and
-        `finish_reason`. A failed request answers `error_message` (tritonclient's callback gets an error) and
-        the stream goes on with the next request."""
+        """Triton's decoupled streaming, for models of a task that streams: each ModelInferRequest (one text in a
+        BYTES tensor; parameters max_tokens, temperature, top_p, seed) is answered by one response per token
+        chunk (BYTES output `text_output`, the delta), then an empty final one with `triton_final_response` and
+        `finish_reason`. A failed request answers `error_message` (tritonclient's callback gets an error) with
+        its status (`_stream_error`), and the stream goes on with the next request."""
         async for request in requests:
             try:
-                self._check_inference(grpc_context)
-                texts = check_text_input(_tensors(request)) if request.inputs else []
-                if len(texts) != 1:
-                    raise InvalidInput("send one BYTES input tensor holding one text")
-                text = texts[0]
-                params = _params(request)
-                # tritonclient's async_stream_infer(enable_empty_final_response=True) asks for the empty final
-                # response this stream always sends.
-                params.pop("triton_enable_empty_final_response", None)
-                if "max_tokens" in params:
-                    params["max_new_tokens"] = params.pop("max_tokens")
-                self.dataplane.inference.check_texts(texts)
-                deadline = self.dataplane.deadlines.deadline_s(_metadata(grpc_context).get("x-request-timeout"))
-                ref = request.model_name + (f"@{request.model_version}" if request.model_version else "")
-                stream = await self.dataplane.deadlines.within(deadline, self.dataplane.inference.open_stream(
-                    ref, {"kind": "summary", "text": text, "params": params}, deadline))
+                stream = await self._open_stream(request, grpc_context)
             except GatewayError as err:
-                yield pb.ModelStreamInferResponse(error_message=err.message)
+                yield _stream_error(err, request)
                 continue
             except Exception:  # noqa: BLE001 - logged here; the client gets a generic message
                 log.exception("gRPC stream request failed")
@@ -195,9 +194,29 @@ class OipGrpcServicer:
                     msg.parameters["finish_reason"].string_param = event["finish_reason"]
                     msg.parameters["completion_tokens"].int64_param = event["completion_tokens"]
                 else:
-                    yield pb.ModelStreamInferResponse(error_message=event["error"].message)
+                    yield _stream_error(event["error"], request)
                     break
                 yield pb.ModelStreamInferResponse(infer_response=msg)
+
+    async def _open_stream(self, request, grpc_context):
+        """One stream request's generation, admitted and started (typed errors until the replica accepts it)."""
+        self._check_inference(grpc_context)
+        texts = check_text_input(_tensors(request)) if request.inputs else []
+        if len(texts) != 1:
+            raise InvalidInput("send one BYTES input tensor holding one text")
+        params = _params(request)
+        # tritonclient's async_stream_infer(enable_empty_final_response=True) asks for the empty final
+        # response this stream always sends.
+        params.pop("triton_enable_empty_final_response", None)
+        if "max_tokens" in params:
+            params["max_new_tokens"] = params.pop("max_tokens")
+        dp = self.dataplane
+        dp.inference.check_texts(texts)
+        deadline = dp.deadlines.deadline_s(_metadata(grpc_context).get("x-request-timeout"))
+        ref = request.model_name + (f"@{request.model_version}" if request.model_version else "")
+        # No "kind": the model's task's contract gives it.
+        return await dp.deadlines.within(deadline, dp.inference.open_stream(
+            ref, {"text": texts[0], "params": params}, deadline))
 
     async def RepositoryIndex(self, request, grpc_context):  # noqa: N802
         async def work():

@@ -9,10 +9,11 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from serve_app.dataplane import DataPlane
+from serve_app.dataplane.generation import ended_badly
 from serve_app.errors import InvalidInput, ModelNotFound, ModelNotReady, PayloadTooLarge
 from serve_app.protocols import oip
 from serve_app.protocols.json_body import decode_json
-from serve_app.protocols.sse import SSE_HEADERS, ended_badly, frame, guarded
+from serve_app.protocols.sse import SSE_HEADERS, frame, guarded
 from serve_app.protocols.tensors import TEXT_INPUT, split_body
 from serve_app.tasks import contract
 
@@ -83,9 +84,7 @@ def _add_infer_route(app: FastAPI, get_dataplane: GetDataPlane, deadline_of: Dea
 def _generated_field(dp: DataPlane, name: str) -> str:
     """The output the model's metadata declares for generated text (`summary` for summarizers)."""
     if dp.table.is_model(name):
-        for output in contract(dp.table.model(name).task).outputs:
-            if output.field_type == "text":
-                return output.name
+        return contract(dp.table.model(name).task).text_output or GENERATE_OUTPUT
     return GENERATE_OUTPUT
 
 
@@ -107,7 +106,7 @@ async def _open_generation(dp: DataPlane, name: str, version: str | None, reques
         params["max_new_tokens"] = params.pop("max_tokens")
     dp.inference.check_texts([body[key]])
     ref = f"{name}@{version}" if version else name
-    request_ = {"kind": "summary", "text": body[key], "params": params}
+    request_ = {"text": body[key], "params": params}  # the kind is the model's task's (its contract)
     stream = await dp.deadlines.within(deadline, dp.inference.open_stream(ref, request_, deadline))
     return stream, _generated_field(dp, stream.model)
 

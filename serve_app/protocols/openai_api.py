@@ -1,6 +1,7 @@
-"""OpenAI-compatible API for the summarization models, under /openai/v1 (`/v1/models` is the gateway's own).
+"""OpenAI-compatible API for the models of every task that streams (summarizers), under /openai/v1
+(`/v1/models` is the gateway's own).
 
-    GET  /openai/v1/models                 every summarization model, and each loaded version as name@version
+    GET  /openai/v1/models                 every model of a task that streams, and each version as name@version
     GET  /openai/v1/models/{id}
     POST /openai/v1/chat/completions       messages -> the model's chat template
     POST /openai/v1/completions            prompt as is (no template)
@@ -23,10 +24,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
 from serve_app.dataplane import DataPlane
-from serve_app.dataplane.generation import GenerationStream
+from serve_app.dataplane.generation import GenerationStream, ended_badly
 from serve_app.errors import GatewayError, InvalidInput, ModelNotFound
 from serve_app.protocols.json_body import decode_json, describe_error
-from serve_app.protocols.sse import SSE_HEADERS, ended_badly, frame, guarded
+from serve_app.protocols.sse import SSE_HEADERS, frame, guarded
 from serve_app.tasks import contract
 
 PREFIX = "/openai/v1"

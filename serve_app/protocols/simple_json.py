@@ -5,7 +5,8 @@
     GET  /v1/models            models with version, readiness, labels, limits
     GET  /v1/models/{name}     one model
     POST /v1/classify          {"texts": [...], "model"?}                      (serve_app/tasks/classification.py)
-    POST /v1/summarize         {"texts": [...], "model"?, "max_new_tokens"?, "stream"?}  (stream: SSE, sse.py)
+    POST /v1/summarize         {"texts": [...], "model"?, "max_new_tokens"?, "stream"?}
+                               (a task that streams answers `"stream": true` as server-sent events: sse.py)
     GET  /v1/pipelines         pipelines with their graphs
     POST /v1/pipelines/{name}  {"texts": [...], "trace"?}
 
@@ -27,7 +28,7 @@ from serve_app.errors import GatewayError
 from serve_app.protocols.hints import request_hints
 from serve_app.protocols.json_body import decode_json, parse_body, read_json
 from serve_app.protocols.schemas import PipelineRequest
-from serve_app.protocols.sse import summarize_stream
+from serve_app.protocols.sse import task_stream
 from serve_app.protocols.tfserving import version_status
 from serve_app.tasks import TASKS, TaskContract
 
@@ -61,7 +62,7 @@ def add_task_route(app: FastAPI, task: TaskContract, get_dataplane: Callable[[],
         dp = get_dataplane()
         body = await read_json(request, dp.limits)
         if task.streams and isinstance(body, dict) and body.get("stream") is True:
-            return await summarize_stream(dp, body, deadline_of(request, dp))
+            return await task_stream(dp, task, body, deadline_of(request, dp))
         req = parse_counted(dp, task.request, body, {"model": "", "pipeline": ""})
         needs, fresh = request_hints(req.model_dump(), request.headers)
         return await respond(dp, deadline_of(request, dp), InferenceRequest(

@@ -1,4 +1,4 @@
-"""Server-sent events: framing, and the `"stream": true` form of /v1/summarize.
+"""Server-sent events: framing, and the `"stream": true` form of a streaming task's route (/v1/summarize).
 
     event: token   data: {"text": "<delta>", "generated_tokens": n}      one per chunk of tokens
     event: done    data: {the non-streamed result fields, plus model and version}
@@ -14,14 +14,16 @@ from collections.abc import AsyncIterator
 from fastapi.responses import StreamingResponse
 
 from serve_app.dataplane import DataPlane
-from serve_app.dataplane.generation import GenerationStream
-from serve_app.errors import DeadlineExceeded, GatewayError, InferenceFailed, InvalidInput
+from serve_app.dataplane.generation import GenerationStream, ended_badly
+from serve_app.errors import GatewayError, InferenceFailed, InvalidInput
 from serve_app.protocols.json_body import parse_body
-from serve_app.tasks.summarization import SummarizeRequest
+from serve_app.tasks import TaskContract
 
 log = logging.getLogger("ray.serve")
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+__all__ = ["SSE_HEADERS", "ended_badly", "frame", "guarded", "task_stream"]
 
 
 def frame(data: dict | str, event: str | None = None) -> bytes:
@@ -29,18 +31,10 @@ def frame(data: dict | str, event: str | None = None) -> bytes:
     return ((f"event: {event}\n" if event else "") + f"data: {payload}\n\n").encode()
 
 
-def ended_badly(done: dict, model: str) -> GatewayError | None:
-    """The error a `done` event stands for, if it did not end normally."""
-    reason = done["finish_reason"]
-    if reason == "deadline":
-        return DeadlineExceeded("the stream did not finish within its deadline")
-    if reason in ("error", "cancelled"):
-        return InferenceFailed(f"model '{model}' failed while generating; see the server log")
-    return None
-
-
 async def guarded(stream: GenerationStream) -> AsyncIterator[dict]:
-    """The stream's events; a failure mid-stream becomes a final {"type": "error"} event (headers are sent)."""
+    """The stream's events; a failure mid-stream becomes a final {"type": "error"} event (headers are sent).
+    However it ends - answered, failed, or closed because the client left - the stream is closed, which stops
+    the replica's generation and gives its admission slot back."""
     try:
         async for event in stream.events:
             if event["type"] == "done" and (err := ended_badly(event, stream.model)) is not None:
@@ -52,17 +46,21 @@ async def guarded(stream: GenerationStream) -> AsyncIterator[dict]:
     except Exception:  # noqa: BLE001 - logged here; the client gets a generic message
         log.exception("stream from %s failed", stream.model)
         yield {"type": "error", "error": InferenceFailed(f"model '{stream.model}' failed; see the server log")}
+    finally:
+        await stream.aclose()
 
 
-async def summarize_stream(dp: DataPlane, body: object, deadline_s: float) -> StreamingResponse:
-    req = parse_body(SummarizeRequest, body)
+async def task_stream(dp: DataPlane, task: TaskContract, body: object, deadline_s: float) -> StreamingResponse:
+    """One text of `task`'s route body, answered as server-sent events; the done event carries the fields an
+    unstreamed answer's record has."""
+    req = parse_body(task.request, body)
     dp.inference.check_texts(req.texts)
     if len(req.texts) != 1:
-        raise InvalidInput(f"texts: a stream carries one summary; got {len(req.texts)} texts (send one, or drop "
+        raise InvalidInput(f"texts: a stream carries one answer; got {len(req.texts)} texts (send one, or drop "
                            "\"stream\")", field="texts")
-    stream = await dp.deadlines.within(deadline_s, dp.inference.open_stream(
-        req.model, {"kind": "summary", "text": req.texts[0], "params": {"max_new_tokens": req.max_new_tokens}},
-        deadline_s))
+    request = task.stream_request(req.texts[0], task.request_params(req))
+    stream = await dp.deadlines.within(deadline_s, dp.inference.open_stream(req.model, request, deadline_s,
+                                                                            task.name))
     start = stream.start
 
     async def events():
@@ -70,10 +68,8 @@ async def summarize_stream(dp: DataPlane, body: object, deadline_s: float) -> St
             if event["type"] == "token":
                 yield frame({"text": event["text"], "generated_tokens": event["completion_tokens"]}, "token")
             elif event["type"] == "done":
-                yield frame({"model": stream.model, "version": stream.version, "summary": event["text"],
-                             "truncated": start["truncated"], "input_tokens": start["input_tokens"],
-                             "generated_tokens": event["completion_tokens"],
-                             "finish_reason": event["finish_reason"]}, "done")
+                yield frame({"model": stream.model, "version": stream.version, task.text_output: event["text"],
+                             **task.stream_result(start, event)}, "done")
             else:
                 yield frame(event["error"].to_body(), "error")
 

@@ -1,8 +1,9 @@
 """The async gateway client of the stream job: one call per micro-batch, bounded in flight, every record answered.
 
 `enrich(record)` is awaited once per record (Flink's async operator calls it with up to `capacity` records in
-flight). Records waiting together are sent as one /v1/classify (or /v1/summarize, /v1/pipelines/<name>) call of
-at most `batch_size` texts - the model's own `@serve.batch` size, read from /v1/models - and at most
+flight). Records waiting together are sent as one call of a task's route (`--target classify`: /v1/classify;
+`summarize`: /v1/summarize) or of a pipeline (`pipeline:<name>`: /v1/pipelines/<name>), of at most
+`batch_size` texts - the model's own `@serve.batch` size, read from /v1/models - and at most
 `max_requests` calls are in flight. Each record resolves to exactly one output or dead letter:
   200 -> an output with the model and version that answered;
   429/503 -> wait Retry-After, retry; 502/504/connection refused (a gateway restarting) -> back off, retry;
@@ -25,8 +26,17 @@ from serve_app.stream.batching import MicroBatcher, Pending, Stats
 from serve_app.stream.records import DEADLINE_EXCEEDED, GATEWAY_ERROR, REJECTED, dead_letter, output
 from serve_app.stream.retry import RetryPolicy
 
-ENDPOINTS = {"classify": "/v1/classify", "summarize": "/v1/summarize"}
+PIPELINE = "pipeline:"
 DEFAULT_BATCH = 8
+
+
+def target_path(target: str) -> str:
+    """The gateway route a target names: a pipeline, or a task's route by its last segment. The gateway's
+    /v1/models says which route each model answers, so no task is named here (this runs without the gateway's
+    packages, in the Flink venv)."""
+    if target.startswith(PIPELINE):
+        return f"/v1/pipelines/{target.removeprefix(PIPELINE)}"
+    return f"/v1/{target}"
 
 
 class GatewayEnricher(MicroBatcher):
@@ -35,7 +45,8 @@ class GatewayEnricher(MicroBatcher):
                  batch_wait_s: float = 0.002, retry: RetryPolicy = RetryPolicy(), token: str | None = None,
                  stats: Stats | None = None, on_latency: Callable[[float], None] | None = None):
         self.base_url = base_url.rstrip("/")
-        self.path = ENDPOINTS.get(target) or f"/v1/pipelines/{target.removeprefix('pipeline:')}"
+        self.path = target_path(target)
+        self.by_task = not target.startswith(PIPELINE)  # a task's route takes a model name; a pipeline does not
         self.target, self.model, self.deadline_s = target, model, deadline_s
         self.retry = retry
         self.headers = {"content-type": "application/json"}
@@ -59,14 +70,13 @@ class GatewayEnricher(MicroBatcher):
 
     async def _model_batch_size(self) -> int:
         """The model's `batching.max_batch_size` from /v1/models/<name>; DEFAULT_BATCH if it cannot be read."""
-        if self.target not in ENDPOINTS:
+        if not self.by_task:
             return DEFAULT_BATCH
         name = self.model
         try:
             if name is None:
                 async with self._session.get(f"{self.base_url}/v1/models", headers=self.headers) as r:
-                    task = "classification" if self.target == "classify" else "summarization"
-                    name = next(m["name"] for m in (await r.json())["models"] if m["task"] == task)
+                    name = next(m["name"] for m in (await r.json())["models"] if m.get("route") == self.path)
             async with self._session.get(f"{self.base_url}/v1/models/{name}", headers=self.headers) as r:
                 return int((await r.json())["batching"]["max_batch_size"])
         except (TimeoutError, aiohttp.ClientError, KeyError, StopIteration, TypeError, ValueError):
@@ -108,7 +118,7 @@ class GatewayEnricher(MicroBatcher):
     async def _post(self, texts: list[str], deadline: float) -> tuple[int | None, object, str | None]:
         """(status, decoded body or error text, Retry-After); status None when the connection failed."""
         payload = {"texts": texts}
-        if self.model and self.target in ENDPOINTS:
+        if self.model and self.by_task:
             payload["model"] = self.model
         headers = dict(self.headers)
         remaining = max(0.5, deadline - time.monotonic())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pkgutil
 from importlib import import_module
 
-from serve_app.tasks.contract import Output, TaskContract
+from serve_app.tasks.contract import Output, TaskContract, WindowJoin
 
 
 def _discover() -> dict[str, TaskContract]:
@@ -24,4 +24,16 @@ def contract(task: str) -> TaskContract:
     return TASKS[str(task)]
 
 
-__all__ = ["TASKS", "Output", "TaskContract", "contract"]
+def streaming_tasks() -> list[str]:
+    """The tasks whose models generate token streams."""
+    return [name for name, task in TASKS.items() if task.streams]
+
+
+def window_joins() -> list[WindowJoin]:
+    """Every task's serial-split join, text joins first: a window record holding both a generated text and
+    probabilities (a chain that summarizes, then classifies) is joined by its text, which a reduce step reads."""
+    joins = [t.window_join for t in TASKS.values() if t.window_join is not None]
+    return sorted(joins, key=lambda j: not j.text)
+
+
+__all__ = ["TASKS", "Output", "TaskContract", "WindowJoin", "contract", "streaming_tasks", "window_joins"]

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from serve_app.pipelines import fusion
 from serve_app.protocols.schemas import TextsRequest
-from serve_app.tasks.contract import Output, TaskContract
+from serve_app.tasks.contract import Output, TaskContract, WindowJoin
 
 
 class ClassifyRequest(TextsRequest):
     """`{"texts": [...], "model": "classifier"}`: one label and probability table per text."""
+
+
+def mean_of_windows(records: list[dict]) -> dict:
+    """A long document's topic: the mean of its windows' probability tables."""
+    return fusion.fuse({str(i): r["probabilities"] for i, r in enumerate(records)}, "mean")
 
 
 def load(path: Path, spec: dict):
@@ -29,4 +35,6 @@ CONTRACT = TaskContract(
     runtime="serve_app.tasks.classification:load",
     runtimes=("auto", "torch", "onnx"),
     coalesces=True,
+    window_join=WindowJoin("probabilities", "probabilities", mean_of_windows),
+    quality_metric="accuracy",
 )

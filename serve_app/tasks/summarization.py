@@ -9,7 +9,7 @@ from pydantic import StrictInt
 
 from serve_app.errors import InvalidInput
 from serve_app.protocols.schemas import TextsRequest
-from serve_app.tasks.contract import Output, TaskContract
+from serve_app.tasks.contract import Output, TaskContract, concatenated
 
 
 class SummarizeRequest(TextsRequest):
@@ -57,5 +57,8 @@ CONTRACT = TaskContract(
     param_names=("max_new_tokens",),
     runtime="serve_app.tasks.summarization:load",
     streams=True,
+    stream_kind="summary",  # the replica builds its summary prompt from the text
     runtimes=("auto", "torch", "llama.cpp"),
+    window_join=concatenated("summary", "summaries"),  # map-reduce: the joined summaries feed `reduce`
+    quality_metric="rougeL_headline",
 )

@@ -76,16 +76,20 @@ class FakeBackend:
 
 
 class FakeStreamer(FakeBackend):
-    """A summarizer that streams the input's words upper-cased, one per token; the word "BOOM" fails mid-stream
-    and the text "too long" is refused. Records every stream request."""
+    """A summarizer that streams the input's words upper-cased, one per token (`token_delay_s` apart); the word
+    "BOOM" fails mid-stream and the text "too long" is refused. Records every stream request, and counts the
+    streams closed before their end (`closed`: a client that left, a deadline)."""
 
-    def __init__(self):
+    def __init__(self, token_delay_s: float = 0.0):
         super().__init__("2", upper_summaries, info={})
         self.requests = []
+        self.token_delay_s = token_delay_s
+        self.closed = 0
 
     async def stream(self, request):
         self.requests.append(request)
-        text = {"summary": request.get("text"), "completion": request.get("prompt")}.get(request["kind"])
+        # A task's own stream kind carries "text" (summary, or a test's task); completions a prompt; chats messages.
+        text = request["text"] if "text" in request else request.get("prompt")
         text = text if text is not None else request["messages"][-1]["content"]
         if text == "too long":
             yield {"type": "error", "kind": "invalid_input", "message": "the prompt has 9999 tokens"}
@@ -94,12 +98,19 @@ class FakeStreamer(FakeBackend):
         n = request["params"]["max_new_tokens"]
         yield {"type": "start", "version": "2", "prompt_tokens": len(words), "input_tokens": len(words),
                "truncated": False}
-        for i, word in enumerate(words[:n]):
-            if word == "BOOM":
-                raise RuntimeError("secret detail")
-            yield {"type": "token", "text": (" " if i else "") + word, "completion_tokens": i + 1}
-        yield {"type": "done", "text": " ".join(words[:n]), "finish_reason": "length" if len(words) > n else "stop",
-               "prompt_tokens": len(words), "completion_tokens": min(n, len(words))}
+        finished = False
+        try:
+            for i, word in enumerate(words[:n]):
+                await asyncio.sleep(self.token_delay_s)
+                if word == "BOOM":
+                    raise RuntimeError("secret detail")
+                yield {"type": "token", "text": (" " if i else "") + word, "completion_tokens": i + 1}
+            finished = True
+        finally:
+            self.closed += not finished
+        yield {"type": "done", "text": " ".join(words[:n]),
+               "finish_reason": "length" if len(words) > n else "stop", "prompt_tokens": len(words),
+               "completion_tokens": min(n, len(words))}
 
 
 def routes_of(backends: dict[str, FakeBackend]) -> dict[str, ModelRoutes]:
