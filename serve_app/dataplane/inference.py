@@ -11,12 +11,14 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from serve_app.config import ModelConfig
+from serve_app.dataplane.admission import Ticket
 from serve_app.dataplane.cache import request_key
 from serve_app.dataplane.deadlines import seconds_left
 from serve_app.dataplane.generation import GenerationStream, check_params
 from serve_app.dataplane.payloads import InferenceRequest, InferenceResponse
 from serve_app.dataplane.routing import VersionEntry
 from serve_app.dataplane.selection import Choice, Requirement, choose, parse_requirement
+from serve_app.dataplane.streams import Outcome, WatchedEvents
 from serve_app.dataplane.table import ModelTable
 from serve_app.errors import GatewayError, InferenceFailed, InvalidInput
 from serve_app.pipelines.engine import run_pipeline
@@ -162,23 +164,56 @@ class Inference:
         """Start a generation on a streaming model (`name` or `name@version`; unnamed, `task`'s default model) and
         wait for the replica to accept the prompt: errors up to then are typed errors (an HTTP status), later ones
         arrive in the stream. `request` is the dict `serve_app.dataplane.generation` describes, with unchecked
-        "params"."""
-        model, pinned = self.table.for_stream(requested, task)
-        gen = model.generation_settings
-        request = {"kind": contract(model.task).stream_kind, **request, "params": check_params(request.get("params") or {}, gen.max_new_tokens,
-                                                     gen.max_new_tokens_limit), "deadline_s": deadline_s}
-        entry = self.table.routes[model.name].pick(pinned)
-        if not hasattr(entry.backend, "stream"):
-            raise InvalidInput(f"model '{model.name}' cannot stream", field="stream")
-        events = entry.backend.stream(request)
+        "params". Admitted like a unary call (429 under overload); the stream holds its ticket until it ends,
+        and ends at the deadline."""
+        labels = {"model": "", "pipeline": ""}
+        started = time.perf_counter()
+        try:
+            model, pinned = self.table.for_stream(requested, task)
+            labels["model"] = model.name
+            gen = model.generation_settings
+            request = {"kind": contract(model.task).stream_kind, **request, "deadline_s": deadline_s,
+                       "params": check_params(request.get("params") or {}, gen.max_new_tokens,
+                                              gen.max_new_tokens_limit)}
+            entry = self.table.routes[model.name].pick(pinned)
+            if not hasattr(entry.backend, "stream"):
+                raise InvalidInput(f"model '{model.name}' cannot stream", field="stream")
+            left = seconds_left()
+            ticket = self.table.admission.controller(model, entry.label).admit(left)
+            expires = time.monotonic() + (deadline_s if left is None else left)
+            events = entry.backend.stream(request)
+            try:
+                start = await self._first_event(model.name, events)
+            except BaseException:  # refused, failed, or cancelled at the deadline: the slot is free again
+                ticket.done(False)
+                raise
+        except GatewayError as err:
+            self.count_error(labels, err)
+            raise
+        self.metrics.inc("gateway_requests", {"model": model.name, "version": entry.label, "pipeline": ""})
+        ended = partial(self._stream_ended, labels, ticket, started)
+        return GenerationStream(model.name, str(start.get("version", entry.label)), start,
+                                WatchedEvents(events, model.name, expires, ended))
+
+    @staticmethod
+    async def _first_event(model: str, events) -> dict:
+        """The stream's start event; a refused prompt is InvalidInput, a failure InferenceFailed."""
         try:
             start = await anext(events)
         except GatewayError:
             raise
         except Exception:  # noqa: BLE001 - the cause is logged by the replica
-            raise InferenceFailed(f"model '{model.name}' failed to answer; see the server log") from None
+            raise InferenceFailed(f"model '{model}' failed to answer; see the server log") from None
         if start["type"] == "error":
             await events.aclose()
             raise InvalidInput(start["message"])
-        self.metrics.inc("gateway_requests", {"model": model.name, "version": entry.label, "pipeline": ""})
-        return GenerationStream(model.name, str(start.get("version", entry.label)), start, events)
+        return start
+
+    def _stream_ended(self, labels: dict[str, str], ticket: Ticket, started: float, outcome: Outcome) -> None:
+        """A stream's end, as `observed` records a unary call's: its duration, or its error kind; a client that
+        left is neither. Its slot is free again either way."""
+        ticket.done(outcome is None)
+        if outcome is None:
+            self.metrics.observe("gateway_request_duration_seconds", labels, time.perf_counter() - started)
+        elif isinstance(outcome, Exception):
+            self.count_error(labels, outcome)
