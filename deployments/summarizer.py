@@ -31,7 +31,7 @@ class SummarizerDeployment(ModelDeployment):
         self._gauges: dict[str, int] = {}
         if not self.runtime.seq2seq:
             self.engine = self.runtime.start_engine(gen.get("max_running", 8), gen.get("prefill_chunk"),
-                                                    self._engine_changed, gen.get("prompt_cache", False))
+                                                    self._engine_changed, gen.get("prompt_cache", True))
         return {"max_length": self.runtime.max_length, "continuous_batching": self.engine is not None,
                 "engine": self.engine.name if self.engine is not None else "torch (static batches)"}
 

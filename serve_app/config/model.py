@@ -123,9 +123,9 @@ class Generation(Strict):
     max_running: Annotated[int, Field(ge=1, le=256)] = 8
     prefill_chunk: Annotated[int, Field(ge=8, le=4096)] | None = None
     # llama.cpp: a new prompt starts from a free slot's cache when they share a prefix (the chat template and
-    # system prompt). Faster first tokens, but a repeated greedy request may then answer differently (llama.cpp's
-    # numbers depend on how tokens are batched), so it is off unless asked for.
-    prompt_cache: bool = False
+    # system prompt), as llama-server's `cache_prompt` does by default; the engine keeps answers bitwise the same
+    # either way (see serve_app/runtime/engines/llamacpp_engine.py). false: every prompt is prefilled whole.
+    prompt_cache: bool = True
 
     @model_validator(mode="after")
     def _default_within_limit(self) -> Generation:

@@ -43,7 +43,7 @@ class GgufSummarizer(PromptedModel):
         self._init_prompts(tokenizer, max_length, self.context_per_sequence, set())
 
     def start_engine(self, max_running: int, prefill_chunk: int | None = None, on_change=None,
-                     reuse_prompts: bool = False):
+                     reuse_prompts: bool = True):
         from serve_app.runtime.engines.llamacpp_engine import LlamaCppEngine
 
         return LlamaCppEngine(self.model, self.decode, self.stop_ids, max_running, prefill_chunk or 256,

@@ -9,11 +9,13 @@ Logits are read only where a token comes next (decoding rows, and the last promp
 
 Prompt reuse: a slot keeps the tokens its cache holds after its sequence ends; a new sequence starts from the cache
 of the free slot that shares the longest prefix with its prompt (the chat template and system prompt, at least)
-and prefills only the rest, as llama.cpp's server does with `cache_prompt`. The last prompt token is always run
-again, since its logits are what the first generated token comes from. Off by default (`generation.prompt_cache`):
-llama.cpp's results depend on how a prompt's tokens are batched, so the same greedy request, prefilled from a cache
-the second time, measured here to end in a different summary. Running sequences are kept in consecutive slots
-(see `_compact`).
+and prefills only the rest, as llama.cpp's server does with `cache_prompt` (its default, as prefix caching is
+vLLM's). The last prompt token is always run again, since its logits are what the first generated token comes
+from. On by default (`generation.prompt_cache`), because with flash attention off (see `__init__`) a prompt's
+logits are bitwise the same however its tokens are batched: whole, in chunks, from a cache, beside other
+sequences' decode rows (measured on the real SmolLM2 Q4_0: 0.0 difference in every case; with llama.cpp's flash
+attention, chunking or a 40-token cached prefix moved a logit by 0.8 and greedy output diverged at token 11).
+Running sequences are kept in consecutive slots (see `_compact`).
 
 Why the C API and not `llama_cpp.Llama`: that class decodes one sequence at a time; its server serves parallel
 requests one after another. The batch API with one sequence id per request is what llama.cpp's own server and
@@ -88,7 +90,7 @@ class LlamaCppEngine(ThreadedEngine):
 
     def __init__(self, model: GgufModel, decode, stop_ids: set[int], max_running: int = 8,
                  prefill_chunk: int = 256, context_per_sequence: int = 2048, threads: int = 2,
-                 batch_tokens: int = 512, reuse_prompts: bool = False, on_change=None):
+                 batch_tokens: int = 512, reuse_prompts: bool = True, on_change=None):
         super().__init__(decode, stop_ids, max_running, on_change)
         self.reuse_prompts = reuse_prompts
         lib = self.lib = model.lib
@@ -103,6 +105,11 @@ class LlamaCppEngine(ThreadedEngine):
         params.n_seq_max = max_running
         params.n_threads = params.n_threads_batch = threads
         params.kv_unified = False  # a stream per sequence: attention reads its own tokens, not everyone's
+        # Flash attention off: llama.cpp's CPU flash attention sums a query's keys in an order that depends on the
+        # ubatch, so the same prompt batched another way (chunked, or after a cached prefix) gave different greedy
+        # text; without it the logits were bitwise equal in every layout measured (module docstring), at the same
+        # speed within this machine's noise.
+        params.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
         params.no_perf = True
         self.ctx = lib.llama_init_from_model(model.model, params)
         if not self.ctx:

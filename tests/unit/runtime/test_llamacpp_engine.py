@@ -27,7 +27,7 @@ def engine(summarizer):
 
 
 def test_without_prompt_cache_every_prompt_is_prefilled_whole(summarizer):
-    engine = summarizer.start_engine(max_running=2, prefill_chunk=16)
+    engine = summarizer.start_engine(max_running=2, prefill_chunk=16, reuse_prompts=False)
     try:
         ids = summarizer.summary_prompt("The central bank raised rates again on Tuesday.")[0]
         first, second = run(engine, ids, 8), run(engine, ids, 8)
@@ -55,6 +55,24 @@ def test_a_prompt_sharing_a_prefix_with_a_slot_cache_prefills_only_the_rest(summ
     warm = run(engine, first, 8)  # the same prompt again: all but its last token come from a cache
     assert engine.stats()["prompt_tokens_reused"] - reused >= shared
     assert warm["text"] == cold["text"]
+
+
+def test_a_cached_prompt_prefilled_in_chunks_beside_a_decoding_stream_answers_as_a_fresh_one(summarizer):
+    """The engine's default reuses prompts; that must not change an answer. The same prompt, cold and alone, then
+    warm (from a slot's cache) in 16-token chunks while another sequence decodes in the same batches."""
+    ids = summarizer.summary_prompt("Shares in the retailer fell after a weak Christmas.")[0]
+    other = summarizer.summary_prompt("The band announced a world tour for next spring.")[0]
+    engine = summarizer.start_engine(max_running=2, prefill_chunk=16)
+    try:
+        cold = run(engine, ids, 24)
+        busy = Collector()
+        engine.submit(Sequence(other, SamplingParams(40), busy))
+        warm = run(engine, ids, 24)
+        assert engine.stats()["prompt_tokens_reused"] > 0
+        assert warm["text"] == cold["text"] and warm["completion_tokens"] == cold["completion_tokens"]
+        busy.wait()
+    finally:
+        engine.close()
 
 
 def test_a_sequence_too_long_for_its_context_fails_alone(summarizer, engine):
