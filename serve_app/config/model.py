@@ -123,8 +123,8 @@ class Generation(Strict):
     max_running: Annotated[int, Field(ge=1, le=256)] = 8
     prefill_chunk: Annotated[int, Field(ge=8, le=4096)] | None = None
     # llama.cpp: a new prompt starts from a free slot's cache when they share a prefix (the chat template and
-    # system prompt), as llama-server's `cache_prompt` does by default; the engine keeps answers bitwise the same
-    # either way (see serve_app/runtime/engines/llamacpp_engine.py). false: every prompt is prefilled whole.
+    # system prompt), as llama-server's `cache_prompt` does by default; the engine keeps a lone request's answer
+    # the same either way (serve_app/runtime/engines/llamacpp_engine.py). false: every prompt is prefilled whole.
     prompt_cache: bool = True
 
     @model_validator(mode="after")

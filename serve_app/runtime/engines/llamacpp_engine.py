@@ -11,10 +11,15 @@ Prompt reuse: a slot keeps the tokens its cache holds after its sequence ends; a
 of the free slot that shares the longest prefix with its prompt (the chat template and system prompt, at least)
 and prefills only the rest, as llama.cpp's server does with `cache_prompt` (its default, as prefix caching is
 vLLM's). The last prompt token is always run again, since its logits are what the first generated token comes
-from. On by default (`generation.prompt_cache`), because with flash attention off (see `__init__`) a prompt's
-logits are bitwise the same however its tokens are batched: whole, in chunks, from a cache, beside other
-sequences' decode rows (measured on the real SmolLM2 Q4_0: 0.0 difference in every case; with llama.cpp's flash
-attention, chunking or a 40-token cached prefix moved a logit by 0.8 and greedy output diverged at token 11).
+from. On by default (`generation.prompt_cache`), and it does not change answers: llama.cpp's
+CPU flash attention runs a sequence's queries in a ubatch through a tiled kernel when there are at least 64 of them
+(GGML_FA_TILE_Q) and a row-by-row one below that, which round differently. Measured on the real SmolLM2 Q4_0: a
+prompt prefilled whole, after a 96-token cached prefix, or beside other sequences' decode rows gave bitwise the same
+logits; a 38-token tail (chunks of 256) or a 40-token cached prefix moved a logit by 0.8 and greedy text diverged.
+So with flash attention on, every prompt piece is at least `FA_TILE` tokens (or the whole prompt), one piece per
+step, and a cache is reused only as far as it leaves `FA_TILE` tokens to prefill, from prompt tokens that were
+themselves prefilled so. Below a `prefill_chunk` of 2 × FA_TILE the engine turns flash attention off, where every
+layout measured gave bitwise-equal logits (and ~20% less throughput at 8 sequences).
 Running sequences are kept in consecutive slots (see `_compact`).
 
 Why the C API and not `llama_cpp.Llama`: that class decodes one sequence at a time; its server serves parallel
@@ -70,10 +75,14 @@ class GgufModel:
             self.model = None
 
 
+FA_TILE = 64  # ggml-cpu's GGML_FA_TILE_Q: fewer queries of a sequence in a ubatch take another kernel
+
+
 @dataclass
 class Slot:
     seq_id: int
     cached: list[int] = field(default_factory=list)  # the tokens this slot's cache holds, in order
+    reusable: int = 0  # how many of them a new prompt may start from (prompt tokens prefilled in whole pieces)
     seq: Sequence | None = None
 
 
@@ -105,11 +114,10 @@ class LlamaCppEngine(ThreadedEngine):
         params.n_seq_max = max_running
         params.n_threads = params.n_threads_batch = threads
         params.kv_unified = False  # a stream per sequence: attention reads its own tokens, not everyone's
-        # Flash attention off: llama.cpp's CPU flash attention sums a query's keys in an order that depends on the
-        # ubatch, so the same prompt batched another way (chunked, or after a cached prefix) gave different greedy
-        # text; without it the logits were bitwise equal in every layout measured (module docstring), at the same
-        # speed within this machine's noise.
-        params.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        # Flash attention where prompt pieces can be kept to whole tiles (module docstring), else off.
+        self.flash_attention = prefill_chunk >= 2 * FA_TILE
+        params.flash_attn_type = (lib.LLAMA_FLASH_ATTN_TYPE_ENABLED if self.flash_attention
+                                  else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED)
         params.no_perf = True
         self.ctx = lib.llama_init_from_model(model.model, params)
         if not self.ctx:
@@ -162,7 +170,7 @@ class LlamaCppEngine(ThreadedEngine):
                 return
             hole, last = holes[0], used[-1]
             self.lib.llama_memory_seq_cp(self.memory, last.seq_id, hole.seq_id, -1, -1)
-            hole.seq, hole.cached, last.seq = last.seq, list(last.cached), None
+            hole.seq, hole.cached, hole.reusable, last.seq = last.seq, list(last.cached), last.reusable, None
             hole.seq.state = hole
 
     def _admit(self) -> None:
@@ -181,17 +189,26 @@ class LlamaCppEngine(ThreadedEngine):
                 continue
             slot = self.slots[n]
             if not self.reuse_prompts:
-                slot.cached = []  # seq_rm below clears the slot's stream from position 0
+                slot.cached, slot.reusable = [], 0  # seq_rm below clears the slot's stream from position 0
             free = self.slots[n:] if self.reuse_prompts else [slot]
-            best = max(free, key=lambda s: common_prefix(s.cached, seq.prompt_ids))
-            if common_prefix(best.cached, seq.prompt_ids) > common_prefix(slot.cached, seq.prompt_ids):
+            best = max(free, key=lambda s: self._shared(s, seq.prompt_ids))
+            if self._shared(best, seq.prompt_ids) > self._shared(slot, seq.prompt_ids):
                 self.lib.llama_memory_seq_cp(self.memory, best.seq_id, slot.seq_id, -1, -1)
-                slot.cached = list(best.cached)
-            keep = min(common_prefix(slot.cached, seq.prompt_ids), len(seq.prompt_ids) - 1)
+                slot.cached, slot.reusable = list(best.cached), best.reusable
+            keep = self._shared(slot, seq.prompt_ids)
             self.lib.llama_memory_seq_rm(self.memory, slot.seq_id, keep, -1)
             slot.cached = slot.cached[:keep]
+            # Prompt tokens prefilled in whole pieces (flash attention) may start a later prompt; a short prompt's
+            # were read row by row, which a longer prompt's fresh prefill would not do.
+            slot.reusable = len(seq.prompt_ids) if not self.flash_attention or len(seq.prompt_ids) >= FA_TILE else 0
             slot.seq, seq.state, seq.prefilled = seq, slot, keep
             self.prompt_tokens_reused += keep
+
+    def _shared(self, slot: Slot, prompt: list[int]) -> int:
+        """Tokens of `prompt` a slot's cache can give: its reusable prefix, leaving at least the last prompt token
+        (its logits pick the first generated one), or a whole tile with flash attention, to prefill."""
+        shared = common_prefix(slot.cached[: slot.reusable], prompt)
+        return max(0, min(shared, len(prompt) - (FA_TILE if self.flash_attention else 1)))
 
     def _plan(self) -> dict[int, list[int]]:
         """Tokens each slot feeds this step: its last token if it decodes; prompt tokens, oldest prompts first, up
@@ -205,9 +222,18 @@ class LlamaCppEngine(ThreadedEngine):
                            key=lambda s: s.seq.submitted):
             if budget <= 0:
                 break
-            take = slot.seq.prompt_ids[slot.seq.prefilled: slot.seq.prefilled + budget]
+            left = len(slot.seq.prompt_ids) - slot.seq.prefilled
+            size = min(left, budget)
+            if self.flash_attention:
+                if size < left and left - size < FA_TILE:
+                    size = left - FA_TILE  # leave a whole tile for the next piece
+                if size < min(left, FA_TILE):
+                    break  # a piece this small would take flash attention's other kernel: next step
+            take = slot.seq.prompt_ids[slot.seq.prefilled: slot.seq.prefilled + size]
             feed[slot.seq_id] = take
             budget -= len(take)
+            if self.flash_attention:
+                break  # one piece per step: llama.cpp splits several prompts' tokens into ubatches of equal counts
         return feed
 
     def _step(self) -> None:

@@ -75,6 +75,42 @@ def test_a_cached_prompt_prefilled_in_chunks_beside_a_decoding_stream_answers_as
         engine.close()
 
 
+def test_with_flash_attention_every_prompt_piece_is_a_whole_tile_one_per_step(summarizer):
+    """llama.cpp's CPU flash attention takes another kernel (other rounding) below 64 queries of a sequence in a
+    ubatch, so with it on the engine never feeds a prompt piece smaller than that, nor two prompts in one step, and
+    reuses a cache only as far as it leaves a tile to prefill."""
+    from serve_app.runtime.engines.llamacpp_engine import FA_TILE
+
+    long_ = (summarizer.summary_prompt("Markets rallied on Monday.")[0] * 10)[:180]
+    other = summarizer.summary_prompt("Rain is expected across the north on Friday.")[0]
+    engine = summarizer.start_engine(max_running=3, prefill_chunk=128)
+    plans = []
+    plan = engine._plan
+
+    def recorded():
+        feed = plan()
+        plans.append({k: len(v) for k, v in feed.items() if len(v) > 1 or not engine.slots[k].seq.generated})
+        return feed
+
+    engine._plan = recorded
+    try:
+        assert engine.flash_attention
+        busy = Collector()
+        engine.submit(Sequence(other, SamplingParams(60), busy))
+        first, second = Collector(), Collector()
+        engine.submit(Sequence(long_, SamplingParams(4), first))
+        first.wait()
+        engine.submit(Sequence(long_[:150], SamplingParams(4), second))
+        second.wait(), busy.wait()
+        pieces = [n for p in plans for n in p.values()]
+        assert all(len(p) <= 1 for p in plans)
+        assert all(n >= FA_TILE or n == len(other) for n in pieces), pieces
+        # The second prompt is the first's first 150 tokens: all but a tile of them come from the first's cache.
+        assert engine.stats()["prompt_tokens_reused"] == 150 - FA_TILE
+    finally:
+        engine.close()
+
+
 def test_a_sequence_too_long_for_its_context_fails_alone(summarizer, engine):
     ok = summarizer.summary_prompt("A new film opened to strong reviews at the weekend.")[0]
     good, bad = Collector(), Collector()
