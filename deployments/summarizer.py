@@ -136,10 +136,11 @@ class SummarizerDeployment(ModelDeployment):
         labels = getattr(self, "labels", None)
         if labels is None:  # still loading
             return
-        for key in ("running", "waiting"):
-            if self._gauges.get(key) != stats[key]:
-                self._gauges[key] = stats[key]
-                self.metrics.set(f"gateway_generation_{key}", labels, stats[key])
+        for key in ("running", "waiting", "kv_cache_usage"):
+            value = stats.get(key)
+            if value is not None and self._gauges.get(key) != value:
+                self._gauges[key] = value
+                self.metrics.set(f"gateway_generation_{key}", labels, value)
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.02)
     async def _batched(self, requests: list[list[str]], limits: list[int]) -> list[list[dict]]:

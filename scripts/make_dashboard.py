@@ -42,6 +42,8 @@ PANELS = [
     ("Generation: running and waiting sequences", "none",
      [("running {{model}} {{version}}", "sum by (model, version) (ray_gateway_generation_running)"),
       ("waiting {{model}} {{version}}", "sum by (model, version) (ray_gateway_generation_waiting)")]),
+    ("Generation: KV cache use", "percentunit",
+     [("{{model}} {{version}}", "max by (model, version) (ray_gateway_generation_kv_cache_usage)")]),
     ("Generation: tokens/s", "none",
      [("{{model}} {{version}}", "sum by (model, version) (rate(ray_gateway_generation_tokens_total[1m]))")]),
     ("Loaded versions", "none", [("{{model}}", "sum by (model) (ray_gateway_loaded_versions)")]),

@@ -38,6 +38,9 @@ METRICS = {
     "gateway_generation_running": ("gauge", "Sequences in the decode batch of a replica", ("model", "version")),
     "gateway_generation_waiting": ("gauge", "Sequences waiting for (or in) prefill in a replica",
                                    ("model", "version")),
+    "gateway_generation_kv_cache_usage": ("gauge", "Share of a replica's KV cache in use (0-1): vLLM's own "
+                                          "figure; llama.cpp and torch: tokens held / the engine's room",
+                                          ("model", "version")),
     "gateway_generation_tokens": ("counter", "Tokens generated", ("model", "version")),
     "gateway_generation_finished": ("counter", "Generation requests finished, by finish reason",
                                     ("model", "version", "reason")),

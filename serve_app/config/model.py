@@ -34,6 +34,7 @@ class Runtime(StrEnum):
     torch = "torch"
     onnx = "onnx"  # classifiers only: onnxruntime (CPU, or CUDA with onnxruntime-gpu)
     llama_cpp = "llama.cpp"  # generation only: a GGUF file on llama.cpp (auto picks it for a folder with one)
+    vllm = "vllm"  # generation only: a Hugging Face folder on vLLM (auto picks it where vLLM is installed)
 
 
 class Strict(BaseModel):

@@ -33,14 +33,19 @@ def check_params(model: Any, requested: dict) -> dict:
 
 def load(path: Path, spec: dict):
     """The runtime of the engine the config names, or that `auto` picks from the version's files."""
-    from serve_app.runtime.engines import LLAMA_CPP, engine_for
+    from serve_app.runtime.engines import LLAMA_CPP, VLLM, engine_for
 
     gen = spec.get("generation") or {}
-    if engine_for(path, spec.get("runtime", "auto")) == LLAMA_CPP:
+    engine = engine_for(path, spec.get("runtime", "auto"))
+    threads = (spec.get("resources") or {}).get("threads") or 2
+    if engine == LLAMA_CPP:
         from serve_app.runtime.gguf_summarizer import GgufSummarizer
 
-        threads = (spec.get("resources") or {}).get("threads") or 2
         return GgufSummarizer(path, spec.get("max_length"), threads=threads)
+    if engine == VLLM:
+        from serve_app.runtime.vllm_summarizer import VllmSummarizer
+
+        return VllmSummarizer(path, spec.get("max_length"), threads=threads)
     from serve_app.runtime.summarizer import TextSummarizer  # torch: inside the replica only
 
     return TextSummarizer(path, spec.get("max_length"), do_sample=gen.get("do_sample", False))
@@ -58,7 +63,7 @@ CONTRACT = TaskContract(
     runtime="serve_app.tasks.summarization:load",
     streams=True,
     stream_kind="summary",  # the replica builds its summary prompt from the text
-    runtimes=("auto", "torch", "llama.cpp"),
+    runtimes=("auto", "torch", "llama.cpp", "vllm"),
     window_join=concatenated("summary", "summaries"),  # map-reduce: the joined summaries feed `reduce`
     quality_metric="rougeL_headline",
 )

@@ -1,5 +1,6 @@
 """Token streaming, continuous batching and the OpenAI API through a real Ray Serve, on tiny random llamas: the
-same tests for every engine installed (`chat`: torch on a Hugging Face folder; `chat-gguf`: llama.cpp on a GGUF)."""
+same tests for every engine installed (`chat`: torch on a Hugging Face folder; `chat-gguf`: llama.cpp on a GGUF;
+`chat-vllm`: vLLM on a Hugging Face folder, in `.venv-vllm`: tests/integration/test_vllm_venv.py runs it)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from serve_app.config import parse_config
 from serve_app.config.settings import GatewaySettings
 
 HAS_LLAMA_CPP = importlib.util.find_spec("llama_cpp") is not None
-CHATS = ["chat", "chat-gguf"] if HAS_LLAMA_CPP else ["chat"]
+HAS_VLLM = importlib.util.find_spec("vllm") is not None
+CHATS = ["chat", *(["chat-gguf"] if HAS_LLAMA_CPP else []), *(["chat-vllm"] if HAS_VLLM else [])]
 ARTICLE = "The central bank raised interest rates again on Tuesday, citing stubborn inflation."
 OTHER = "The striker scored twice in the cup final as the home side won."
 
@@ -31,6 +33,10 @@ def gateway_config(tiny_models):
             "resources": {"num_cpus": 0.1, "num_gpus": 0, "threads": 1},
             "generation": {"max_new_tokens": 12, "max_new_tokens_limit": 400, "max_running": 2, "prefill_chunk": 16}}]
           if HAS_LLAMA_CPP else []),
+        *([{"name": "chat-vllm", "task": "summarization", "source": "tiny-vllm", "runtime": "vllm", "max_length": 64,
+            "resources": {"num_cpus": 0.1, "num_gpus": 0, "threads": 1},
+            "generation": {"max_new_tokens": 12, "max_new_tokens_limit": 400, "max_running": 2}}]
+          if HAS_VLLM else []),
         {"name": "clf", "task": "classification", "source": "tiny-classifier", "max_length": 32,
          "resources": {"num_cpus": 0.1, "num_gpus": 0}},
     ]}, settings=GatewaySettings(models_dir=tiny_models))

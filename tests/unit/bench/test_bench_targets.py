@@ -44,3 +44,8 @@ def test_a_repeat_row_divides_the_gateway_by_each_peer():
     assert round(row["p5"], 3) == 2.0 and round(row["p10"], 3) == 1.75
     zero = _row({**runs, "llama_c1": run(0, 1.0, 0.4)}, 8)  # a peer that generated nothing
     assert zero["g1"] is None
+    # With vLLM standalone beside them, G2 and G4 divide by the best of the peers.
+    faster = _row({**runs, "vllm_c1": run(60, 1.1, 0.30), "vllm_c8": run(600, 4.0, 0.5, 8)}, 8)
+    assert round(faster["g2"], 3) == round(120 / 150, 3) and round(faster["g4"], 3) == round(0.40 / 0.30, 3)
+    slower = _row({**runs, "vllm_c1": run(60, 2.0, 0.50), "vllm_c8": run(600, 9.0, 0.9, 8)}, 8)
+    assert slower["g2"] == row["g2"] and slower["g4"] == row["g4"]

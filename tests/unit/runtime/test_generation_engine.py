@@ -1,5 +1,6 @@
 """Every generation engine installed, through the one engine interface, on a tiny random-weight model in-process
-(no Ray): torch on a 2-layer llama folder, llama.cpp on a 2-layer GGUF file with the same vocabulary."""
+(no Ray): torch on a 2-layer llama folder, llama.cpp on a 2-layer GGUF file with the same vocabulary, vLLM (in
+`.venv-vllm`, run by tests/integration/test_vllm_venv.py) on a 2-layer llama with 64-wide heads."""
 
 from __future__ import annotations
 
@@ -14,19 +15,22 @@ from serve_app.tasks.summarization import load
 
 TEXTS = ["The central bank raised rates again on Tuesday.", "Shares fell in London after weak results " * 4,
          "The striker scored twice in the cup final.", "A new film opened to strong reviews at the weekend."]
-ENGINES = {"torch": "tiny-chatty", "llama.cpp": "tiny-gguf"}
+ENGINES = {"torch": "tiny-chatty", "llama.cpp": "tiny-gguf", "vllm": "tiny-vllm"}
+MODULES = {"llama.cpp": ("llama_cpp", "make venv builds it"), "vllm": ("vllm", "make vllm-venv installs it")}
 
 
 @pytest.fixture(scope="module", params=sorted(ENGINES))
 def summarizer(request, tiny_models):
-    if request.param == "llama.cpp" and importlib.util.find_spec("llama_cpp") is None:
-        pytest.skip("llama-cpp-python is not installed (make venv builds it)")
+    module, fix = MODULES.get(request.param, (None, ""))
+    if module and importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} is not installed ({fix})")
     spec = {"runtime": request.param, "max_length": 64, "resources": {"threads": 1}}
     return load(tiny_models / ENGINES[request.param], spec)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def engine(summarizer):
+    """One engine per engine kind, shared by its tests (vLLM takes ~15 s to start); tests leave it idle."""
     engine = summarizer.start_engine(max_running=4, prefill_chunk=8)
     yield engine
     engine.close()
@@ -39,9 +43,9 @@ def run(engine: Engine, ids: list[int], params: SamplingParams, **kw) -> tuple[d
 
 
 def test_auto_picks_the_engine_the_files_ask_for(tiny_models):
-    from serve_app.runtime.engines import engine_for
+    from serve_app.runtime.engines import engine_for, vllm_installed
 
-    assert engine_for(tiny_models / "tiny-chatty") == "torch"
+    assert engine_for(tiny_models / "tiny-chatty") == ("vllm" if vllm_installed() else "torch")
     assert engine_for(tiny_models / "tiny-gguf") == "llama.cpp"
     with pytest.raises(ValueError, match="needs a GGUF file"):
         engine_for(tiny_models / "tiny-chatty", "llama.cpp")
@@ -95,10 +99,11 @@ def test_cancelling_ends_the_sequence_and_frees_its_slot(summarizer, engine):
 
     sink = Collector(on_token=cancel_after_two)
     seqs.append(Sequence(ids, SamplingParams(400), sink))
+    cancelled_before = engine.stats()["finished"].get("cancelled", 0)
     engine.submit(seqs[0])
     done = sink.wait()
     assert done["finish_reason"] == "cancelled" and done["completion_tokens"] < 400
-    assert engine.stats()["running"] == 0 and engine.stats()["finished"]["cancelled"] == 1
+    assert engine.stats()["running"] == 0 and engine.stats()["finished"]["cancelled"] == cancelled_before + 1
     again = run(engine, ids, SamplingParams(3))[0]  # the slot serves the next sequence
     assert again["finish_reason"] == "length" and again["completion_tokens"] == 3
 

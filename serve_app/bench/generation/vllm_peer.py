@@ -1,0 +1,84 @@
+"""vLLM standalone, the generation bench's second peer engine: run in `.venv-vllm` (`make vllm-venv`) as a child
+process of the bench, which sends it runs as JSON lines on stdin and reads one JSON line back per run.
+
+    {"prompts": [[ids], ...], "concurrency": 8, "max_new_tokens": 64}
+    -> {"tokens": 512, "seconds": 9.1, "ttft_s": {"0": 0.41, ...}}
+
+The engine is vLLM's own `AsyncLLM` with the settings vLLM's CPU docs recommend for one small model (fp32 as
+the checkpoint, `max_num_seqs` = the run's concurrency, prefix caching on, `VLLM_CPU_KVCACHE_SPACE` and the
+OpenMP threads bound to the bench's thread count); requests come from a closed loop of `concurrency` clients,
+as for the gateway, with the same prompt token ids and greedy decoding up to the same token limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+
+
+async def closed_loop(llm, prompts: list[list[int]], concurrency: int, max_new_tokens: int, stop: list[int]):
+    from vllm import SamplingParams
+    from vllm.sampling_params import RequestOutputKind
+
+    params = SamplingParams(max_tokens=max_new_tokens, temperature=0.0, stop_token_ids=stop, detokenize=False,
+                            output_kind=RequestOutputKind.DELTA)
+    tokens, ttfts, counter = 0, {}, 0
+
+    async def client():
+        nonlocal tokens, counter
+        while counter < len(prompts):
+            i = counter
+            counter += 1
+            started, first = time.perf_counter(), None
+            async for out in llm.generate({"prompt_token_ids": prompts[i]}, params, f"r{time.time_ns()}-{i}"):
+                got = [t for t in out.outputs[0].token_ids if t not in stop]  # the gateway counts no stop token
+                if first is None and out.outputs[0].token_ids:
+                    first = time.perf_counter() - started
+                tokens += len(got)
+            ttfts[i] = first if first is not None else time.perf_counter() - started
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return {"tokens": tokens, "seconds": time.perf_counter() - started, "ttft_s": ttfts}
+
+
+async def serve(folder: str, threads: int, max_running: int, stop: list[int], out) -> None:
+    from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    from serve_app.runtime.engines.vllm_engine import cpu_environment
+
+    os.environ.update(cpu_environment(threads, 1.0))
+    llm = AsyncLLM.from_engine_args(AsyncEngineArgs(model=folder, dtype="float32", max_num_seqs=max_running,
+                                                    max_model_len=2048, enforce_eager=True,
+                                                    enable_prefix_caching=True, seed=0))
+    print(json.dumps({"ready": True}), file=out, flush=True)
+    loop = asyncio.get_running_loop()
+    try:
+        while line := await loop.run_in_executor(None, sys.stdin.readline):
+            run = json.loads(line)
+            result = await closed_loop(llm, run["prompts"], run["concurrency"], run["max_new_tokens"], stop)
+            print(json.dumps(result), file=out, flush=True)
+    finally:
+        llm.shutdown()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("folder")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-running", type=int, default=8)
+    parser.add_argument("--stop", type=int, nargs="*", default=[])
+    args = parser.parse_args()
+    # Answers go to the real stdout; vLLM's own logging (stdout by default) goes to stderr with the rest.
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    asyncio.run(serve(args.folder, args.threads, args.max_running, args.stop, out))
+
+
+if __name__ == "__main__":  # vLLM's engine core is a spawned process: it re-imports this module
+    main()
