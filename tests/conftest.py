@@ -54,7 +54,7 @@ def tiny_models(tmp_path_factory, smollm2_tokenizer_dir) -> Path:
     build_tiny_summarizer(root / "tiny-chatty", smollm2_tokenizer_dir, tie_word_embeddings=False)
     # The same plumbing on llama.cpp: a GGUF file with SmolLM2's vocabulary and random weights.
     build_tiny_gguf(root / "tiny-gguf", smollm2_tokenizer_dir)
-    if importlib.util.find_spec("vllm") is not None:  # `make vllm-venv`: vLLM's CPU attention needs heads >= 32
+    if importlib.util.find_spec("vllm") is not None:  # vLLM's CPU attention needs heads of 32 or more
         build_tiny_summarizer(root / "tiny-vllm", smollm2_tokenizer_dir, tie_word_embeddings=False, hidden_size=128)
     return root
 

@@ -150,8 +150,22 @@ def start_proxies_on_free_ports(config, attempts: int = 3) -> tuple[int, int]:
 def progress_ticker(title: str, console=None, keep: Callable[[str], bool] = lambda step: False
                     ) -> Iterator[Callable[[str], None]]:
     """One progress line `title: step`; `tick(step)` moves it on, and steps that `keep` picks stay on screen."""
+    from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from serve_app.optimize.display import plain_ticks
+
+    console = console or Console()
+    if not console.is_terminal:  # a log or CI: plain lines, and the kept steps in full
+        plain = plain_ticks(console, title)
+
+        def tick_plain(step: str) -> None:
+            if keep(step):
+                console.print(step, highlight=False)
+            else:
+                plain(step)
+        yield tick_plain
+        return
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task(title)
 

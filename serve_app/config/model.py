@@ -127,6 +127,9 @@ class Generation(Strict):
     # system prompt), as llama-server's `cache_prompt` does by default; the engine keeps a lone request's answer
     # the same either way (serve_app/runtime/engines/llamacpp_engine.py). false: every prompt is prefilled whole.
     prompt_cache: bool = True
+    # vLLM: torch.compile the model (and CUDA graphs on a GPU), as vLLM does by default. Measured here (SmolLM2,
+    # bf16, 2 cores): 279 tokens/s at 8 streams against 194 eager, for ~40 s more at start. false: eager.
+    compile: bool = True
 
     @model_validator(mode="after")
     def _default_within_limit(self) -> Generation:

@@ -16,9 +16,11 @@ def add_parsers(sub) -> None:
                      help="random:0.3, magnitude:0.5[:layer|global], heads:0.25 or layers:0.5 (blocks removed, "
                           "then distilled from the parent); repeat to compose")
     opt.add_argument("--quantize", choices=sorted({*QUANTIZATIONS, *GGUF_QUANTIZATIONS}),
-                     help="int8, int8-static, int4, bf16, fp16; with --runtime llama.cpp a GGUF type (q4_0, q8_0...)")
+                     help="int8, int8-static, int4, bf16, fp16; with --runtime llama.cpp a GGUF type (q4_0, "
+                          "q8_0...); with --runtime vllm the dtype it computes in (bf16, fp16, fp32)")
     opt.add_argument("--runtime", choices=list(RUNTIMES), default=None,
-                     help="torch or onnx; llama.cpp for a GGUF requantization (default: the parent's engine)")
+                     help="torch or onnx; llama.cpp for a GGUF requantization; vllm for a vLLM variant of a "
+                          "summarizer (default: the parent's engine)")
     opt.add_argument("--max-length", type=int, default=None,
                      help="a sequence-length variant: inputs cut to this many tokens (classifiers)")
     opt.add_argument("--max-drop", type=float, default=1.0, help="largest quality drop accepted, in points")

@@ -14,7 +14,8 @@ from rich.table import Table
 console = Console(width=None if sys.stdout.isatty() else 160)
 METRIC_NAMES = {"accuracy": "accuracy %", "rougeL_headline": "ROUGE-L vs headline", "rougeL_vs_first":
                 "ROUGE-L vs parent", "size_mb": "weights MB", "p50_b1_ms": "p50 b1 ms", "p50_b16_ms": "p50 b16 ms",
-                "throughput_b16": "texts/s b16", "tokens_per_s": "tokens/s"}
+                "throughput_b16": "texts/s b16", "tokens_per_s": "tokens/s",
+                "tokens_per_s_c8": "tokens/s c8"}
 
 
 def quiet_transformers() -> None:
@@ -29,10 +30,31 @@ def quiet_transformers() -> None:
 @contextmanager
 def progress_line(title: str) -> Iterator:
     quiet_transformers()
+    out = Console(stderr=True)
+    if not out.is_terminal:  # a log or CI: a plain line per step, at most every PLAIN_EVERY_S seconds
+        yield plain_ticks(out, title)
+        return
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=False) as progress:
+                  console=out, transient=False) as progress:
         task = progress.add_task(title)
         yield lambda step: progress.update(task, description=f"{title}: {step}")
+
+
+PLAIN_EVERY_S = 10.0
+
+
+def plain_ticks(out: Console, title: str):
+    """Where no progress bar can redraw (output to a file or CI), print `title: step [elapsed]` now and then."""
+    import time
+
+    started, last = time.monotonic(), [float("-inf")]
+
+    def tick(step: str) -> None:
+        now = time.monotonic()
+        if now - last[0] >= PLAIN_EVERY_S:
+            last[0] = now
+            out.print(f"{title}: {step} [{now - started:.0f} s]", highlight=False)
+    return tick
 
 
 def metrics_table(title: str, rows: dict[str, dict]) -> Table:

@@ -131,22 +131,32 @@ def rouge_l(candidates: list[str], references: list[str]) -> float:
     return 100.0 * sum(scores) / max(1, len(scores))
 
 
+CONCURRENCY = 8  # sequences at once for a summarizer's throughput figure (a server's load, generation.max_running)
+
+
 def summarize_with(runtime, max_new_tokens: int):
-    """`one(text) -> (summary, generated tokens)` for a summarizer runtime: through its generation engine (one
-    sequence at a time, greedy) where it has one, else its static `summarize` (seq2seq). Returns (one, close)."""
+    """For a summarizer runtime: `one(text) -> (summary, generated tokens)` through its generation engine (greedy)
+    where it has one, else its static `summarize` (seq2seq); `many(texts) -> (generated tokens, seconds)`, all at
+    once (up to CONCURRENCY decode together) on a fresh engine, so no prompt is found in a cache that `one` left
+    (llama.cpp's slots, vLLM's prefix cache). Returns (one, many, close)."""
     if runtime.seq2seq:
         def static(text: str) -> tuple[str, int]:
             out = runtime.summarize([text], [max_new_tokens], 1)[0]
             return out["summary"], out["generated_tokens"]
-        return static, lambda: None
+
+        def static_many(texts: list[str]) -> tuple[int, float]:
+            started = time.perf_counter()
+            out = runtime.summarize(texts, [max_new_tokens] * len(texts))
+            return sum(o["generated_tokens"] for o in out), time.perf_counter() - started
+        return static, static_many, lambda: None
     import threading
 
     from serve_app.dataplane.generation import SamplingParams
     from serve_app.runtime.engines import Sequence
 
-    engine = runtime.start_engine(1, 512)
+    engines = [runtime.start_engine(CONCURRENCY, 512)]
 
-    def one(text: str) -> tuple[str, int]:
+    def submit(text: str) -> tuple[dict, threading.Event]:
         done, finished = {}, threading.Event()
 
         def sink(event: dict) -> None:
@@ -154,17 +164,32 @@ def summarize_with(runtime, max_new_tokens: int):
                 done.update(event)
                 finished.set()
 
-        engine.submit(Sequence(runtime.summary_prompt(text)[0], SamplingParams(max_new_tokens), sink))
+        engines[-1].submit(Sequence(runtime.summary_prompt(text)[0], SamplingParams(max_new_tokens), sink))
+        return done, finished
+
+    def one(text: str) -> tuple[str, int]:
+        done, finished = submit(text)
         finished.wait()
         return done["text"], done["completion_tokens"]
 
-    return one, engine.close
+    def many(texts: list[str]) -> int:
+        engines.pop().close()
+        engines.append(runtime.start_engine(CONCURRENCY, 512))
+        submit(texts[0])[1].wait()  # warm-up, as for `one`
+        started = time.perf_counter()
+        pending = [submit(t) for t in texts[1:]]
+        for _, finished in pending:
+            finished.wait()
+        return sum(done["completion_tokens"] for done, _ in pending), time.perf_counter() - started
+
+    return one, many, lambda: engines[-1].close()
 
 
 def evaluate_summarizers(folders: dict[str, Path], examples: list[Example], max_new_tokens: int = 48,
                          max_length: int = 512, tick: Tick | None = None) -> dict[str, dict]:
-    """ROUGE-L against headlines and against the first variant's summaries (agreement); generated tokens/s.
-    Each folder runs on the engine it is served with (torch, llama.cpp)."""
+    """ROUGE-L against headlines and against the first variant's summaries (agreement); generated tokens/s of one
+    stream and of CONCURRENCY streams at once. Each folder runs on the engine it is served with (torch,
+    llama.cpp, vLLM)."""
     import torch
 
     from serve_app.tasks.summarization import load
@@ -173,7 +198,7 @@ def evaluate_summarizers(folders: dict[str, Path], examples: list[Example], max_
     reference: list[str] | None = None
     for name, folder in folders.items():
         rt = load(folder, {"max_length": max_length, "resources": {"threads": torch.get_num_threads()}})
-        one, close = summarize_with(rt, max_new_tokens)
+        one, many, close = summarize_with(rt, max_new_tokens)
         try:
             one(examples[0].text)  # warm-up: the first call is many times slower
             summaries, tokens, elapsed = [], 0, 0.0
@@ -185,6 +210,9 @@ def evaluate_summarizers(folders: dict[str, Path], examples: list[Example], max_
                 tokens += generated
                 if tick:
                     tick(f"{name}: summary {i + 1}/{len(examples)}")
+            if tick:
+                tick(f"{name}: {len(examples)} summaries, {CONCURRENCY} at once")
+            batched_tokens, batched_s = many([e.text for e in examples])
         finally:
             close()
         reference = reference or summaries
@@ -192,6 +220,7 @@ def evaluate_summarizers(folders: dict[str, Path], examples: list[Example], max_
             "rougeL_headline": round(rouge_l(summaries, [e.label for e in examples]), 2),
             "rougeL_vs_first": round(rouge_l(summaries, reference), 2),
             "tokens_per_s": round(tokens / elapsed, 1),
+            f"tokens_per_s_c{CONCURRENCY}": round(batched_tokens / batched_s, 1),
             "size_mb": round(weights_size(folder) / 1e6, 1),
         }
         del rt

@@ -12,6 +12,7 @@ from serve_app.optimize.build import build_variant
 from serve_app.optimize.evaluate import QUALITY_KEY, Example, Tick, evaluate_classifiers, evaluate_summarizers, gate
 from serve_app.optimize.gguf import build_gguf_variant
 from serve_app.optimize.plan import Plan, PlanError
+from serve_app.optimize.vllm_variant import build_vllm_variant
 from serve_app.registry import Registry
 from serve_app.registry.versions import ModelVersion
 
@@ -68,6 +69,9 @@ def optimize(registry: Registry, selector: str, plan: Plan, examples: list[Examp
         out.mkdir()
         if plan.runtime == "llama.cpp":
             info = build_gguf_variant(parent_dir, plan.quantize, out)
+            tick(plan.label)
+        elif plan.runtime == "vllm":
+            info = build_vllm_variant(parent_dir, plan.quantize, out)
             tick(plan.label)
         else:
             info = build_variant(parent_dir, plan, task, out, calibration, tick, distill_texts)

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 PRUNE_METHODS = ("random", "magnitude", "heads", "layers")
 QUANTIZATIONS = ("int8", "int8-static", "int4", "bf16", "fp16")
 GGUF_QUANTIZATIONS = ("q4_0", "q4_1", "q5_0", "q8_0", "q4_k_m", "iq4_nl", "f16", "bf16")  # optimize/gguf.py
-RUNTIMES = ("torch", "onnx", "llama.cpp")
+RUNTIMES = ("torch", "onnx", "llama.cpp", "vllm")
+VLLM_DTYPES = ("bf16", "fp16", "fp32")  # optimize/vllm_variant.py
 
 
 class PlanError(ValueError):
@@ -43,6 +44,8 @@ class Plan:
             steps.append("onnx")
         if self.runtime == "llama.cpp":
             return [*steps, f"gguf-{self.quantize}"]
+        if self.runtime == "vllm":
+            return [*steps, f"vllm-{self.quantize}"]
         if self.quantize:
             steps.append(f"quantize-{self.quantize}" if self.quantize.startswith("int") else self.quantize)
         return steps
@@ -85,6 +88,8 @@ def make_plan(task: str, prune: list[str] | None = None, quantize: str | None = 
     steps = tuple(parse_prune(p) for p in prune or [])
     if runtime == "llama.cpp":
         return _gguf_plan(task, steps, quantize, max_length)
+    if runtime == "vllm":
+        return _vllm_plan(task, steps, quantize, max_length)
     if max_length is not None and (task != "classification" or not 8 <= max_length <= 4096):
         raise PlanError("--max-length cuts a classifier's inputs: give 8 to 4096 tokens (e.g. --max-length 64)")
     if quantize is not None and quantize not in QUANTIZATIONS:
@@ -121,3 +126,14 @@ def _gguf_plan(task: str, steps: tuple, quantize: str | None, max_length: int | 
     if quantize not in GGUF_QUANTIZATIONS:
         raise PlanError(f"--runtime llama.cpp needs --quantize with a GGUF type: {', '.join(GGUF_QUANTIZATIONS)}")
     return Plan((), quantize, "llama.cpp")
+
+
+def _vllm_plan(task: str, steps: tuple, quantize: str | None, max_length: int | None) -> Plan:
+    """A Hugging Face folder for vLLM computing in one dtype: nothing else composes with it."""
+    if task != "summarization":
+        raise PlanError("--runtime vllm serves generation models (summarizers); classifiers run on torch or onnx")
+    if steps or max_length is not None:
+        raise PlanError("a vLLM variant is a dtype only: drop --prune and --max-length")
+    if quantize not in VLLM_DTYPES:
+        raise PlanError(f"--runtime vllm needs --quantize with the dtype it computes in: {', '.join(VLLM_DTYPES)}")
+    return Plan((), quantize, "vllm")

@@ -8,6 +8,7 @@ variant records what the loader must do to run it the way it was evaluated:
     {"runtime": "torch", "dtype": "bfloat16", "pruned_heads": {"0": [3, 7]}, "transforms": [...]}
     {"runtime": "onnx", "max_length": 64, "transforms": ["truncate-64", "onnx", "quantize-int8"]}
     {"runtime": "llama.cpp", "gguf_file": "model.gguf", "transforms": ["gguf-q8_0"]}
+    {"runtime": "vllm", "dtype": "bfloat16", "transforms": ["vllm-bf16"]}
 
 torch dynamic int8 cannot be stored as safetensors (its packed weights are not tensors), so that variant keeps
 fp32 weights and is quantized when loaded; everything else is stored in its final form.
@@ -26,10 +27,10 @@ RUNTIME_FILE = "runtime.json"
 class VariantSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    runtime: str = Field("torch", pattern="^(torch|onnx|llama.cpp)$")
+    runtime: str = Field("torch", pattern="^(torch|onnx|llama.cpp|vllm)$")
     onnx_file: str | None = None
     gguf_file: str | None = None  # llama.cpp: the GGUF file in the folder
-    # torch only: the dtype the weights are stored in (None: fp32, or fp16 on a GPU).
+    # torch: the dtype the weights are stored in (None: fp32, or fp16 on a GPU); vllm: the dtype it computes in.
     dtype: str | None = Field(None, pattern="^(float32|float16|bfloat16)$")
     quantization: str | None = Field(None, pattern="^(dynamic-int8|int8|int4)$")
     # layer index -> heads removed; the loader slices the same heads away before loading the weights.

@@ -16,7 +16,7 @@ class VllmSummarizer(PromptedModel):
     """`context_per_sequence` is vLLM's `max_model_len`: the longest prompt plus `max_new_tokens` it takes."""
 
     def __init__(self, path: Path, max_length: int | None = None, threads: int = 2,
-                 context_per_sequence: int = 2048, dtype: str = "auto"):
+                 context_per_sequence: int = 2048, dtype: str = "auto", compiled: bool = True):
         from transformers import AutoConfig, AutoTokenizer
 
         check_model_folder(path)
@@ -24,8 +24,11 @@ class VllmSummarizer(PromptedModel):
         self.placement = pick_placement()
         self.variant = read_variant(path)
         self.threads = threads
-        # fp16 on a GPU as the other runtimes (placement.py), the checkpoint's own dtype on CPU.
-        self.dtype = dtype if dtype != "auto" else ("float16" if self.placement.device == "cuda" else "float32")
+        self.compiled = compiled
+        # The variant's dtype (runtime.json), else fp16 on a GPU as the other runtimes (placement.py), fp32 on CPU.
+        if dtype == "auto":
+            dtype = self.variant.dtype or ("float16" if self.placement.device == "cuda" else "float32")
+        self.dtype = dtype
         cfg = AutoConfig.from_pretrained(path)
         model_limit = getattr(cfg, "max_position_embeddings", None) or 2048
         self.context_per_sequence = min(context_per_sequence, model_limit)
@@ -43,4 +46,4 @@ class VllmSummarizer(PromptedModel):
 
         return VllmEngine(self.path, self.decode, self.stop_ids, max_running, self.context_per_sequence,
                           dtype=self.dtype, gpu=self.placement.device == "cuda", threads=self.threads,
-                          on_change=on_change, reuse_prompts=reuse_prompts)
+                          on_change=on_change, reuse_prompts=reuse_prompts, compiled=self.compiled)

@@ -45,7 +45,7 @@ def load(path: Path, spec: dict):
     if engine == VLLM:
         from serve_app.runtime.vllm_summarizer import VllmSummarizer
 
-        return VllmSummarizer(path, spec.get("max_length"), threads=threads)
+        return VllmSummarizer(path, spec.get("max_length"), threads=threads, compiled=gen.get("compile", True))
     from serve_app.runtime.summarizer import TextSummarizer  # torch: inside the replica only
 
     return TextSummarizer(path, spec.get("max_length"), do_sample=gen.get("do_sample", False))

@@ -1,6 +1,6 @@
 """Token streaming, continuous batching and the OpenAI API through a real Ray Serve, on tiny random llamas: the
 same tests for every engine installed (`chat`: torch on a Hugging Face folder; `chat-gguf`: llama.cpp on a GGUF;
-`chat-vllm`: vLLM on a Hugging Face folder, in `.venv-vllm`: tests/integration/test_vllm_venv.py runs it)."""
+`chat-vllm`: vLLM, eager, on a Hugging Face folder with 64-wide heads)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def gateway_config(tiny_models):
           if HAS_LLAMA_CPP else []),
         *([{"name": "chat-vllm", "task": "summarization", "source": "tiny-vllm", "runtime": "vllm", "max_length": 64,
             "resources": {"num_cpus": 0.1, "num_gpus": 0, "threads": 1},
-            "generation": {"max_new_tokens": 12, "max_new_tokens_limit": 400, "max_running": 2}}]
+            "generation": {"max_new_tokens": 12, "max_new_tokens_limit": 400, "max_running": 2, "compile": False}}]
           if HAS_VLLM else []),
         {"name": "clf", "task": "classification", "source": "tiny-classifier", "max_length": 32,
          "resources": {"num_cpus": 0.1, "num_gpus": 0}},

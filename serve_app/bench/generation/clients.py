@@ -137,19 +137,22 @@ def llama_standalone_call(gguf: Path, threads: int, max_new_tokens: int, context
 
 
 class VllmPeer:
-    """vLLM standalone (serve_app/bench/generation/vllm_peer.py) in `.venv-vllm`, a child process that runs a
-    whole closed loop per call; `None` from `start` where that venv is not installed."""
+    """vLLM standalone (serve_app/bench/generation/vllm_peer.py), a child process that runs a whole closed loop per
+    call; `None` from `start` where vLLM is not installed."""
 
     def __init__(self, proc: subprocess.Popen):
         self.proc = proc
 
     @classmethod
-    def start(cls, python: Path, folder: Path, threads: int, max_running: int, stop: set[int]) -> VllmPeer | None:
-        if not python.is_file():
+    def start(cls, folder: Path, threads: int, max_running: int, stop: set[int],
+              dtype: str = "float32") -> VllmPeer | None:
+        from serve_app.runtime.engines import vllm_installed
+
+        if not vllm_installed():
             return None
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-        proc = subprocess.Popen([str(python), "-m", "serve_app.bench.generation.vllm_peer", str(folder),
-                                 "--threads", str(threads), "--max-running", str(max_running),
+        proc = subprocess.Popen([sys.executable, "-m", "serve_app.bench.generation.vllm_peer", str(folder),
+                                 "--threads", str(threads), "--max-running", str(max_running), "--dtype", dtype,
                                  "--stop", *map(str, sorted(stop))],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=sys.stderr.fileno()
                                 if os.environ.get("BENCH_VLLM_LOG") else subprocess.DEVNULL, text=True, env=env)

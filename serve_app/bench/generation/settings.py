@@ -16,6 +16,7 @@ class GenSettings:
     max_length: int = 256  # article tokens kept (the prompt adds ~40 template tokens)
     prefill_chunk: int | None = None  # the engine's default
     threads: int = 2
+    vllm_dtype: str = "bfloat16"  # vLLM standalone's dtype: its fastest here (AMX); float32 on CPUs without bf16
 
     @classmethod
     def smoke(cls) -> GenSettings:

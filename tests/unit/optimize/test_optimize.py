@@ -191,6 +191,9 @@ def test_summarizer_int8_and_bf16(tmp_path, smollm2_tokenizer_dir):
     ("classification", {"runtime": "onnx", "quantize": "bf16"}, "torch runtime option"),
     ("summarization", {"runtime": "onnx"}, "classifiers"),
     ("summarization", {"prune": ["heads:0.2"]}, "BERT-style"),
+    ("classification", {"runtime": "vllm", "quantize": "bf16"}, "generation models"),
+    ("summarization", {"runtime": "vllm", "quantize": "int8"}, "bf16, fp16, fp32"),
+    ("summarization", {"runtime": "vllm", "quantize": "bf16", "prune": ["random:0.2"]}, "a dtype only"),
 ])
 def test_impossible_plans_are_refused_with_the_fix(task, args, message):
     with pytest.raises(PlanError, match=message):
