@@ -86,10 +86,8 @@ def parse_prune(text: str) -> PruneStep:
 def make_plan(task: str, prune: list[str] | None = None, quantize: str | None = None,
               runtime: str = "torch", max_length: int | None = None) -> Plan:
     steps = tuple(parse_prune(p) for p in prune or [])
-    if runtime == "llama.cpp":
-        return _gguf_plan(task, steps, quantize, max_length)
-    if runtime == "vllm":
-        return _vllm_plan(task, steps, quantize, max_length)
+    if runtime in ENGINE_VARIANTS:
+        return _engine_plan(runtime, task, steps, quantize, max_length)
     if max_length is not None and (task != "classification" or not 8 <= max_length <= 4096):
         raise PlanError("--max-length cuts a classifier's inputs: give 8 to 4096 tokens (e.g. --max-length 64)")
     if quantize is not None and quantize not in QUANTIZATIONS:
@@ -117,23 +115,18 @@ def make_plan(task: str, prune: list[str] | None = None, quantize: str | None = 
     return Plan(steps, quantize, runtime, max_length)
 
 
-def _gguf_plan(task: str, steps: tuple, quantize: str | None, max_length: int | None) -> Plan:
-    """A GGUF requantization for the llama.cpp engine: nothing else composes with it."""
-    if task != "summarization":
-        raise PlanError("--runtime llama.cpp serves generation models (summarizers); classifiers run on torch or onnx")
-    if steps or max_length is not None:
-        raise PlanError("a GGUF variant is a requantization only: drop --prune and --max-length")
-    if quantize not in GGUF_QUANTIZATIONS:
-        raise PlanError(f"--runtime llama.cpp needs --quantize with a GGUF type: {', '.join(GGUF_QUANTIZATIONS)}")
-    return Plan((), quantize, "llama.cpp")
+# Generation engines whose variants are one setting and nothing else: what that setting is, and its values.
+ENGINE_VARIANTS = {"llama.cpp": ("a GGUF variant is a requantization", "a GGUF type", GGUF_QUANTIZATIONS),
+                   "vllm": ("a vLLM variant is a dtype", "the dtype it computes in", VLLM_DTYPES)}
 
 
-def _vllm_plan(task: str, steps: tuple, quantize: str | None, max_length: int | None) -> Plan:
-    """A Hugging Face folder for vLLM computing in one dtype: nothing else composes with it."""
+def _engine_plan(runtime: str, task: str, steps: tuple, quantize: str | None, max_length: int | None) -> Plan:
+    """A GGUF requantization for llama.cpp, or a dtype for vLLM: nothing else composes with either."""
+    what, setting, allowed = ENGINE_VARIANTS[runtime]
     if task != "summarization":
-        raise PlanError("--runtime vllm serves generation models (summarizers); classifiers run on torch or onnx")
+        raise PlanError(f"--runtime {runtime} serves generation models (summarizers); classifiers run on torch or onnx")
     if steps or max_length is not None:
-        raise PlanError("a vLLM variant is a dtype only: drop --prune and --max-length")
-    if quantize not in VLLM_DTYPES:
-        raise PlanError(f"--runtime vllm needs --quantize with the dtype it computes in: {', '.join(VLLM_DTYPES)}")
-    return Plan((), quantize, "vllm")
+        raise PlanError(f"{what} only: drop --prune and --max-length")
+    if quantize not in allowed:
+        raise PlanError(f"--runtime {runtime} needs --quantize with {setting}: {', '.join(allowed)}")
+    return Plan((), quantize, runtime)

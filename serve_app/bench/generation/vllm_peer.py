@@ -7,8 +7,8 @@ code in its path), which sends it runs as JSON lines on stdin and reads one JSON
 The engine is vLLM's own `AsyncLLM` at the best settings measured here and those vLLM's CPU guide recommends
 (bf16 on a CPU with AMX, torch.compile on, tcmalloc and Intel OpenMP preloaded, `max_num_seqs` = the run's
 concurrency, prefix caching on, `VLLM_CPU_KVCACHE_SPACE` and the OpenMP threads bound to the bench's threads:
-serve_app/runtime/engines/vllm_engine.py's `cpu_environment`); requests come from a closed loop of `concurrency` clients,
-as for the gateway, with the same prompt token ids and greedy decoding up to the same token limit.
+serve_app/runtime/engines/vllm_engine.py's `cpu_environment`); requests come from a closed loop of `concurrency`
+clients, as for the gateway, with the same prompt token ids and greedy decoding up to the same token limit.
 """
 
 from __future__ import annotations
