@@ -45,9 +45,10 @@ gateway used before, in process, on the same weights in fp32. Ratios are taken w
 What misses and why: G2 and P11 compare the gateway with the same engine without Ray Serve; on 2 cores the
 engine's two OpenMP threads already take every core, so the serving path (replica, ingress, proxy, the client's
 HTTP; several messages per token) takes its CPU from the engine: {med('gateway_c8', 'tokens_per_s'):.0f} against
-{med('inproc_c8', 'tokens_per_s'):.0f} tokens/s in process. G4 is the same cost at the first token:
-{med('gateway_c1', 'p50_ttft_s') * 1000:.0f} ms against vLLM's {med('vllm_c1', 'p50_ttft_s') * 1000:.0f} ms. P10 is the
-engine's own scheduling: vLLM in process at 8 ÷ vLLM standalone at 1 gave {eng_p10} for the first token. Sending
+{med('inproc_c8', 'tokens_per_s'):.0f} tokens/s in process. At the first token the same path costs
+{med('gateway_c1', 'p50_ttft_s') * 1000:.0f} ms against vLLM's {med('vllm_c1', 'p50_ttft_s') * 1000:.0f} ms (G4). P10 is
+mostly the engine's own scheduling: vLLM in process at 8 ÷ vLLM standalone at 1 gave {eng_p10} for the first token
+(per repeat). Sending
 tokens at most every 40 ms (fewer messages) did not lift G2 beyond this machine's run-to-run spread, so it is not
 in. Absolute figures drift with this shared machine by ±20% between runs; only ratios within a repeat are compared.
 """
