@@ -5,6 +5,8 @@ the report is written. No timing is asserted: on shared CI cores the figures mea
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 
@@ -29,8 +31,9 @@ def test_bench_smoke_runs_every_target_and_writes_the_report(serve_session, grpc
                                        settings))
     port, lit_port = free_port(), free_port()
     naive = subprocess.Popen([sys.executable, "-m", "serve_app.bench.naive_server", str(clf), "--port", str(port)])
+    # LitServe runs its workers in child processes: a session of its own, so the whole group is stopped.
     lit = subprocess.Popen([sys.executable, "-m", "serve_app.bench.peers", "litserve", str(clf), "--port",
-                            str(lit_port)])
+                            str(lit_port)], start_new_session=True)
     raw = load_classifier(clf, settings.max_length)
     try:
         with deployed(config):
@@ -43,7 +46,10 @@ def test_bench_smoke_runs_every_target_and_writes_the_report(serve_session, grpc
                          TEXTS, settings, tiny_models / "tiny-summarizer", peers=peers)
     finally:
         for proc in (naive, lit):
-            proc.terminate()
+            if proc is lit:
+                os.killpg(proc.pid, signal.SIGTERM)
+            else:
+                proc.terminate()
             proc.wait(30)
     targets = {"raw in-process", "gateway HTTP", "gateway OIP REST", "gateway OIP gRPC", "naive FastAPI", "LitServe", "plain Ray Serve"}
     assert set(result["sweep"]) == targets
