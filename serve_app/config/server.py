@@ -15,6 +15,10 @@ class Limits(Strict):
     max_texts: Annotated[int, Field(ge=1, le=10_000)] = 64
     max_text_chars: Annotated[int, Field(ge=1, le=10_000_000)] = 100_000
     max_body_bytes: Annotated[int, Field(ge=1024, le=1_073_741_824)] = 8 * 1024 * 1024
+    # A JSON body's nesting and its number of values (array elements and object members, all levels), checked
+    # right after parsing, before schemas or models: deeper or larger bodies are refused with a 400.
+    max_json_depth: Annotated[int, Field(ge=4, le=1000)] = 32
+    max_json_items: Annotated[int, Field(ge=100, le=100_000_000)] = 100_000
     # Deadline of a request that names none (X-Request-Timeout header / x-request-timeout gRPC metadata),
     # and the most a request may ask for (larger asks are cut to it). Past it: 504 / DEADLINE_EXCEEDED.
     request_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60.0

@@ -24,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Stric
 from serve_app.errors import DeadlineExceeded, GatewayError, InferenceFailed, InvalidInput
 
 MAX_STOPS = 4
+# Seeds go to numpy's and the engines' generators, which take unsigned 64-bit values at most.
+MAX_SEED = 2**63 - 1
 
 
 @dataclass
@@ -52,7 +54,7 @@ class GenerateParams(BaseModel):
     max_new_tokens: StrictInt | None = None
     temperature: Annotated[StrictFloat | StrictInt, Field(ge=0, le=2)] = 0.0
     top_p: Annotated[StrictFloat | StrictInt, Field(gt=0, le=1)] = 1.0
-    seed: StrictInt | None = None
+    seed: Annotated[StrictInt, Field(ge=0, le=MAX_SEED)] | None = None
     stop: Annotated[list[Annotated[StrictStr, Field(min_length=1, max_length=64)]],
                     Field(max_length=MAX_STOPS)] = []
     strip: bool = True

@@ -1,11 +1,18 @@
-"""Request bodies from bytes: the size limit, UTF-8, JSON, and a schema, each refused with a typed error that
-names the problem. Every HTTP adapter reads its body through here."""
+"""Request bodies from bytes: the size limit, UTF-8, JSON, its shape, and a schema, each refused with a typed
+error that names the problem. Every HTTP adapter reads its body through here.
+
+orjson parses: in C, ~10x faster than `json` on big bodies (a 2 MB array parses in milliseconds, so the event
+loop stays free), it refuses what the stdlib lets through into a 500 further on (lone UTF-16 surrogates such
+as "\\ud800", which tokenizers and encoders cannot take; NaN and Infinity), and it stops at 1024 levels of
+nesting instead of raising RecursionError. The parsed value is then held to the configured nesting depth and
+element count (`check_shape`) before any schema or model sees it: bounded work, whatever the body.
+"""
 
 from __future__ import annotations
 
-import json
 from typing import TypeVar
 
+import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
@@ -21,14 +28,45 @@ def decode_json(raw: bytes, limits: Limits) -> object:
     if not raw.strip():
         raise InvalidInput("request body is empty; send a JSON object such as {\"texts\": [\"...\"]}")
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise InvalidInput(f"request body is not valid UTF-8 (byte {err.start})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise InvalidInput(f"request body is not valid JSON: {err.msg} at line {err.lineno} "
-                           f"column {err.colno}") from None
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        raise InvalidInput(json_problem(err)) from None
+    check_shape(value, limits.max_json_depth, limits.max_json_items)
+    return value
+
+
+def json_problem(err: orjson.JSONDecodeError) -> str:
+    """A client-facing message for a body orjson refused."""
+    where = f" at line {err.lineno} column {err.colno}"
+    message = err.msg
+    if "surrogate" in message:
+        return (f"request body holds invalid Unicode{where}: a lone UTF-16 surrogate (\\ud800-\\udfff) is not a "
+                "character; send text as UTF-8")
+    if "UTF-8" in message:
+        return f"request body is not valid UTF-8{where}"
+    if "depth limit" in message:
+        return "request body nests JSON arrays and objects too deeply"
+    return f"request body is not valid JSON: {message}{where}"
+
+
+def check_shape(value: object, max_depth: int, max_items: int) -> None:
+    """Refuse a parsed body nested deeper than `max_depth` levels or holding more than `max_items` values in
+    its arrays and objects together. Iterative, and it stops at the first container over a limit: a flat
+    array of a million numbers is refused by its length alone."""
+    if not isinstance(value, dict | list):
+        return
+    stack, count = [(value, 1)], 0
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        if depth > max_depth:
+            raise InvalidInput(f"request body nests JSON arrays and objects {depth} levels deep; the limit is "
+                               f"{max_depth} (server.limits.max_json_depth)")
+        count += len(children)
+        if count > max_items:
+            raise InvalidInput(f"request body holds more than {max_items} values in its arrays and objects; the "
+                               "limit is server.limits.max_json_items")
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
 
 
 def check_declared_size(request: Request, limits: Limits) -> None:

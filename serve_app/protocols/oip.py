@@ -11,7 +11,13 @@ from serve_app.dataplane.selection import ACCURACY_PARAM, BUDGET_PARAM
 from serve_app.errors import InvalidInput, ModelNotFound, ModelNotReady
 from serve_app.plan import open_registry
 from serve_app.protocols.hints import request_hints
-from serve_app.protocols.tensors import TEXT_INPUT, check_text_input, encode_outputs, json_tensors
+from serve_app.protocols.tensors import (
+    TEXT_INPUT,
+    check_text_input,
+    encode_outputs,
+    json_tensors,
+    requested_outputs,
+)
 from serve_app.tasks import contract
 
 SERVER_NAME = "inference-gateway"
@@ -85,9 +91,12 @@ async def infer(dp: DataPlane, name: str, version: str | None, request: object, 
     if not isinstance(request, dict):
         raise InvalidInput("the inference request must be a JSON object with 'inputs'")
     texts = check_text_input(json_tensors(request, tail), name)
-    params = request.get("parameters") or {}
-    answer = await dp.inference.infer(inference_request(dp, name, version, texts, params, headers))
-    outputs, out_tail = encode_outputs(answer.results, request.get("outputs"), bool(params.get("binary_data_output")))
+    params = {} if request.get("parameters") is None else request["parameters"]
+    call = inference_request(dp, name, version, texts, params, headers)  # checks `params` is an object
+    binary = bool(params.get("binary_data_output"))
+    wanted = requested_outputs(request.get("outputs"), binary)
+    answer = await dp.inference.infer(call)
+    outputs, out_tail = encode_outputs(answer.results, wanted, binary)
     response = {"model_name": name, "outputs": outputs}
     if answer.version:
         response["model_version"] = answer.version

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
 from serve_app.dataplane import DataPlane
-from serve_app.dataplane.generation import GenerationStream, ended_badly
+from serve_app.dataplane.generation import MAX_SEED, GenerationStream, ended_badly
 from serve_app.errors import GatewayError, InvalidInput, ModelNotFound
 from serve_app.protocols.json_body import decode_json, describe_error
 from serve_app.protocols.sse import SSE_HEADERS, frame, guarded
@@ -54,7 +54,7 @@ class _Request(BaseModel):
     top_p: float | None = None
     n: StrictInt | None = None
     stop: StrictStr | list[StrictStr] | None = None
-    seed: StrictInt | None = None
+    seed: Annotated[StrictInt, Field(ge=0, le=MAX_SEED)] | None = None
     stream: StrictBool | None = False
     stream_options: dict | None = None
 
@@ -99,7 +99,12 @@ class ChatRequest(_Request):
 
 
 class CompletionRequest(_Request):
-    prompt: StrictStr | Annotated[list[StrictStr], Field(min_length=1, max_length=1)]
+    # An empty prompt leaves the engine nothing to continue from (vLLM refuses it too).
+    prompt: Annotated[StrictStr, Field(min_length=1)] | Annotated[
+        list[Annotated[StrictStr, Field(min_length=1)]], Field(min_length=1, max_length=1)]
+
+    def text(self) -> str:
+        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
 
 
 def _parse(schema, body: object):
@@ -144,6 +149,11 @@ def add_openai_routes(app: FastAPI, get_dataplane: Callable[[], DataPlane],
 
     async def open_stream(request: Request, req: _Request, payload: dict) -> tuple[DataPlane, GenerationStream]:
         dp = get_dataplane()
+        # The same text limit as every other route, before the replica tokenizes anything.
+        chars = len(payload["prompt"]) if "prompt" in payload else sum(len(m["content"]) for m in payload["messages"])
+        if chars > dp.limits.max_text_chars:
+            field = "prompt" if "prompt" in payload else "messages"
+            raise InvalidInput(f"{field}: {chars} characters; the limit is {dp.limits.max_text_chars}", field=field)
         deadline = deadline_of(request, dp)
         return dp, await dp.deadlines.within(deadline, dp.inference.open_stream(req.model, {**payload, "params": {
             **req.params(), **payload.get("params", {})}}, deadline))
@@ -159,8 +169,7 @@ def add_openai_routes(app: FastAPI, get_dataplane: Callable[[], DataPlane],
     @app.post(f"{PREFIX}/completions")
     async def completions(request: Request):
         req = _parse(CompletionRequest, await _json(request))
-        prompt = req.prompt if isinstance(req.prompt, str) else req.prompt[0]
-        _, stream = await open_stream(request, req, {"kind": "completion", "prompt": prompt,
+        _, stream = await open_stream(request, req, {"kind": "completion", "prompt": req.text(),
                                                      "params": {"strip": False}})
         return await respond(req, stream, "completion")
 

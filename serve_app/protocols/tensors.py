@@ -110,7 +110,10 @@ def json_tensors(request: dict, tail: bytes) -> list[TextTensor]:
 
 def _json_tensor(tensor: dict, tail: bytes) -> TextTensor:
     out = TextTensor(tensor.get("name"), tensor.get("datatype"), tensor.get("shape"), None)
-    params = tensor.get("parameters") or {}
+    params = {} if tensor.get("parameters") is None else tensor["parameters"]
+    if not isinstance(params, dict):
+        raise InvalidInput(f"inputs: the parameters of input {tensor.get('name')!r} must be a JSON object",
+                           field="inputs.parameters")
     if "binary_data_size" in params:
         size = params["binary_data_size"]
         if not isinstance(size, int) or size < 0 or size > len(tail):
@@ -176,12 +179,26 @@ def output_columns(records: list[dict], requested: list[str] | None) -> list[Col
     return columns
 
 
-def encode_outputs(records: list[dict], requested: list[dict] | None, binary_default: bool) -> tuple[list, bytes]:
-    """OIP REST output tensors for `records`; binary ones also return their bytes, in order."""
-    wanted = None
-    if requested:
-        wanted = {o.get("name"): bool((o.get("parameters") or {}).get("binary_data", binary_default))
-                  for o in requested if isinstance(o, dict)}
+def requested_outputs(requested: object, binary_default: bool) -> dict[str, bool] | None:
+    """A request's `outputs` ({name: sent as binary}), checked before the model runs; None: every output."""
+    if requested is None or requested == []:
+        return None
+    if not isinstance(requested, list):
+        raise InvalidInput("outputs: must be a list of objects such as {\"name\": \"label\"}", field="outputs")
+    wanted = {}
+    for i, out in enumerate(requested):
+        if not isinstance(out, dict) or not isinstance(out.get("name"), str):
+            raise InvalidInput(f"outputs[{i}]: must be an object with a string 'name'", field="outputs")
+        params = {} if out.get("parameters") is None else out["parameters"]
+        if not isinstance(params, dict):
+            raise InvalidInput(f"outputs[{i}].parameters: must be a JSON object", field="outputs")
+        wanted[out["name"]] = bool(params.get("binary_data", binary_default))
+    return wanted
+
+
+def encode_outputs(records: list[dict], wanted: dict[str, bool] | None, binary_default: bool) -> tuple[list, bytes]:
+    """OIP REST output tensors for `records` (`wanted`: from `requested_outputs`); binary ones also return
+    their bytes, in order."""
     outputs, tail = [], b""
     for col in output_columns(records, list(wanted) if wanted else None):
         out = {"name": col.name, "datatype": col.datatype, "shape": col.shape}
