@@ -13,6 +13,7 @@ import torch
 
 from deployments.metrics import metrics_for
 from serve_app.dataplane.batching import SlotBatcher
+from serve_app.errors import GatewayError, InvalidInput
 from serve_app.registry import IntegrityError, Registry
 from serve_app.registry.versioning import content_hash, short
 from serve_app.runtime.processing import flatten, unflatten
@@ -21,6 +22,8 @@ log = logging.getLogger("ray.serve")
 
 # Model calls failing in a row before the replica reports itself unhealthy (Ray Serve then replaces it).
 UNHEALTHY_AFTER_FAILURES = 5
+# What the replica runs after a request fails alone, to tell a bad input from a broken model.
+PROBE_TEXT = "The replica checks that its model still answers."
 
 
 def materialize(spec: dict) -> tuple[Path, str, str]:
@@ -76,7 +79,8 @@ class ModelDeployment:
             self.batcher = SlotBatcher(self._run_batch, batching["max_batch_size"], concurrent,
                                        batching["batch_wait_timeout_s"], name=self.name,
                                        on_batch=lambda n, running: self.metrics.observe(
-                                           "gateway_batch_size", self.labels, n))
+                                           "gateway_batch_size", self.labels, n),
+                                       isolate=lambda err: True)  # a failed batch reruns request by request
         log.info("model %s loaded: version %s (%s)", self.name, self.version, self.content_hash)
 
     def _load(self, path: Path) -> dict:
@@ -108,6 +112,9 @@ class ModelDeployment:
         self.metrics.set("gateway_queue_depth", self.labels, self.in_flight)
         try:
             return await self.batcher.submit(texts)
+        except Exception as err:
+            await self._blame(err)
+            raise
         finally:
             self.in_flight -= 1
             self.metrics.set("gateway_queue_depth", self.labels, self.in_flight)
@@ -115,17 +122,30 @@ class ModelDeployment:
     def _predict(self, texts: list[str]) -> list:
         raise NotImplementedError
 
+    async def _blame(self, err: Exception) -> None:
+        """A request failed on its own (its batch was rerun request by request). If the model still answers a
+        known-good text, the input was at fault: a 400 for its sender, and nothing counted against the
+        replica's health. Otherwise the model is failing: counted (see check_health), and the error stands."""
+        if isinstance(err, GatewayError):
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._pool, self._predict_with, 1, [PROBE_TEXT])
+        except Exception:  # noqa: BLE001 - the model itself is failing
+            self.failures_in_a_row += 1
+            return
+        self.failures_in_a_row = 0
+        log.warning("model %s could not process one request's input: %r", self.name, err)
+        raise InvalidInput(f"model '{self.name}' could not process this input (the model answers others); "
+                           "check the texts' encoding and content") from None
+
     async def _run_batch(self, flat: list[str]) -> list:
         """Run one batch on a worker thread. A batch running alone gets every intra-op thread (lowest latency
         at low load); batches running side by side get one each, so under load the replica keeps all its cores
         busy without the OpenMP barrier stalls of one wide team sharing cores with other processes."""
         threads = self.threads if self.batcher.running <= 1 else 1
         loop = asyncio.get_running_loop()
-        try:
-            outputs = await loop.run_in_executor(self._pool, self._predict_with, threads, flat)
-        except Exception:
-            self.failures_in_a_row += 1
-            raise
+        # Failures are counted by `_blame`, once a failed request has been tried alone and the model probed.
+        outputs = await loop.run_in_executor(self._pool, self._predict_with, threads, flat)
         self.failures_in_a_row = 0
         return outputs
 

@@ -14,13 +14,20 @@ from ray.serve.handle import DeploymentHandle
 
 from serve_app.config import ModelConfig
 from serve_app.dataplane.batching import SlotBatcher
-from serve_app.errors import ModelNotReady, Overloaded
+from serve_app.errors import DeadlineExceeded, GatewayError, ModelNotReady, Overloaded
 
 log = logging.getLogger("ray.serve")
 
 
 # A replica that died or cannot be reached: the call may succeed on another (or the replacement) replica.
 _REPLICA_LOST = (RayActorError, ActorUnavailableError, ReplicaUnavailableError, DeploymentUnavailableError)
+
+
+def worth_isolating(err: Exception) -> bool:
+    """Whether a merged call that failed is rerun request by request: yes when one request's input may be the
+    cause (the replica refused or failed on it), not when every request would fail alike (overloaded, no
+    replica, past the deadline): rerunning those would only multiply the load."""
+    return not (isinstance(err, GatewayError) and (err.retryable or isinstance(err, DeadlineExceeded)))
 
 
 class HandleBackend:
@@ -38,7 +45,8 @@ class HandleBackend:
         self.facts: dict = {}  # content hash and gated accuracy of the version (serve_app.plan.version_facts)
         if model is not None and model.coalesces:
             self.coalescer = SlotBatcher(self._merged, model.batching.max_batch_size, model.calls_in_flight,
-                                         max_queued=model.resources.max_queued_requests, name=self.name)
+                                         max_queued=model.resources.max_queued_requests, name=self.name,
+                                         isolate=worth_isolating)
 
     async def infer(self, texts: list[str], params: dict) -> dict:
         if self.coalescer is None or params:

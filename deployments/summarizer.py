@@ -17,7 +17,7 @@ from pathlib import Path
 from ray import serve
 
 from deployments.base import ModelDeployment
-from serve_app.dataplane.generation import PromptTooLong, sampling_params
+from serve_app.dataplane.generation import BadPrompt, PromptTooLong, sampling_params
 from serve_app.runtime.engines import Sequence
 from serve_app.tasks import contract
 
@@ -62,7 +62,7 @@ class SummarizerDeployment(ModelDeployment):
         """Stream one generation: a `start` event (or an `error` event), `token` events, a `done` event."""
         try:
             ids, truncated, n_in = self._prompt(request)
-        except PromptTooLong as err:
+        except BadPrompt as err:
             yield {"type": "error", "kind": "invalid_input", "message": str(err)}
             return
         params = sampling_params(request["params"])
@@ -87,6 +87,8 @@ class SummarizerDeployment(ModelDeployment):
             return self.runtime.summary_prompt(request["text"])
         ids = (self.runtime.chat_prompt(request["messages"]) if kind == "chat"
                else self.runtime.completion_prompt(request["prompt"]))
+        if not ids:  # nothing to continue from: refused here, so it never enters (and fails) a running batch
+            raise BadPrompt("the prompt is empty: it encodes to no tokens")
         room = self.runtime.model_limit - int(request["params"]["max_new_tokens"])
         if len(ids) > room:
             raise PromptTooLong(f"the prompt has {len(ids)} tokens; with max_tokens "

@@ -47,11 +47,15 @@ class SlotBatcher:
     - `wait_s`: how long a batch with a free slot waits for more items (0: greedy, the default on CPU).
     - `max_queued`: requests waiting beyond this are refused with `Overloaded` (None: no bound).
     - `on_batch(n_items, running)`: called as each run starts, e.g. to record the batch size.
+    - `isolate(error)`: when a run of several requests fails with an error for which this is true, each request
+      runs again alone and gets its own result or error: one bad input fails only its own request, never
+      the requests that shared its batch (None: every caller of a failed run gets its error).
     """
 
     def __init__(self, run: Callable[[list], Awaitable[list]], max_batch: int, max_concurrent: int = 1,
                  wait_s: float = 0.0, max_queued: int | None = None,
-                 on_batch: Callable[[int, int], None] | None = None, name: str = "model"):
+                 on_batch: Callable[[int, int], None] | None = None, name: str = "model",
+                 isolate: Callable[[Exception], bool] | None = None):
         if max_batch < 1 or max_concurrent < 1:
             raise ValueError("max_batch and max_concurrent must be >= 1")
         self.run = run
@@ -61,6 +65,7 @@ class SlotBatcher:
         self.max_queued = max_queued
         self.on_batch = on_batch or (lambda n, running: None)
         self.name = name
+        self.isolate = isolate
         self.queue: deque[_Request] = deque()
         self.running = 0
         self._arrived: asyncio.Event | None = None
@@ -146,15 +151,36 @@ class SlotBatcher:
         except asyncio.CancelledError:
             return  # every caller of this batch is gone
         except Exception as err:  # noqa: BLE001 - every caller of the batch gets the failure
-            for r in batch.requests:
-                if not r.future.done():
-                    r.future.set_exception(err)
+            live = [r for r in batch.requests if not r.future.done()]
+            if len(live) > 1 and self.isolate is not None and self.isolate(err):
+                await self._run_alone(live)
+                return
+            for r in live:
+                r.future.set_exception(err)
             return
         start = 0
         for r in batch.requests:
             if not r.future.done():
                 r.future.set_result(results[start:start + len(r.items)])
             start += len(r.items)
+
+    async def _run_alone(self, requests: list[_Request]) -> None:
+        """After a failed batch: each request again on its own, in turn (only failures pay for this)."""
+        for r in requests:
+            if r.future.done():
+                continue
+            try:
+                results = await self.run(r.items)
+                if len(results) != len(r.items):
+                    raise RuntimeError(f"{self.name}: {len(results)} results for {len(r.items)} inputs")
+            except asyncio.CancelledError:
+                return
+            except Exception as err:  # noqa: BLE001 - this request's own failure
+                if not r.future.done():
+                    r.future.set_exception(err)
+                continue
+            if not r.future.done():
+                r.future.set_result(results)
 
     async def close(self) -> None:
         if self._dispatcher is not None:

@@ -42,7 +42,11 @@ def sampling_params(params: dict) -> SamplingParams:
     return SamplingParams(**{k: v for k, v in params.items() if k in SamplingParams.__dataclass_fields__})
 
 
-class PromptTooLong(ValueError):
+class BadPrompt(ValueError):
+    """A prompt the replica refuses before it reaches the engine (answered as invalid input)."""
+
+
+class PromptTooLong(BadPrompt):
     """A chat or completion prompt that leaves no room for max_new_tokens (raised in the replica)."""
 
 

@@ -90,7 +90,7 @@ async def infer(dp: DataPlane, name: str, version: str | None, request: object, 
     dp.table.check_served(name)
     if not isinstance(request, dict):
         raise InvalidInput("the inference request must be a JSON object with 'inputs'")
-    texts = check_text_input(json_tensors(request, tail), name)
+    texts = check_text_input(json_tensors(request, tail, dp.limits.max_texts), name)
     params = {} if request.get("parameters") is None else request["parameters"]
     call = inference_request(dp, name, version, texts, params, headers)  # checks `params` is an object
     binary = bool(params.get("binary_data_output"))

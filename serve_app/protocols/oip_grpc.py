@@ -21,7 +21,7 @@ from serve_app.dataplane import InferenceResponse
 from serve_app.errors import GatewayError, InvalidInput, retry_after
 from serve_app.protocols import oip
 from serve_app.protocols.auth import check_bearer
-from serve_app.protocols.grpc_stubs import RPC_NAMES
+from serve_app.protocols.grpc_stubs import RPC_NAMES, Malformed
 from serve_app.protocols.grpc_stubs import service_pb2 as pb
 from serve_app.protocols.sse import guarded
 from serve_app.protocols.tensors import (
@@ -45,14 +45,17 @@ def _params(request) -> dict:
     return {k: _param_value(v) for k, v in request.parameters.items()}
 
 
-def _tensors(request) -> list[TextTensor]:
+def _tensors(request, max_items: int) -> list[TextTensor]:
     """The request's input tensors, read straight from protobuf: raw_input_contents (what tritonclient sends)
-    or typed bytes_contents."""
+    or typed bytes_contents. More than `max_items` elements are refused before any is copied or decoded."""
     tensors = []
     for i, t in enumerate(request.inputs):
         if i < len(request.raw_input_contents):
-            items = unpack_bytes(request.raw_input_contents[i])
+            items = unpack_bytes(request.raw_input_contents[i], max_items)
         else:
+            if len(t.contents.bytes_contents) > max_items:
+                raise InvalidInput(f"input '{t.name}': {len(t.contents.bytes_contents)} elements; the limit is "
+                                   f"{max_items} texts per request", field="inputs")
             items = list(t.contents.bytes_contents)  # a non-BYTES tensor is refused by its datatype first
         tensors.append(TextTensor(t.name, t.datatype, list(t.shape), items))
     return tensors
@@ -120,6 +123,7 @@ class OipGrpcServicer:
 
     async def ServerReady(self, request, grpc_context):  # noqa: N802
         async def work():
+            _parsed(request)
             try:
                 await self.dataplane.status.ready()
             except GatewayError:
@@ -129,6 +133,7 @@ class OipGrpcServicer:
 
     async def ModelReady(self, request, grpc_context):  # noqa: N802
         async def work():
+            _parsed(request)
             self._check_inference(grpc_context)
             ready = await oip.model_ready(self.dataplane, request.name, request.version or None)
             return pb.ModelReadyResponse(ready=ready)
@@ -136,6 +141,7 @@ class OipGrpcServicer:
 
     async def ServerMetadata(self, request, grpc_context):  # noqa: N802
         async def work():
+            _parsed(request)
             self._check_inference(grpc_context)
             meta = oip.server_metadata()
             return pb.ServerMetadataResponse(name=meta["name"], version=meta["version"],
@@ -144,6 +150,7 @@ class OipGrpcServicer:
 
     async def ModelMetadata(self, request, grpc_context):  # noqa: N802
         async def work():
+            _parsed(request)
             self._check_inference(grpc_context)
             meta = await oip.model_metadata(self.dataplane, request.name, request.version or None)
             msg = pb.ModelMetadataResponse(name=meta["name"], versions=meta["versions"], platform=meta["platform"])
@@ -155,13 +162,14 @@ class OipGrpcServicer:
 
     async def ModelInfer(self, request, grpc_context):  # noqa: N802
         async def work():
+            _parsed(request)
             self._check_inference(grpc_context)
             deadline = self.dataplane.deadlines.deadline_s(_metadata(grpc_context).get("x-request-timeout"))
             if not request.inputs:
                 raise InvalidInput(f"send one BYTES input tensor named '{TEXT_INPUT}'")
             dp = self.dataplane
             dp.table.check_served(request.model_name)
-            texts = check_text_input(_tensors(request), request.model_name)
+            texts = check_text_input(_tensors(request, dp.limits.max_texts), request.model_name)
             req = oip.inference_request(dp, request.model_name, request.model_version or None, texts,
                                         _params(request), _metadata(grpc_context))
             answer = await dp.deadlines.within(deadline, dp.inference.infer(req))
@@ -175,6 +183,9 @@ class OipGrpcServicer:
         `finish_reason`. A failed request answers `error_message` (tritonclient's callback gets an error) with
         its status (`_stream_error`), and the stream goes on with the next request."""
         async for request in requests:
+            if isinstance(request, Malformed):
+                yield _stream_error(InvalidInput(request.message), pb.ModelInferRequest())
+                continue
             try:
                 stream = await self._open_stream(request, grpc_context)
             except GatewayError as err:
@@ -201,7 +212,7 @@ class OipGrpcServicer:
     async def _open_stream(self, request, grpc_context):
         """One stream request's generation, admitted and started (typed errors until the replica accepts it)."""
         self._check_inference(grpc_context)
-        texts = check_text_input(_tensors(request)) if request.inputs else []
+        texts = check_text_input(_tensors(request, self.dataplane.limits.max_texts)) if request.inputs else []
         if len(texts) != 1:
             raise InvalidInput("send one BYTES input tensor holding one text")
         params = _params(request)
@@ -220,6 +231,7 @@ class OipGrpcServicer:
 
     async def RepositoryIndex(self, request, grpc_context):  # noqa: N802
         async def work():
+            _parsed(request)
             self._check_inference(grpc_context)
             msg = pb.RepositoryIndexResponse()
             for e in await oip.repository_index(self.dataplane):
@@ -235,6 +247,7 @@ class OipGrpcServicer:
 
     async def _repository_change(self, request, grpc_context, change, response_cls):
         async def work():
+            _parsed(request)
             self._check_admin(grpc_context)
             params = _params(request)
             await change(self.dataplane, request.model_name, {"parameters": params} if params else None)
@@ -247,6 +260,12 @@ class OipGrpcServicer:
     def _check_inference(self, grpc_context) -> None:
         check_bearer(getattr(self, "inference_token", None), _metadata(grpc_context).get("authorization", ""),
                      "inference")
+
+
+def _parsed(request) -> None:
+    """A body that was not the RPC's protobuf message (see grpc_stubs.Malformed) is bad input."""
+    if isinstance(request, Malformed):
+        raise InvalidInput(request.message)
 
 
 def _metadata(grpc_context) -> dict[str, str]:

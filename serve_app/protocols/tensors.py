@@ -21,9 +21,13 @@ def pack_bytes(items: list[bytes]) -> bytes:
     return b"".join(struct.pack("<I", len(b)) + b for b in items)
 
 
-def unpack_bytes(raw: bytes) -> list[bytes]:
+def unpack_bytes(raw: bytes, max_items: int | None = None) -> list[bytes]:
+    """The elements of a binary BYTES tensor; more than `max_items` of them is refused as soon as it is seen."""
     out, i = [], 0
     while i < len(raw):
+        if max_items is not None and len(out) >= max_items:
+            raise InvalidInput(f"binary BYTES tensor holds more than {max_items} elements; the limit is "
+                               f"{max_items} texts per request", field="inputs")
         if i + 4 > len(raw):
             raise InvalidInput("binary BYTES tensor is truncated (a length prefix is cut)")
         (n,) = struct.unpack_from("<I", raw, i)
@@ -100,15 +104,15 @@ def _texts(tensor: TextTensor) -> list[str]:
     return texts
 
 
-def json_tensors(request: dict, tail: bytes) -> list[TextTensor]:
+def json_tensors(request: dict, tail: bytes, max_items: int | None = None) -> list[TextTensor]:
     """The input tensors of an OIP REST request: JSON `data`, or the binary extension's bytes from `tail`."""
     inputs = request.get("inputs")
     if not isinstance(inputs, list) or not inputs or not all(isinstance(t, dict) for t in inputs):
         raise InvalidInput(f"inputs: send exactly one BYTES tensor (named '{TEXT_INPUT}') holding the texts")
-    return [_json_tensor(t, tail) for t in inputs]
+    return [_json_tensor(t, tail, max_items) for t in inputs]
 
 
-def _json_tensor(tensor: dict, tail: bytes) -> TextTensor:
+def _json_tensor(tensor: dict, tail: bytes, max_items: int | None) -> TextTensor:
     out = TextTensor(tensor.get("name"), tensor.get("datatype"), tensor.get("shape"), None)
     params = {} if tensor.get("parameters") is None else tensor["parameters"]
     if not isinstance(params, dict):
@@ -119,7 +123,7 @@ def _json_tensor(tensor: dict, tail: bytes) -> TextTensor:
         if not isinstance(size, int) or size < 0 or size > len(tail):
             out.problem = f"binary_data_size {size!r} does not fit the binary data"
         else:
-            out.items = unpack_bytes(tail[:size])
+            out.items = unpack_bytes(tail[:size], max_items)
     elif not isinstance(tensor.get("data"), list):
         out.problem = "'data' must be a list of strings"
     else:

@@ -109,6 +109,8 @@ class ThreadedEngine:
 
     # -- called from other threads ------------------------------------------------------------------------
     def submit(self, seq: Sequence) -> Sequence:
+        if not seq.prompt_ids:  # would fail the whole step it joined, ending every sequence in it
+            raise ValueError("a sequence needs at least one prompt token")
         seq.stream = TextStream(self.decode, seq.params.stop, seq.params.strip)
         if seq.params.temperature > 0:
             seq.rng = np.random.default_rng(seq.params.seed)

@@ -119,6 +119,53 @@ def test_a_failing_run_fails_every_caller_of_that_batch_only():
     run(main())
 
 
+def test_with_isolation_only_the_bad_request_of_a_failed_batch_fails():
+    async def main():
+        calls = []
+
+        async def model(items):
+            calls.append(list(items))
+            await asyncio.sleep(0.01)
+            if "bad" in items:
+                raise ValueError("model failed")
+            return [x.upper() for x in items]
+
+        batcher = SlotBatcher(model, max_batch=16, isolate=lambda err: isinstance(err, ValueError))
+        results = await asyncio.gather(batcher.submit(["first"]), *(batcher.submit([f"ok{i}"]) for i in range(6)),
+                                       batcher.submit(["bad"]), batcher.submit(["ok6", "ok7"]),
+                                       return_exceptions=True)
+        assert results[0] == ["FIRST"]
+        assert results[1:7] == [[f"OK{i}"] for i in range(6)]
+        assert isinstance(results[7], ValueError) and results[8] == ["OK6", "OK7"]
+        assert calls[0] == ["first", *(f"ok{i}" for i in range(6)), "bad", "ok6", "ok7"]  # one batch failed...
+        assert calls[1:] == [["first"], *([f"ok{i}"] for i in range(6)), ["bad"], ["ok6", "ok7"]]  # ...each alone
+        await batcher.close()
+
+    run(main())
+
+
+def test_isolation_is_not_applied_to_errors_it_does_not_name():
+    async def main():
+        calls = []
+
+        async def model(items):
+            calls.append(list(items))
+            await asyncio.sleep(0.01)
+            raise Overloaded("busy")
+
+        batcher = SlotBatcher(model, max_batch=4, isolate=lambda err: not isinstance(err, Overloaded))
+        first = asyncio.ensure_future(batcher.submit(["a"]))
+        await asyncio.sleep(0)
+        results = await asyncio.gather(batcher.submit(["b"]), batcher.submit(["c"]), return_exceptions=True)
+        assert all(isinstance(r, Overloaded) for r in results)
+        assert calls == [["a"], ["b", "c"]], "an overloaded batch must not be retried request by request"
+        with pytest.raises(Overloaded):
+            await first
+        await batcher.close()
+
+    run(main())
+
+
 def test_a_wrong_number_of_results_is_an_error_not_a_misalignment():
     async def main():
         async def model(items):

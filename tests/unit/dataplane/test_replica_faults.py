@@ -82,3 +82,57 @@ def test_replica_reports_unhealthy_after_repeated_model_failures():
         replica.check_health()
     assert asyncio.run(replica._run_flat([["a", "b"]], lambda flat: flat)) == [["a", "b"]]
     replica.check_health()  # one success clears it
+
+
+def _replica(predict):
+    """A ModelDeployment shell around `predict` (flat texts -> results), with its batcher as the replica has it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from deployments.base import ModelDeployment
+    from serve_app.dataplane.batching import SlotBatcher
+    from serve_app.metrics import NullMetrics
+
+    replica = object.__new__(ModelDeployment)
+    replica.name, replica.version, replica.failures_in_a_row = "m", "1", 0
+    replica.metrics, replica.labels, replica.in_flight, replica.threads = NullMetrics(), {}, 0, 1
+    replica._pool = ThreadPoolExecutor(max_workers=1)
+    replica._predict = predict
+    replica.batcher = SlotBatcher(replica._run_batch, 16, 1, 0.0, isolate=lambda err: True)
+    return replica
+
+
+def test_a_bad_input_fails_alone_with_a_400_and_never_counts_against_health():
+    from deployments.base import UNHEALTHY_AFTER_FAILURES
+    from serve_app.errors import InvalidInput
+
+    def predict(texts):
+        if any("\x00" in t for t in texts):
+            raise ValueError("the tokenizer cannot take this")
+        return [t.upper() for t in texts]
+
+    replica = _replica(predict)
+
+    async def main():
+        return await asyncio.gather(*(replica._queue([f"ok{i}"]) for i in range(7)), replica._queue(["bad\x00"]),
+                                    replica._queue(["ok7", "ok8"]), return_exceptions=True)
+
+    for _ in range(UNHEALTHY_AFTER_FAILURES + 1):
+        results = asyncio.run(main())
+        assert results[:7] == [[f"OK{i}"] for i in range(7)] and results[8] == ["OK7", "OK8"]
+        assert isinstance(results[7], InvalidInput) and "could not process" in results[7].message
+    assert replica.failures_in_a_row == 0
+    replica.check_health()
+
+
+def test_a_broken_model_still_counts_and_is_reported_unhealthy():
+    from deployments.base import UNHEALTHY_AFTER_FAILURES
+
+    def predict(texts):
+        raise RuntimeError("device lost")
+
+    replica = _replica(predict)
+    for _ in range(UNHEALTHY_AFTER_FAILURES):
+        with pytest.raises(RuntimeError, match="device lost"):
+            asyncio.run(replica._queue(["x"]))
+    with pytest.raises(RuntimeError, match="model calls failed"):
+        replica.check_health()
