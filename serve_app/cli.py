@@ -118,7 +118,8 @@ def _cmd_run(args: argparse.Namespace, settings: GatewaySettings) -> int:
         return 2
     plan_versions(config)  # fail fast, before Ray starts, on a version the registry cannot resolve
 
-    use_fast_path(http_front=config.server.http_front)  # before Ray is imported: its workers inherit the env
+    # before Ray is imported: its workers (the proxy too) inherit the env
+    use_fast_path(http_front=config.server.http_front, edge=config.server.http_edge)
     import ray
     from ray import serve
 

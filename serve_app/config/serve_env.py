@@ -18,6 +18,8 @@ import os
 import socket
 from collections.abc import MutableMapping
 
+from serve_app.config.server import HttpEdge
+
 FAST_PATH = {
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
     # Every application's top deployment counts as an ingress in this mode, model versions included, and
@@ -39,9 +41,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def use_fast_path(env: MutableMapping[str, str] = os.environ, http_front: str = "ray") -> dict[str, str]:
+def use_fast_path(env: MutableMapping[str, str] = os.environ, http_front: str = "ray",
+                  edge: HttpEdge | None = None) -> dict[str, str]:
     """Set the fast-path switches unless the environment already sets them (`=0` turns one off); with
-    `http_front="haproxy"` also HAProxy's, its side ports on free ones. Returns the switches as they now are."""
+    `http_front="haproxy"` also HAProxy's, its side ports on free ones. Ray's proxy also gets the HTTP edge
+    limits (`edge`, default HttpEdge(): serve_app/ops/http_edge.py). Returns the switches as they now are."""
+    from serve_app.ops.http_edge import edge_env
+
+    edge_env(edge or HttpEdge(), env)
     wanted = dict(FAST_PATH)
     if http_front == "haproxy":
         wanted |= HAPROXY_FRONT | {key: env.get(key) or str(_free_port()) for key in HAPROXY_SIDE_PORTS}

@@ -32,6 +32,17 @@ class Limits(Strict):
         return self
 
 
+class HttpEdge(Strict):
+    """Limits where HTTP requests arrive (Ray's proxy: serve_app/ops/http_edge.py). Past them: 431 (headers),
+    400 (HTTP/1.1 without Host), 408 (a client too slow to send its headers, or its body), and the connection
+    is closed."""
+
+    max_header_bytes: Annotated[int, Field(ge=1024, le=1_048_576)] = 16 * 1024  # request line + headers
+    max_headers: Annotated[int, Field(ge=8, le=10_000)] = 100
+    header_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0  # from connection (or first byte) to headers' end
+    body_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 30.0  # longest pause between two pieces of a body
+
+
 class RegistryConfig(Strict):
     """Where registered versions live and where replicas cache them. S3 credentials: prefer the standard
     AWS environment variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) over writing them here."""
@@ -57,6 +68,7 @@ class ServerConfig(Strict):
     # OIP gRPC (inference.GRPCInferenceService) through Ray Serve's gRPC proxy; 0 turns it off.
     grpc_port: Annotated[int, Field(ge=0, le=65535)] = 9000
     limits: Limits = Limits()
+    http_edge: HttpEdge = HttpEdge()
     ingress_num_cpus: Annotated[float, Field(gt=0, le=16)] = 0.1
     # Record gateway metrics through Ray (off: nothing is recorded; for measuring their overhead).
     metrics: bool = True

@@ -68,6 +68,9 @@ def create_app(get_dataplane: Callable[[], DataPlane], admin_token: str | None =
                inference_token: str | None = None) -> FastAPI:
     """`get_dataplane` is called per request: under Ray Serve the replica builds its dataplane after import."""
     app = FastAPI(title="Inference gateway", version="0.1.0", dependencies=[Depends(inference_guard(inference_token))])
+    # No trailing-slash redirects: Starlette builds their Location from the request's Host header, which any
+    # client sets (`Host: evil.example` -> a redirect to evil.example). A path with a stray slash is a 404.
+    app.router.redirect_slashes = False
     admin = [Depends(admin_guard(admin_token))]
 
     @app.exception_handler(GatewayError)
