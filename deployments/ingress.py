@@ -16,6 +16,7 @@ from serve_app.config import GatewayConfig
 from serve_app.config.settings import GatewaySettings
 from serve_app.dataplane import DataPlane
 from serve_app.dataplane.routing import ModelRoutes
+from serve_app.protocols.auth import admin_token_for
 from serve_app.protocols.http_app import create_app
 from serve_app.protocols.oip_grpc import OipGrpcServicer
 
@@ -36,7 +37,8 @@ class Gateway(OipGrpcServicer):
         manager = ServeModelManager(self.config, gpus_in_cluster)
         self.dataplane = DataPlane(self.config, routes, manager, metrics_for(self.config.server.metrics))
         settings = GatewaySettings()
-        self.admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
+        self.admin_token = admin_token_for(
+            settings.admin_token.get_secret_value() if settings.admin_token else None, self.config.server.host)
         self.inference_token = settings.inference_token.get_secret_value() if settings.inference_token else None
 
     def __serve_build_asgi_app__(self):

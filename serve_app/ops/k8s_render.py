@@ -78,6 +78,9 @@ def serve_config(raw: dict, gpus: float) -> dict:
     """The Serve config (serveConfigV2) for a gateway config mapping: one application per declared version,
     then the ingress on `/`. Each application's builder gets the config as `args`, so a config change is a
     serveConfigV2 change, which KubeRay applies in place."""
+    # In the cluster Serve listens on every address (http_options below): the config the ingress reads says so,
+    # which keeps its admin API closed unless GATEWAY_ADMIN_TOKEN is set (protocols/auth.py).
+    raw = {**raw, "server": {**(raw.get("server") or {}), "host": "0.0.0.0"}}
     config = parse_config(raw, "k8s render", _isolated_settings())
     raw_models = {m["name"]: m for m in raw["models"]}
     version_base = {k: raw[k] for k in ("server", "registry") if k in raw}

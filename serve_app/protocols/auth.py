@@ -1,13 +1,16 @@
 """Bearer tokens for both transports: one check, constant-time, never echoing or logging what was sent.
 
 Two independent tokens (settings: GATEWAY_INFERENCE_TOKEN, GATEWAY_ADMIN_TOKEN): one for inference and metadata,
-one for administration (load/unload, traffic). An unset token leaves its endpoints open. Health probes are
-always open, so orchestrators need no secret.
+one for administration (load/unload, traffic). An unset inference token leaves inference open. An unset admin
+token leaves administration open only while the server listens on loopback (`make run` on a laptop); on any
+other address administration is closed until a token is set (`admin_token_for`). Health probes are always
+open, so orchestrators need no secret.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 
 from serve_app.errors import PermissionDenied, Unauthenticated
 
@@ -17,11 +20,36 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/re
 ADMIN_PREFIXES = ("/v1/admin/", "/v2/repository/models/")
 
 
+class Closed(str):
+    """A realm that no token opens: every call is refused, saying why (a `str` so it travels like a token)."""
+
+
+def admin_token_for(token: str | None, host: str) -> str | None:
+    """The admin token to enforce: the configured one; with none, open on a loopback address, else `Closed`."""
+    if token:
+        return token
+    if is_loopback(host):
+        return None
+    return Closed(f"the admin API is closed: the gateway listens on {host}, not loopback, and no admin token is "
+                  "set; set GATEWAY_ADMIN_TOKEN (the Kubernetes manifests read it from the Secret gateway-admin)")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def check_bearer(token: str | None, authorization: str, realm: str = "admin") -> None:
-    """`Authorization: Bearer <token>` compared in constant time; no token configured: open.
+    """`Authorization: Bearer <token>` compared in constant time; no token configured: open; `Closed`: shut.
 
     401 / UNAUTHENTICATED when no bearer credentials are sent, 403 / PERMISSION_DENIED when they do not match.
     """
+    if isinstance(token, Closed):
+        raise PermissionDenied(str(token))
     if not token:
         return
     scheme, _, given = authorization.strip().partition(" ")

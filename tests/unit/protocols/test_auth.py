@@ -9,6 +9,7 @@ import pytest
 from support.inprocess import INFER, bearer, dataplane, infer_request, request
 from support.servers import Servicer, grpc_call
 
+from serve_app.protocols.auth import admin_token_for
 from serve_app.protocols.grpc_stubs import service_pb2 as pb
 
 # -- auth -------------------------------------------------------------------------------------------------------
@@ -51,6 +52,26 @@ def test_health_stays_open_and_admin_needs_its_own_token():
 def test_unset_tokens_leave_everything_open():
     assert request("POST", "/v1/classify", json={"texts": ["x"]}).status_code == 200
     assert request("POST", "/v1/admin/models/clf/versions/2/load").status_code == 200
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.1.2.3", "::", "gateway.example"])
+def test_admin_is_closed_without_a_token_unless_on_loopback(host):
+    closed = admin_token_for(None, host)
+    load = "/v1/admin/models/clf/versions/2/load"
+    r = request("POST", load, admin=closed, headers=bearer("anything"))
+    assert r.status_code == 403 and "GATEWAY_ADMIN_TOKEN" in r.json()["error"], r.text
+    assert request("POST", "/v2/repository/models/clf/load", admin=closed).status_code == 403
+    assert request("POST", "/v1/classify", admin=closed, json={"texts": ["x"]}).status_code == 200
+    ctx, _ = grpc_call(Servicer(dataplane(), admin_token=closed), "RepositoryModelLoad",
+                       pb.RepositoryModelLoadRequest(model_name="clf"))
+    assert ctx.code == grpc.StatusCode.PERMISSION_DENIED and "GATEWAY_ADMIN_TOKEN" in ctx.details
+    assert admin_token_for("tok", host) == "tok"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
+def test_admin_stays_open_without_a_token_on_loopback(host):
+    assert admin_token_for(None, host) is None
+    assert request("POST", "/v1/admin/models/clf/versions/2/load", admin=admin_token_for(None, host)).status_code == 200
 
 
 def test_tokens_are_never_logged(caplog):
