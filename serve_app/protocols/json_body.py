@@ -81,8 +81,18 @@ async def read_json(request: Request, limits: Limits) -> object:
     return decode_json(await request.body(), limits)
 
 
+# What pydantic puts in an error's location for the member of a union it tried ("constrained-str",
+# "list[constrained-str]", "str"): not part of the field's path, which is what clients are told.
+_UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
+
+
+def field_path(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc
+                    if not (isinstance(p, str) and ("[" in p or "-" in p or p in _UNION_TAGS))) or "body"
+
+
 def describe_error(error: dict, schema: type[BaseModel]) -> tuple[str, str]:
-    where = ".".join(str(p) for p in error["loc"]) or "body"
+    where = field_path(error["loc"])
     if error["type"] == "extra_forbidden":
         return where, f"{where}: unknown field; allowed: " + ", ".join(schema.model_fields)
     return where, f"{where}: {error['msg']}"
