@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from rich.progress import Progress
 
 from serve_app.builders import bbc
 from serve_app.builders.sources import minilm_dir
+from serve_app.optimize.display import progress_line
 from serve_app.optimize.training import FitSettings, batches, fit
 
 
@@ -27,19 +28,19 @@ class TrainSettings(FitSettings):
 
 
 @torch.inference_mode()
-def evaluate(model, tokenizer, articles: list[bbc.Article], max_length: int, progress=None) -> float:
+def evaluate(model, tokenizer, articles: list[bbc.Article], max_length: int,
+             tick: Callable[[str], None] = lambda step: None) -> float:
     model.eval()
     label2id = model.config.label2id
-    correct = 0
-    task = progress.add_task("evaluating held-out", total=len(articles)) if progress else None
+    correct, done = 0, 0
     for part in batches(len(articles), 32):
         chunk = articles[part]
         enc = tokenizer([a.text for a in chunk], truncation=True, max_length=max_length,
                         padding=True, return_tensors="pt")
         pred = model(**enc).logits.argmax(-1).tolist()
         correct += sum(int(p == label2id[a.label]) for p, a in zip(pred, chunk))
-        if progress:
-            progress.advance(task, len(chunk))
+        done += len(chunk)
+        tick(f"evaluating held-out {done}/{len(articles)}")
     return correct / len(articles)
 
 
@@ -57,21 +58,23 @@ def _base_model(labels: list[str]):
     return model, tokenizer
 
 
-def _fit(model, tokenizer, train: list[bbc.Article], settings: TrainSettings, progress: Progress) -> None:
+def _fit(model, tokenizer, train: list[bbc.Article], settings: TrainSettings, tick: Callable[[str], None]) -> None:
     """`settings.epochs` epochs over `train`, shuffled with the settings' seed, AdamW with linear warm-up."""
     label2id = model.config.label2id
     # Tokenize once; shuffling then only permutes rows.
     enc = tokenizer([a.text for a in train], truncation=True, max_length=settings.train_max_length,
                     padding="max_length", return_tensors="pt")
     targets = torch.tensor([label2id[a.label] for a in train])
-    task = progress.add_task("training classifier", total=settings.epochs * -(-len(train) // settings.batch_size))
+    total = settings.epochs * -(-len(train) // settings.batch_size)
+    done = [0]
 
     def loss_of(ix: torch.Tensor) -> torch.Tensor:
         return model(input_ids=enc["input_ids"][ix], attention_mask=enc["attention_mask"][ix],
                      token_type_ids=enc["token_type_ids"][ix], labels=targets[ix]).loss
 
     def step(epoch: int, loss: float) -> None:
-        progress.update(task, advance=1, description=f"training classifier (epoch {epoch + 1}, loss {loss:.3f})")
+        done[0] += 1
+        tick(f"epoch {epoch + 1}/{settings.epochs}, step {done[0]}/{total}, loss {loss:.3f}")
 
     fit(model, len(train), loss_of, settings, step)
 
@@ -84,9 +87,10 @@ def train_classifier(out_dir: Path, settings: TrainSettings = TrainSettings()) -
     train, held_out = bbc.split(articles)
     labels = bbc.labels_of(articles)
     model, tokenizer = _base_model(labels)
-    with Progress() as progress:
-        _fit(model, tokenizer, train, settings, progress)
-        accuracy = evaluate(model, tokenizer, held_out, settings.eval_max_length, progress)
+    # A redrawn line on a terminal; plain lines every few seconds in a log or CI (never minutes of silence).
+    with progress_line("training classifier") as tick:
+        _fit(model, tokenizer, train, settings, tick)
+        accuracy = evaluate(model, tokenizer, held_out, settings.eval_max_length, tick)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
