@@ -22,6 +22,13 @@ def cell(i):
 runs = list(rows[0]["tokens_per_s"])
 table = "\n".join(f"| {k} | {med(k, 'tokens_per_s'):.1f} | {med(k, 'p50_ttft_s'):.2f} s |" for k in runs)
 eng_p10 = [round(r["engine_p10"], 2) for r in rows]
+split = json.loads((ROOT / "docs/bench/generation-cpu-split.json").read_text())
+cores = split["cores_by_role"]
+engine_cores = sum(v for k, v in cores.items() if k.startswith("vLLM engine"))
+serving = {k: v for k, v in cores.items() if not k.startswith("vLLM engine") and v >= 0.02}
+path_ms = sum(v for k, v in cores.items() if k.startswith(("ingress", "summarizer replica", "Ray's HTTP proxy"))) \
+    / split["tokens_per_s"] * 1000
+split_text = ", ".join(f"{k} {v:.2f}" for k, v in serving.items())
 text = f"""**Generation targets** (issue 29; `serve_app/bench/generation/`, run by `make bench` and standalone by
 `python -m serve_app.bench.generation`, which wrote the committed
 [docs/bench/generation.json](docs/bench/generation.json)
@@ -48,7 +55,15 @@ HTTP; several messages per token) takes its CPU from the engine: {med('gateway_c
 {med('inproc_c8', 'tokens_per_s'):.0f} tokens/s in process. At the first token the same path costs
 {med('gateway_c1', 'p50_ttft_s') * 1000:.0f} ms against vLLM's {med('vllm_c1', 'p50_ttft_s') * 1000:.0f} ms (G4). P10 is
 mostly the engine's own scheduling: vLLM in process at 8 ÷ vLLM standalone at 1 gave {eng_p10} for the first token
-(per repeat). Sending
+(per repeat). Where the CPU goes at 8 streams
+(`python -m serve_app.bench.generation.cpu_split`,
+[docs/bench/generation-cpu-split.json](docs/bench/generation-cpu-split.json):
+CPU seconds per process over one closed loop of {split['seconds']} s): the engine core {engine_cores:.2f} of the
+{split['cores_total']:.2f} cores busy; {split_text}; so the engine runs on {engine_cores / 2 * 100:.0f}% of the
+machine where its standalone peer has all of it, and its two OpenMP threads stall whenever a core is taken.
+Proxy, ingress and replica together spent {path_ms:.1f} ms of CPU per generated token; for G2 ≥ 0.9 at the ~200
+tokens/s the engine reaches alone, the whole serving path would have to stay under ~0.2 cores, about 1 ms per token. With cores to spare (any GPU host, where
+the engine runs on the GPU) the path no longer competes with the engine. Sending
 tokens at most every 40 ms (fewer messages) did not lift G2 beyond this machine's run-to-run spread, so it is not
 in. Absolute figures drift with this shared machine by ±20% between runs; only ratios within a repeat are compared.
 """
