@@ -62,7 +62,8 @@ CPU seconds per process over one closed loop of {split['seconds']} s): the engin
 {split['cores_total']:.2f} cores busy; {split_text}; so the engine runs on {engine_cores / 2 * 100:.0f}% of the
 machine where its standalone peer has all of it, and its two OpenMP threads stall whenever a core is taken.
 Proxy, ingress and replica together spent {path_ms:.1f} ms of CPU per generated token; for G2 ≥ 0.9 at the ~200
-tokens/s the engine reaches alone, the whole serving path would have to stay under ~0.2 cores, about 1 ms per token. With cores to spare (any GPU host, where
+tokens/s the engine reaches alone, the whole serving path would have to stay under ~0.2 cores, about 1 ms per token.
+With cores to spare (any GPU host, where
 the engine runs on the GPU) the path no longer competes with the engine. Sending
 tokens at most every 40 ms (fewer messages) did not lift G2 beyond this machine's run-to-run spread, so it is not
 in. Absolute figures drift with this shared machine by ±20% between runs; only ratios within a repeat are compared.
