@@ -41,8 +41,9 @@ console = Console()
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m serve_app.bench")
     parser.add_argument("--out", type=Path, default=Path("docs/bench"))
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--window", type=float, default=5.0, help="seconds per target and concurrency")
+    parser.add_argument("--repeats", type=int, default=BenchSettings.repeats)
+    parser.add_argument("--window", type=float, default=BenchSettings.window_s,
+                        help="seconds per target and concurrency")
     parser.add_argument("--config", type=Path, default=None)
     parser.add_argument("--concurrencies", default="1,4,16,32,64", help="comma-separated; must include 32")
     return parser.parse_args(argv)

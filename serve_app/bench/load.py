@@ -7,6 +7,7 @@ import asyncio
 import statistics
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 Call = Callable[[int], Awaitable[None]]  # request number -> completes when the (checked) answer is in
@@ -62,37 +63,67 @@ async def closed_loop(call: Call, concurrency: int, seconds: float, max_requests
 
 
 class RawBatcher:
-    """The model's own limit: requests coalesced greedily (everything queued, up to `max_batch`) and run
-    back to back in one worker thread, in this process, with no network and no serialization."""
+    """The model's own limit: requests coalesced (everything queued when a run slot frees, up to `max_batch`,
+    as the gateway's replica batches) and run in this process, with no network and no serialization.
+    `concurrent` batches run side by side on worker threads; a lone batch gets `threads` torch threads, batches
+    side by side one each (torch's team size is per calling thread). `make bench` measures a few layouts and
+    divides by the fastest (`RAW_LAYOUTS`, `best_raw_layout`)."""
 
-    def __init__(self, predict: Callable[[list[str]], list[dict]], max_batch: int = 32):
+    def __init__(self, predict: Callable[[list[str]], list[dict]], max_batch: int = 32, concurrent: int = 1,
+                 threads: int | None = None):
+        import torch
+
+        from serve_app.dataplane.batching import SlotBatcher
+
         self.predict = predict
-        self.max_batch = max_batch
-        self.queue: asyncio.Queue | None = None
-        self.task: asyncio.Task | None = None
+        self.threads = threads or torch.get_num_threads()
+        self.pool = ThreadPoolExecutor(max_workers=concurrent, thread_name_prefix="raw-batch")
+        self.batcher = SlotBatcher(self._run, max_batch, concurrent, name="raw")
+
+    @property
+    def layout(self) -> dict:
+        return {"max_batch": self.batcher.max_batch, "concurrent": self.batcher.max_concurrent,
+                "threads_alone": self.threads, "threads_side_by_side": 1}
 
     async def submit(self, text: str) -> dict:
-        if self.queue is None:
-            self.queue = asyncio.Queue()
-            self.task = asyncio.create_task(self._worker())
-        future = asyncio.get_running_loop().create_future()
-        await self.queue.put((text, future))
-        return await future
+        [result] = await self.batcher.submit([text])
+        return result
 
-    async def _worker(self) -> None:
-        while True:
-            items = [await self.queue.get()]
-            while len(items) < self.max_batch and not self.queue.empty():
-                items.append(self.queue.get_nowait())
-            try:
-                results = await asyncio.to_thread(self.predict, [t for t, _ in items])
-                for (_, future), result in zip(items, results):
-                    future.set_result(result)
-            except Exception as err:  # noqa: BLE001 - hand the failure to every waiting request
-                for _, future in items:
-                    future.set_exception(err)
+    async def _run(self, texts: list[str]) -> list[dict]:
+        threads = self.threads if self.batcher.running <= 1 else 1
+        return await asyncio.get_running_loop().run_in_executor(self.pool, self._predict_with, threads, texts)
+
+    def _predict_with(self, threads: int, texts: list[str]) -> list[dict]:
+        import torch
+
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        return self.predict(texts)
 
     async def close(self) -> None:
-        if self.task:
-            self.task.cancel()
-            self.queue = self.task = None
+        await self.batcher.close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+# (max_batch, batches side by side): one wide batch at a time, and the gateway replica's layout.
+RAW_LAYOUTS = [(64, 1), (16, 2), (32, 2)]
+
+
+async def best_raw_layout(predict: Callable[[list[str]], list[dict]], call_of: Callable[[RawBatcher], Call],
+                          concurrency: int, seconds: float, tick=lambda s: None) -> tuple[RawBatcher, dict]:
+    """The raw baseline at its best: each layout of RAW_LAYOUTS in a closed loop at `concurrency`; returns the
+    fastest one's batcher (open) and what every layout measured."""
+    measured, best, best_rps = {}, None, -1.0
+    for max_batch, concurrent in RAW_LAYOUTS:
+        raw = RawBatcher(predict, max_batch, concurrent)
+        tick(f"raw baseline layout: batches of {max_batch}, {concurrent} side by side")
+        await call_of(raw)(0)  # warm-up
+        sample = await closed_loop(call_of(raw), concurrency, seconds)
+        measured[f"{max_batch}x{concurrent}"] = {**raw.layout, **sample.as_dict()}
+        if sample.errors == 0 and sample.rps > best_rps:
+            if best is not None:
+                await best.close()
+            best, best_rps = raw, sample.rps
+        else:
+            await raw.close()
+    return best, {"chosen": best.layout if best else None, "measured": measured}

@@ -15,7 +15,8 @@ import numpy as np
 
 from serve_app.bench import generation
 from serve_app.bench.generation import GenSettings
-from serve_app.bench.load import Call, RawBatcher, closed_loop
+from serve_app.bench.judge import GE, LE, failures, judge, ratio
+from serve_app.bench.load import Call, RawBatcher, best_raw_layout, closed_loop
 
 NOOP = {"type": "model", "model": "noop"}
 
@@ -23,8 +24,10 @@ NOOP = {"type": "model", "model": "noop"}
 @dataclass
 class BenchSettings:
     concurrencies: list[int] = field(default_factory=lambda: [1, 4, 16, 32, 64])
-    window_s: float = 5.0
-    repeats: int = 3
+    # 10 s windows: at concurrency 32 the classifier forms batches of 16 at ~2 per second here, so every sample
+    # spans 20 or more batches (5 s windows held as few as 3 of raw's batches of 64); medians of 5 repeats.
+    window_s: float = 10.0
+    repeats: int = 5
     hop_depths: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
     hop_requests: int = 100
     # P5, P10, P11: the generation bench's settings and measurement (serve_app/bench/generation.py)
@@ -65,41 +68,55 @@ def _check(r: httpx.Response) -> httpx.Response:
     return r
 
 
+class WrongAnswer(AssertionError):
+    """An answer whose label differs from the one the same model gives in process (counted as an error)."""
+
+
 def classify_targets(texts: list[str], http: httpx.AsyncClient, naive: httpx.AsyncClient, grpc_client,
-                     raw: RawBatcher, peers: dict[str, httpx.AsyncClient] | None = None) -> dict[str, Call]:
-    """One text per request, the answer's label checked to be present."""
+                     raw: RawBatcher, peers: dict[str, httpx.AsyncClient] | None = None,
+                     expected: dict[str, str] | None = None) -> dict[str, Call]:
+    """One text per request; every answer's label is checked against `expected` (the label the same model gives
+    that text in process, computed before the run), else only for presence. A wrong label counts as an error,
+    and a run with errors measures no target (judge.py)."""
     import tritonclient.grpc.aio as tgrpc
 
     def pick(n: int) -> str:
         return texts[n % len(texts)]
 
+    def check(n: int, label) -> None:
+        if isinstance(label, bytes):
+            label = label.decode()
+        want = (expected or {}).get(pick(n))
+        if not label or (want is not None and label != want):
+            raise WrongAnswer(f"text {n % len(texts)}: got {label!r}, the model in process says {want!r}")
+
     async def gateway(n: int, model: str = "clf") -> None:
         r = _check(await http.post("/v1/classify", json={"texts": [pick(n)], "model": model}))
-        assert r.json()["results"][0]["label"]
+        check(n, r.json()["results"][0]["label"])
 
     async def oip_rest(n: int) -> None:
         body = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [pick(n)]}]}
         r = _check(await http.post("/v2/models/clf/infer", json=body))
-        assert r.json()["outputs"]
+        check(n, next(o["data"][0] for o in r.json()["outputs"] if o["name"] == "label"))
 
     async def oip_grpc(n: int) -> None:
         inp = tgrpc.InferInput("text", [1], "BYTES")
         inp.set_data_from_numpy(np.array([pick(n).encode()], dtype=np.object_))
         # The plain Ray Serve peer is a second Serve application: Ray's gRPC proxy then needs the target named.
         result = await grpc_client.infer("clf", [inp], headers={"application": "gateway"})
-        assert result.as_numpy("label") is not None
+        check(n, result.as_numpy("label")[0])
 
     async def naive_server(n: int) -> None:
         r = _check(await naive.post("/classify", json={"texts": [pick(n)]}))
-        assert r.json()["results"][0]["label"]
+        check(n, r.json()["results"][0]["label"])
 
     async def raw_model(n: int) -> None:
-        assert (await raw.submit(pick(n)))["label"]
+        check(n, (await raw.submit(pick(n)))["label"])
 
     def peer(client: httpx.AsyncClient) -> Call:
         async def call(n: int) -> None:
             r = _check(await client.post("predict", json={"text": pick(n)}))
-            assert r.json()["label"]
+            check(n, r.json()["label"])
 
         return call
 
@@ -147,40 +164,50 @@ async def hops(http: httpx.AsyncClient, settings: BenchSettings, tick) -> dict:
     per_hop = [float(np.polyfit(settings.hop_depths, [depth_p50[d][r] for d in settings.hop_depths], 1)[0])
                for r in range(settings.repeats)]
     return {"p50_ms_by_depth": {d: statistics.median(v) for d, v in depth_p50.items()},
-            "ms_per_hop": statistics.median(per_hop), "fanout3_over_single": statistics.median(fan)}
+            "ms_per_hop": statistics.median(per_hop), "fanout3_over_single": statistics.median(fan),
+            "ms_per_hop_repeats": per_hop, "fanout3_repeats": fan}
 
 
 def targets_table(sweep_results: dict, hop: dict, gen_rows: list[dict], settings: BenchSettings) -> list[dict]:
-    """P1-P11 as measured: per-repeat ratios, then the median (P5, P10, P11 from the generation bench)."""
+    """P1-P11 as measured: per-repeat ratios, then the median with its spread (P5, P10, P11 from the generation
+    bench). A ratio is measured only where both of its runs answered every request, checked (judge.py)."""
     c = settings.ratio_concurrency
+    one = min(settings.concurrencies)
 
-    def ratio(a: str, b: str, conc: int) -> float:
-        return statistics.median(x["rps"] / y["rps"] for x, y in zip(sweep_results[a][conc], sweep_results[b][conc]))
+    def samples(name: str, conc: int) -> list[dict]:
+        return sweep_results.get(name, {}).get(conc, [])
 
-    def p50_gap(a: str, b: str) -> float:
-        one = min(settings.concurrencies)
-        return statistics.median(x["p50_ms"] - y["p50_ms"]
-                                 for x, y in zip(sweep_results[a][one], sweep_results[b][one]))
+    def ratio_row(tid: str, measure: str, a: str, b: str, op: str, target: float) -> dict:
+        xs, ys = samples(a, c), samples(b, c)
+        values = [ratio(x["rps"], y["rps"]) for x, y in zip(xs, ys)] or [None]
+        return judge(tid, measure, values, op, target, failures(xs, a) + failures(ys, b))
+
+    def gap_row(tid: str, measure: str, a: str, b: str, op: str, target: float) -> dict:
+        xs, ys = samples(a, one), samples(b, one)
+        values = [x["p50_ms"] - y["p50_ms"] for x, y in zip(xs, ys)] or [None]
+        return judge(tid, measure, values, op, target, failures(xs, a) + failures(ys, b))
 
     rows = [
-        ("P1", f"gateway classify req/s ÷ raw in-process batched req/s, concurrency {c}",
-         ratio("gateway HTTP", "raw in-process", c), ">=", 0.90),
-        ("P1-rest", f"gateway OIP REST req/s ÷ raw in-process batched, concurrency {c}",
-         ratio("gateway OIP REST", "raw in-process", c), ">=", 0.90),
-        ("P1-grpc", f"gateway OIP gRPC req/s ÷ raw in-process batched, concurrency {c}",
-         ratio("gateway OIP gRPC", "raw in-process", c), ">=", 0.90),
-        ("P3", "added p50 per extra no-op hop (ms)", hop["ms_per_hop"], "<=", 2.0),
-        ("P6", "3-way no-op fan-out p50 ÷ single no-op p50", hop["fanout3_over_single"], "<=", 1.3),
-        ("P9", "p50 at concurrency 1: gateway − raw, one classify over HTTP (ms)",
-         p50_gap("gateway HTTP", "raw in-process"), "<=", 8.0),
+        ratio_row("P1", f"gateway classify req/s ÷ raw in-process batched req/s, concurrency {c}",
+                  "gateway HTTP", "raw in-process", GE, 0.90),
+        ratio_row("P1-rest", f"gateway OIP REST req/s ÷ raw in-process batched, concurrency {c}",
+                  "gateway OIP REST", "raw in-process", GE, 0.90),
+        ratio_row("P1-grpc", f"gateway OIP gRPC req/s ÷ raw in-process batched, concurrency {c}",
+                  "gateway OIP gRPC", "raw in-process", GE, 0.90),
+        judge("P3", "added p50 per extra no-op hop (ms)", hop.get("ms_per_hop_repeats", [hop.get("ms_per_hop")]),
+              LE, 2.0),
+    ]
+    rest = [
+        judge("P6", "3-way no-op fan-out p50 ÷ single no-op p50",
+              hop.get("fanout3_repeats", [hop.get("fanout3_over_single")]), LE, 1.3),
+        gap_row("P9", "p50 at concurrency 1: gateway − raw, one classify over HTTP (ms)",
+                "gateway HTTP", "raw in-process", LE, 8.0),
     ]
     for peer, tag, wanted in (("LitServe", "P7-litserve", 1.0), ("plain Ray Serve", "P7-rayserve", 1.1)):
         if peer in sweep_results:
-            rows.append((tag, f"gateway classify req/s ÷ {peer}, concurrency {c}",
-                         ratio("gateway HTTP", peer, c), ">=", wanted))
-    table = [{"id": i, "measure": m, "value": round(v, 3), "target": f"{op} {t:g}",
-              "met": v >= t if op == ">=" else v <= t} for i, m, v, op, t in rows]
-    return table[:4] + generation.targets(gen_rows) + table[4:]
+            rest.append(ratio_row(tag, f"gateway classify req/s ÷ {peer}, concurrency {c}", "gateway HTTP", peer,
+                                  GE, wanted))
+    return rows + generation.targets(gen_rows) + rest
 
 
 async def run_suite(base_url: str, grpc_target: str, naive_url: str, raw_predict, texts: list[str],
@@ -190,21 +217,34 @@ async def run_suite(base_url: str, grpc_target: str, naive_url: str, raw_predict
     folder of the summarizer the gateway serves as `sum`, loaded again in-process for P11."""
     import tritonclient.grpc.aio as tgrpc
 
+    from serve_app.bench.peer_model import CONFIG as PEER_CONFIG
+
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    raw = RawBatcher(raw_predict, max_batch=max(settings.concurrencies))
+    raw = None
     grpc_client = tgrpc.InferenceServerClient(grpc_target)
     async with httpx.AsyncClient(base_url=base_url, timeout=600, limits=limits) as http, \
             httpx.AsyncClient(base_url=naive_url, timeout=600, limits=limits) as naive:
         peer_clients = {name: httpx.AsyncClient(base_url=url.rstrip("/") + "/", timeout=600, limits=limits)
                         for name, url in (peers or {}).items()}
         try:
-            targets = classify_targets(texts, http, naive, grpc_client, raw, peer_clients)
+            tick("reference labels: the model in process, every text")
+            reference = await asyncio.to_thread(raw_predict, texts)
+            expected = {t: r["label"] for t, r in zip(texts, reference, strict=True)}
+
+            def raw_call(batcher: RawBatcher) -> Call:
+                return classify_targets(texts, http, naive, grpc_client, batcher, {}, expected)["raw in-process"]
+
+            # The baseline P1 divides by: the fastest layout of the model in this process, measured now.
+            raw, raw_layouts = await best_raw_layout(raw_predict, raw_call, settings.ratio_concurrency,
+                                                     settings.window_s, tick)
+            targets = classify_targets(texts, http, naive, grpc_client, raw, peer_clients, expected)
             for call in targets.values():  # warm every path (first calls load kernels, open connections)
                 await call(0)
             results = await sweep(targets, settings, tick)
             hop = await hops(http, settings, tick)
         finally:
-            await raw.close()
+            if raw is not None:
+                await raw.close()
             await grpc_client.close()
             for client in peer_clients.values():
                 await client.aclose()
@@ -214,7 +254,9 @@ async def run_suite(base_url: str, grpc_target: str, naive_url: str, raw_predict
                                             lambda step: tick(f"generation: {step}"))
     except Exception as err:  # noqa: BLE001 - a failed generation run is reported; the classifier figures stay
         gen_rows, gen_error = [], f"{type(err).__name__}: {err}"
-    return {"settings": asdict(settings), "sweep": results, "hops": hop,
+    servers = {"raw in-process": raw_layouts,
+               **{name: PEER_CONFIG[name] for name in peers or {} if name in PEER_CONFIG}}
+    return {"settings": asdict(settings), "servers": servers, "sweep": results, "hops": hop,
             "generation": {"settings": asdict(settings.generation), "repeats": gen_rows, "error": gen_error},
             "targets": targets_table(results, hop, gen_rows, settings)}
 

@@ -16,7 +16,6 @@ cache from an earlier repeat), with the same prompt ids, threads, greedy decodin
 from __future__ import annotations
 
 import importlib.util
-import statistics
 import tempfile
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from serve_app.bench.generation.clients import (
     llama_standalone_call,
 )
 from serve_app.bench.generation.settings import GenSettings
+from serve_app.bench.judge import judge, ratio
 
 TARGETS = [
     ("G1", "gateway tokens/s, one stream (streamed /v1/summarize) ÷ llama.cpp standalone, one stream", "g1", ">=", 0.9),
@@ -46,22 +46,10 @@ TARGETS = [
 ]
 
 
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a is not None and b else None  # a zero or missing denominator is not a measurement
-
-
 def targets(rows: list[dict]) -> list[dict]:
     """The G1-G4, P5, P10, P11 rows (same shape as make bench's targets table): medians over the repeats, the
     spread beside them; a target whose ratio is missing in any repeat is not measured, never met."""
-    out = []
-    for tid, what, key, op, target in TARGETS:
-        values = [r.get(key) for r in rows]
-        value = statistics.median(values) if rows and None not in values else None
-        met = value is not None and (value >= target if op == ">=" else value <= target)
-        out.append({"id": tid, "measure": what, "value": None if value is None else round(value, 3),
-                    "spread": [round(min(values), 3), round(max(values), 3)] if value is not None else None,
-                    "target": f"{op} {target:g}", "met": met})
-    return out
+    return [judge(tid, what, [r.get(key) for r in rows], op, target) for tid, what, key, op, target in TARGETS]
 
 
 def _torch_folder(sum_dir: Path, scratch: Path) -> Path:
@@ -207,13 +195,13 @@ def _row(runs: dict[str, Run], concurrency: int, own_c1: str = "llama_c1") -> di
             "tokens": {k: r.tokens for k, r in runs.items()},
             "c8_ttft_first_wave": c8.first_wave,
             "c8_ttft_steady": [round(t, 3) for i, t in sorted(c8.ttft_s.items()) if i >= concurrency],
-            "g1": _ratio(tps["gateway_c1"], tps.get("llama_c1")),
-            "g2": _ratio(tps["gateway_c8"], best_c8),  # the gateway's own engine in process counts too
-            "g3": _ratio(tps["gateway_c8"], tps["torch_c8"]),
-            "g4": _ratio(ttft["gateway_c1"], best_ttft),
-            "p5": _ratio(tps["gateway_c8"], tps["gateway_c1"]),
-            "p10": _ratio(ttft["gateway_c8"], ttft["gateway_c1"]),
-            "p11": _ratio(tps["gateway_c8"], tps["inproc_c8"]),
+            "g1": ratio(tps["gateway_c1"], tps.get("llama_c1")),
+            "g2": ratio(tps["gateway_c8"], best_c8),  # the gateway's own engine in process counts too
+            "g3": ratio(tps["gateway_c8"], tps["torch_c8"]),
+            "g4": ratio(ttft["gateway_c1"], best_ttft),
+            "p5": ratio(tps["gateway_c8"], tps["gateway_c1"]),
+            "p10": ratio(ttft["gateway_c8"], ttft["gateway_c1"]),
+            "p11": ratio(tps["gateway_c8"], tps["inproc_c8"]),
             # The same ratios for the engine alone (no Ray, no HTTP), where P5/P10 miss: what the engine can do.
-            "engine_p5": _ratio(tps["inproc_c8"], tps.get(own_c1)),
-            "engine_p10": _ratio(ttft["inproc_c8"], ttft.get(own_c1))}
+            "engine_p5": ratio(tps["inproc_c8"], tps.get(own_c1)),
+            "engine_p10": ratio(ttft["inproc_c8"], ttft.get(own_c1))}

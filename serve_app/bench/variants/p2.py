@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 
 from serve_app.bench.harness import deploy_gateway, listener, local_ray, naive_server, start_proxies_on_free_ports
+from serve_app.bench.judge import ratio
 from serve_app.bench.load import closed_loop
 from serve_app.config.serve_env import use_fast_path
 
@@ -60,8 +61,10 @@ async def measure(naive_url: str, gateway_url: str, texts: list[str], concurrenc
             tick(f"P2 repeat {r + 1}/{repeats}: naive FastAPI fp32, then the gateway")
             alone = (await closed_loop(call_naive, concurrency, window_s)).as_dict()
             served = (await closed_loop(call_gateway, concurrency, window_s)).as_dict()
-            rounds.append({"naive": alone, "gateway": served, "ratio": served["rps"] / max(alone["rps"], 1e-9)})
-    return {"concurrency": concurrency, "rounds": rounds, "ratio": statistics.median(r["ratio"] for r in rounds)}
+            rounds.append({"naive": alone, "gateway": served, "ratio": ratio(served["rps"], alone["rps"])})
+    measured = [r["ratio"] for r in rounds]
+    return {"concurrency": concurrency, "rounds": rounds,
+            "ratio": statistics.median(measured) if None not in measured else None}
 
 
 def run(fp32_dir: Path, variant_dir: Path, front: str, concurrency: int, window_s: float, repeats: int,
@@ -96,7 +99,7 @@ def main(argv=None) -> int:
     text = json.dumps(result, indent=2)
     if args.out:
         args.out.write_text(text + "\n")
-    print(f"P2 ({args.front} front): {result['ratio']:.2f}x", flush=True)
+    print(f"P2 ({args.front} front): {result['ratio']}", flush=True)
     return 0
 
 
