@@ -55,6 +55,13 @@ class Int8Result:
         """The fastest variant that passed the serving gate (P2's variant)."""
         return next(iter(self.registered.values()), None)
 
+    @property
+    def fastest_full_length(self) -> str | None:
+        """P2's variant: the fastest that passed the serving gate and reads the whole 128 tokens the naive server
+        reads (a sequence-length variant answers a different question: other rows, not P2)."""
+        return next((name for name in self.registered.values()
+                     if INT8_PLANS.get(name, (None, {}))[1].get("max_length") is None), None)
+
 
 def _build(scratch, parent_selector: str, max_length: int, rounds: int, tick) -> dict[str, str | None]:
     """Every student, then every int8 plan, through the optimizer's loop: name -> version label (None: refused)."""

@@ -68,3 +68,15 @@ def test_merge_replaces_rows_by_id_and_keeps_the_others(tmp_path):
     targets = json.loads((tmp_path / "bench.json").read_text())["targets"]
     assert [(t["id"], t["value"]) for t in targets] == [("P1", 0.9), ("P4", 2.6)]
     assert "| P4 |" in (tmp_path / "bench.md").read_text()
+
+
+def test_p2_reads_the_fastest_gated_variant_at_the_naive_servers_128_tokens():
+    rows_ = {"ORT int8, 64 tokens": {"speedup": 5.0, "drop": 0.3, "version": "3"},
+             "ORT int8 dynamic": {"speedup": 3.0, "drop": 0.1, "version": "2"},
+             "ORT int8 static": {"speedup": 2.0, "drop": 0.1, "version": None}}  # refused by the gate
+    result = Int8Result(rows_, best="ORT int8 dynamic")
+    assert result.fastest == "ORT int8, 64 tokens" and result.fastest_full_length == "ORT int8 dynamic"
+    only_short = Int8Result({"ORT int8, 64 tokens": rows_["ORT int8, 64 tokens"]}, best=None)
+    assert only_short.fastest_full_length is None
+    [p2] = [r for r in rows(only_short, {"p12": P12, "p13": {"ratio": 0.1}}, 98.0) if r["id"] == "P2"]
+    assert p2["status"] == "not measured" and "128 tokens" in p2["problems"][0]
