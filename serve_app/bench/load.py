@@ -4,11 +4,12 @@ for a bounded time (and never past `max_requests`). Loopback only; every call ch
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+
+from serve_app.bench.stats import percentile
 
 Call = Callable[[int], Awaitable[None]]  # request number -> completes when the (checked) answer is in
 
@@ -25,12 +26,6 @@ class Sample:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def _percentile(sorted_ms: list[float], q: float) -> float:
-    if not sorted_ms:
-        return float("nan")
-    return sorted_ms[min(len(sorted_ms) - 1, int(q * len(sorted_ms)))]
 
 
 async def closed_loop(call: Call, concurrency: int, seconds: float, max_requests: int = 100_000,
@@ -56,10 +51,13 @@ async def closed_loop(call: Call, concurrency: int, seconds: float, max_requests
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
-    ms = sorted(latencies)
-    return Sample(len(ms), errors, round(elapsed, 2), round(len(ms) / elapsed, 2),
-                  round(statistics.median(ms), 2) if ms else float("nan"), round(_percentile(ms, 0.95), 2),
-                  round(_percentile(ms, 0.99), 2))
+    ms = latencies
+
+    def pct(q: float) -> float:
+        value = percentile(ms, q)
+        return float("nan") if value is None else round(value, 2)
+
+    return Sample(len(ms), errors, round(elapsed, 2), round(len(ms) / elapsed, 2), pct(50), pct(95), pct(99))
 
 
 class RawBatcher:

@@ -31,6 +31,7 @@ from pyflink.datastream.connectors.file_system import (
 )
 from pyflink.datastream.functions import AsyncFunction, ProcessFunction
 
+from serve_app.bench.stats import percentile
 from serve_app.stream.batching import Stats
 from serve_app.stream.options import parse
 from serve_app.stream.records import Record, Schema, dumps, is_dead_letter, parse_line
@@ -108,9 +109,8 @@ class Enrich(AsyncFunction):
         st = self.enricher.stats
         summary = {k: getattr(st, k) for k in ("records_in", "records_out", "dead_letters", "retries",
                                                 "requests", "first_in_unix", "last_out_unix")}
-        lat = sorted(st.latencies_ms)
-        summary["latency_ms_p50"] = lat[len(lat) // 2] if lat else None
-        summary["latency_ms_p99"] = lat[int(len(lat) * 0.99)] if lat else None
+        summary["latency_ms_p50"] = percentile(st.latencies_ms, 50)
+        summary["latency_ms_p99"] = percentile(st.latencies_ms, 99)
         folder = Path(self.settings["out"]) / "metrics"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"enrich-{self._subtask}-{os.getpid()}.json").write_text(json.dumps(summary) + "\n")

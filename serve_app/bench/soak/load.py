@@ -9,6 +9,7 @@ import time
 import httpx
 
 from serve_app.bench.soak.targets import TEXTS, Target, call, reference_key
+from serve_app.bench.stats import percentile
 
 
 def measure_capacity(client: httpx.Client, target: Target, seconds: float, workers: int) -> float:
@@ -54,11 +55,9 @@ def measure_mixed_capacity(client: httpx.Client, target, seconds: float, workers
     return len(kinds) * min(per_kind.values()), per_kind
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+def _ms(seconds: list[float], q: float) -> float:
+    """A latency percentile of `seconds`, in milliseconds (0 with none yet)."""
+    return round(1000 * (percentile(seconds, q) or 0.0), 1)
 
 
 class Stream:
@@ -88,8 +87,8 @@ class Stream:
 
     def kind_report(self) -> dict:
         with self.lock:
-            return {k: {"statuses": dict(v["statuses"]), "p50_ms": round(1000 * percentile(v["latencies"], 50), 1),
-                        "p99_ms": round(1000 * percentile(v["latencies"], 99), 1)} for k, v in self.by_kind.items()}
+            return {k: {"statuses": dict(v["statuses"]), "p50_ms": _ms(v["latencies"], 50),
+                        "p99_ms": _ms(v["latencies"], 99)} for k, v in self.by_kind.items()}
 
     def run(self, rate: float, seconds: float, log=None, every_s: float = 30.0) -> float:
         started, n = time.perf_counter(), int(rate * seconds)
@@ -104,7 +103,7 @@ class Stream:
                     with self.lock:
                         done, errors = len(self.latencies) + len(self.errors) + len(self.wrong), len(self.errors)
                     log(f"  {time.perf_counter() - started:.0f}/{seconds:.0f} s: sent {i + 1}, answered {done}, "
-                        f"errors {errors}, wrong {len(self.wrong)}, p50 {1000 * percentile(self.latencies, 50):.0f} ms")
+                        f"errors {errors}, wrong {len(self.wrong)}, p50 {_ms(self.latencies, 50):.0f} ms")
                     if len(self.by_kind) > 1:
                         log("    " + "; ".join(f"{k} p50 {v['p50_ms']:.0f} ms p99 {v['p99_ms']:.0f} ms {v['statuses']}"
                                               for k, v in self.kind_report().items()))

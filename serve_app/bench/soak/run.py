@@ -6,9 +6,10 @@ import sys
 
 import httpx
 
-from serve_app.bench.soak.load import Stream, measure_capacity, measure_mixed_capacity, percentile
+from serve_app.bench.soak.load import Stream, measure_capacity, measure_mixed_capacity
 from serve_app.bench.soak.memory import RssSampler, ray_processes, rss_report
 from serve_app.bench.soak.targets import TEXTS, Target, call, reference_key
+from serve_app.bench.stats import percentile
 
 RSS_GROWTH_LIMIT_PCT = 5.0
 
@@ -79,8 +80,8 @@ def run_soak(target: Target, seconds: float, load: float = 0.7, capacity_s: floa
         "capacity_rps": round(capacity, 1), "target_rps": round(rate, 1), "achieved_rps": round(n / elapsed, 1),
         "requests": stream.sent, "errors": len(stream.errors), "wrong_answers": len(stream.wrong),
         "statuses": stream.statuses, "by_kind": stream.kind_report(),
-        "latency_p50_ms": round(1000 * percentile(stream.latencies, 50), 1),
-        "latency_p99_ms": round(1000 * percentile(stream.latencies, 99), 1),
+        "latency_p50_ms": round(1000 * (percentile(stream.latencies, 50) or 0.0), 1),
+        "latency_p99_ms": round(1000 * (percentile(stream.latencies, 99) or 0.0), 1),
         **rss_report(rss_before, rss_after),
         "rss_timeline": sampler.timeline(),
     }

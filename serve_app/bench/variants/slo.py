@@ -20,6 +20,8 @@ from collections import Counter
 
 import httpx
 
+from serve_app.bench.stats import percentile
+
 NO_CACHE = {"Cache-Control": "no-cache"}
 
 
@@ -56,8 +58,8 @@ def summary(answers: list[tuple[float, str]], budget_ms: float, accuracy: dict[s
     ms = sorted(a for a, _ in answers)
     within = sum(a <= budget_ms for a in ms)
     return {"requests": len(ms), "share_within_budget": within / len(ms) if ms else 0.0,
-            "p50_ms": round(statistics.median(ms), 1) if ms else None,
-            "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 1) if ms else None,
+            "p50_ms": round(percentile(ms, 50), 1) if ms else None,
+            "p95_ms": round(percentile(ms, 95), 1) if ms else None,
             "mean_accuracy": round(statistics.fmean(accuracy[v] for _, v in answers), 3) if answers else None,
             "versions": dict(Counter(v for _, v in answers))}
 
