@@ -72,6 +72,17 @@ class WrongAnswer(AssertionError):
     """An answer whose label differs from the one the same model gives in process (counted as an error)."""
 
 
+def label_check(texts: list[str], expected: dict[str, str]) -> Callable[[int, object], None]:
+    """check(n, label): raises WrongAnswer unless request n's label is present and (where known) the expected one."""
+    def check(n: int, label) -> None:
+        if isinstance(label, bytes):
+            label = label.decode()
+        want = expected.get(texts[n % len(texts)])
+        if not label or (want is not None and label != want):
+            raise WrongAnswer(f"text {n % len(texts)}: got {label!r}, the model in process says {want!r}")
+    return check
+
+
 def classify_targets(texts: list[str], http: httpx.AsyncClient, naive: httpx.AsyncClient, grpc_client,
                      raw: RawBatcher, peers: dict[str, httpx.AsyncClient] | None = None,
                      expected: dict[str, str] | None = None) -> dict[str, Call]:
@@ -83,12 +94,7 @@ def classify_targets(texts: list[str], http: httpx.AsyncClient, naive: httpx.Asy
     def pick(n: int) -> str:
         return texts[n % len(texts)]
 
-    def check(n: int, label) -> None:
-        if isinstance(label, bytes):
-            label = label.decode()
-        want = (expected or {}).get(pick(n))
-        if not label or (want is not None and label != want):
-            raise WrongAnswer(f"text {n % len(texts)}: got {label!r}, the model in process says {want!r}")
+    check = label_check(texts, expected or {})
 
     async def gateway(n: int, model: str = "clf") -> None:
         r = _check(await http.post("/v1/classify", json={"texts": [pick(n)], "model": model}))

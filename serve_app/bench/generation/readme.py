@@ -10,25 +10,35 @@ from pathlib import Path
 START, END = "**Generation targets**", "## Deploy to Kubernetes"
 
 
-def render(d: dict, split: dict) -> str:
-    rows = d["repeats"]
-    def med(k: str, f: str) -> float:
-        return statistics.median(r[f][k] for r in rows)
+def _targets_table(d: dict) -> str:
     t = {x["id"]: x for x in d["targets"]}
 
     def cell(i):
         x = t[i]
         v = "not measured" if x["value"] is None else f"{x['value']:g} (repeats {x['spread'][0]:g}–{x['spread'][1]:g})"
         return f"| {i} | {x['measure']} | {v} | {x['target']} — {'met' if x['met'] else 'missed'} |"
-    runs = list(rows[0]["tokens_per_s"])
-    table = "\n".join(f"| {k} | {med(k, 'tokens_per_s'):.1f} | {med(k, 'p50_ttft_s'):.2f} s |" for k in runs)
-    eng_p10 = [round(r["engine_p10"], 2) for r in rows]
+    return "\n".join(cell(i) for i in ("G1", "G2", "G3", "G4", "P5", "P10", "P11"))
+
+
+def _cpu_figures(split: dict) -> tuple[float, str, float]:
+    """(engine cores, the other processes' cores as text, serving-path CPU ms per token) of the CPU split."""
     cores = split["cores_by_role"]
     engine_cores = sum(v for k, v in cores.items() if k.startswith("vLLM engine"))
     serving = {k: v for k, v in cores.items() if not k.startswith("vLLM engine") and v >= 0.02}
     path_ms = sum(v for k, v in cores.items() if k.startswith(("ingress", "summarizer replica", "Ray's HTTP proxy"))) \
         / split["tokens_per_s"] * 1000
-    split_text = ", ".join(f"{k} {v:.2f}" for k, v in serving.items())
+    return engine_cores, ", ".join(f"{k} {v:.2f}" for k, v in serving.items()), path_ms
+
+
+def render(d: dict, split: dict) -> str:
+    rows = d["repeats"]
+
+    def med(k: str, f: str) -> float:
+        return statistics.median(r[f][k] for r in rows)
+    runs = list(rows[0]["tokens_per_s"])
+    table = "\n".join(f"| {k} | {med(k, 'tokens_per_s'):.1f} | {med(k, 'p50_ttft_s'):.2f} s |" for k in runs)
+    eng_p10 = [round(r["engine_p10"], 2) for r in rows]
+    engine_cores, split_text, path_ms = _cpu_figures(split)
     text = f"""**Generation targets** (issue 29; `serve_app/bench/generation/`, run by `make bench` and standalone by
 `python -m serve_app.bench.generation`, which wrote the committed
 [docs/bench/generation.json](docs/bench/generation.json)
@@ -43,7 +53,7 @@ gateway used before, in process, on the same weights in fp32. Ratios are taken w
 
 | id | measure | value (median) | target |
 |---|---|---|---|
-{chr(10).join(cell(i) for i in ("G1", "G2", "G3", "G4", "P5", "P10", "P11"))}
+{_targets_table(d)}
 
 | run (median of repeats) | tokens/s | p50 time to first token |
 |---|---:|---:|
