@@ -118,7 +118,9 @@ class EdgeProtocol(HttpToolsProtocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as err:  # a callback's exception comes back as its context
-            refusal = err.__context__ if isinstance(err.__context__, _Refused) else _Refused(400, "invalid HTTP request")
+            refusal = err.__context__
+            if not isinstance(refusal, _Refused):
+                refusal = _Refused(400, "invalid HTTP request")
             self._refuse(refusal.status, refusal.message)
         except httptools.HttpParserUpgrade:
             if self._should_upgrade():

@@ -58,7 +58,8 @@ def exchange(port: int, raw: bytes, timeout: float = 5.0) -> tuple[int, dict | b
                 break
             data += chunk
             head, _, body = data.partition(b"\r\n\r\n")
-            length = [int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")]
+            length = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length")]
             if length and len(body) >= length[0]:
                 break
     head, _, body = data.partition(b"\r\n\r\n")
