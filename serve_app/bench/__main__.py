@@ -9,6 +9,7 @@ takes about 25 minutes on 2 cores: most of it the generation bench, P5/P10/P11, 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -113,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     _, held_out = bbc.split(bbc.load_articles())
     result = bench(args, settings, [a.text for a in held_out])
     written = report.write(result, args.out, machine())
+    from serve_app.bench.generation.__main__ import from_bench
+
+    from_bench(json.loads((args.out / "bench.json").read_text()), args.out, console)  # one run, one source
     console.print(report.markdown(result, machine()))
     console.print("written: " + ", ".join(str(p) for p in written))
     return 0

@@ -74,7 +74,10 @@ def run_bench(sum_dir: Path, texts: list[str], settings: GenSettings, console) -
 
 
 def write_result(out: Path, result: dict, console) -> None:
+    import datetime
+
     out.mkdir(parents=True, exist_ok=True)
+    result = {"date": datetime.date.today().isoformat(), **result}
     (out / "generation.json").write_text(json.dumps(result, indent=2) + "\n")
     plot(result["repeats"], out / "generation.png")
     for t in result["targets"]:
@@ -82,6 +85,17 @@ def write_result(out: Path, result: dict, console) -> None:
         console.print(f"{t['id']:>4}  {value:>7}  {t['target']:<7} {'met' if t['met'] else 'NOT MET'}  "
                       f"{t['measure']}")
     console.print(f"written: {out / 'generation.json'}, {out / 'generation.png'}")
+
+
+def from_bench(bench: dict, out: Path, console) -> None:
+    """generation.json (and its plot) from a make bench run's generation rows: the README's generation section
+    and its bench table then quote the same run."""
+    gen = bench["generation"]
+    if not gen["repeats"]:
+        return
+    write_result(out, {"date": bench.get("date"), "source": "make bench", "machine": bench.get("machine"),
+                       "model": "summarizer@stable", "settings": gen["settings"], "repeats": gen["repeats"],
+                       "targets": targets(gen["repeats"])}, console)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,26 @@ def _targets_table(d: dict) -> str:
     return "\n".join(cell(i) for i in ("G1", "G2", "G3", "G4", "P5", "P10", "P11"))
 
 
+def _intro(d: dict, repeats: int) -> str:
+    source = d.get("source") or "`python -m serve_app.bench.generation`"
+    return f"""**Generation targets** (issue 29; `serve_app/bench/generation/`, run by `make bench` and standalone by
+`python -m serve_app.bench.generation`; the committed [docs/bench/generation.json](docs/bench/generation.json)
+and [generation.png](docs/bench/generation.png) come from {source} of {d.get("date", "an undated run")}; the
+figures below are read from that file, {repeats} repeat(s)).
+The real SmolLM2 as `summarizer@stable` serves it: the vLLM bf16 variant `make models` measured fastest here.
+Held-out BBC articles cut to 256 tokens, `max_new_tokens` 64, greedy, 2 threads. Each repeat uses fresh articles
+and runs side by side, on the same prompt ids: the gateway (streamed `/v1/summarize`) one at a time and 8 at once
+(32 requests); its engine in process (our vLLM adapter, no Ray or HTTP); vLLM standalone (its own `AsyncLLM` in a
+child process, bf16, compiled, tcmalloc and Intel OpenMP preloaded); llama.cpp standalone (llama-cpp-python's stock
+`Llama.generate`) and batched (its batch API) on the Q4_0 GGUF, its fastest type here; and the torch engine this
+gateway used before, in process, on the same weights in fp32. Ratios are taken within a repeat:
+"""
+
+
+def _missed(d: dict) -> str:
+    return ", ".join(x["id"] for x in d["targets"] if not x["met"]) or "none"
+
+
 def _cpu_figures(split: dict) -> tuple[float, str, float]:
     """(engine cores, the other processes' cores as text, serving-path CPU ms per token) of the CPU split."""
     cores = split["cores_by_role"]
@@ -35,22 +55,12 @@ def render(d: dict, split: dict) -> str:
 
     def med(k: str, f: str) -> float:
         return statistics.median(r[f][k] for r in rows)
-    runs = list(rows[0]["tokens_per_s"])
-    table = "\n".join(f"| {k} | {med(k, 'tokens_per_s'):.1f} | {med(k, 'p50_ttft_s'):.2f} s |" for k in runs)
+    table = "\n".join(f"| {k} | {med(k, 'tokens_per_s'):.1f} | {med(k, 'p50_ttft_s'):.2f} s |"
+                      for k in rows[0]["tokens_per_s"])
     eng_p10 = [round(r["engine_p10"], 2) for r in rows]
     engine_cores, split_text, path_ms = _cpu_figures(split)
-    text = f"""**Generation targets** (issue 29; `serve_app/bench/generation/`, run by `make bench` and standalone by
-`python -m serve_app.bench.generation`, which wrote the committed
-[docs/bench/generation.json](docs/bench/generation.json)
-and [generation.png](docs/bench/generation.png) — the figures below are read from that file, {len(rows)} repeat(s)).
-The real SmolLM2 as `summarizer@stable` serves it: the vLLM bf16 variant `make models` measured fastest here.
-Held-out BBC articles cut to 256 tokens, `max_new_tokens` 64, greedy, 2 threads. Each repeat uses fresh articles
-and runs side by side, on the same prompt ids: the gateway (streamed `/v1/summarize`) one at a time and 8 at once
-(32 requests); its engine in process (our vLLM adapter, no Ray or HTTP); vLLM standalone (its own `AsyncLLM` in a
-child process, bf16, compiled, tcmalloc and Intel OpenMP preloaded); llama.cpp standalone (llama-cpp-python's stock
-`Llama.generate`) and batched (its batch API) on the Q4_0 GGUF, its fastest type here; and the torch engine this
-gateway used before, in process, on the same weights in fp32. Ratios are taken within a repeat:
-
+    missed = _missed(d)
+    text = _intro(d, len(rows)) + f"""
 | id | measure | value (median) | target |
 |---|---|---|---|
 {_targets_table(d)}
@@ -59,7 +69,9 @@ gateway used before, in process, on the same weights in fp32. Ratios are taken w
 |---|---:|---:|
 {table}
 
-What misses and why: G2 and P11 compare the gateway with the same engine without Ray Serve; on 2 cores the
+Missed in this run: {missed}. G1 divides one stream
+through the gateway (on vLLM, which `make models` chose for 8 streams at once) by llama.cpp's Q4_0 standalone, the
+fastest single stream here. G2 and P11 compare the gateway with the same engine without Ray Serve; on 2 cores the
 engine's two OpenMP threads already take every core, so the serving path (replica, ingress, proxy, the client's
 HTTP; several messages per token) takes its CPU from the engine: {med('gateway_c8', 'tokens_per_s'):.0f} against
 {med('inproc_c8', 'tokens_per_s'):.0f} tokens/s in process. At the first token the same path costs
