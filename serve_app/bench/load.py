@@ -1,17 +1,20 @@
-"""Closed-loop load: `concurrency` clients, each sending its next request when the previous answer arrives,
-for a bounded time (and never past `max_requests`). Loopback only; every call checks its answer."""
+"""The bench's one closed-loop load generator: `concurrency` clients, each sending its next request when the
+previous answer arrives, for a bounded time and never past `max_requests`. Loopback only; every call checks its
+answer (a call that raises is a failed request). `make bench`, the generation bench and the variant bench all
+drive their servers through `closed_loop`; the soak's open-loop stream (fixed arrival rate) is the other kind."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 
 from serve_app.bench.stats import percentile
 
-Call = Callable[[int], Awaitable[None]]  # request number -> completes when the (checked) answer is in
+Call = Callable[[int], Awaitable[object]]  # request number -> its (checked) answer, or raises
 
 
 @dataclass
@@ -23,41 +26,46 @@ class Sample:
     p50_ms: float
     p95_ms: float
     p99_ms: float
+    # Kept out of as_dict (not written to JSON): request number -> (latency ms, what the call returned), and the
+    # first failure's message.
+    answers: dict[int, tuple[float, object]] = field(default_factory=dict, repr=False)
+    first_error: str | None = None
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("answers", "first_error")}
 
 
-async def closed_loop(call: Call, concurrency: int, seconds: float, max_requests: int = 100_000,
+async def closed_loop(call: Call, concurrency: int, seconds: float = math.inf, max_requests: int = 100_000,
                       timeout_s: float = 120.0) -> Sample:
-    latencies: list[float] = []
-    errors = 0
-    counter = 0
+    answers: dict[int, tuple[float, object]] = {}
+    errors, counter, first_error = 0, 0, None
     deadline = time.perf_counter() + seconds
 
     async def client() -> None:
-        nonlocal errors, counter
+        nonlocal errors, counter, first_error
         while time.perf_counter() < deadline and counter < max_requests:
             n = counter
             counter += 1
             started = time.perf_counter()
             try:
-                await asyncio.wait_for(call(n), timeout_s)
-            except Exception:  # noqa: BLE001 - any failure is counted, none stops the run
+                result = await asyncio.wait_for(call(n), timeout_s)
+            except Exception as err:  # noqa: BLE001 - any failure is counted, none stops the run
                 errors += 1
+                first_error = first_error or f"{type(err).__name__}: {err}"
                 continue
-            latencies.append((time.perf_counter() - started) * 1000)
+            answers[n] = ((time.perf_counter() - started) * 1000, result)
 
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
-    ms = latencies
+    ms = [latency for latency, _ in answers.values()]
 
     def pct(q: float) -> float:
         value = percentile(ms, q)
         return float("nan") if value is None else round(value, 2)
 
-    return Sample(len(ms), errors, round(elapsed, 2), round(len(ms) / elapsed, 2), pct(50), pct(95), pct(99))
+    return Sample(len(ms), errors, round(elapsed, 2), round(len(ms) / elapsed, 2), pct(50), pct(95), pct(99),
+                  answers, first_error)
 
 
 class RawBatcher:

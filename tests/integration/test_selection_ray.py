@@ -77,7 +77,9 @@ def test_the_variant_bench_runs_p12_and_p13_end_to_end(client):
     assert measured["p12"]["rounds"][0]["selection"]["requests"] > 0 and measured["p12"]["budget_ms"] > 0
     assert measured["p13"]["rounds"][0]["hit_p50_ms"] > 0
     p4 = Int8Result({"ORT int8 dynamic": {"speedup": 1.6, "drop": 0.2, "version": "2"}}, "ORT int8 dynamic")
-    assert [r["id"] for r in rows(p4, measured, 94.0)] == ["P4", "P12", "P13"]
+    by_id = {r["id"]: r for r in rows(p4, measured, 94.0)}
+    assert list(by_id) == ["P4", "P12", "P13", "P2"]
+    assert by_id["P2"]["status"] == "not measured" and by_id["P2"]["problems"][0] == "P2 did not run"
 
 
 def test_the_variant_bench_runs_p2_against_a_naive_server(client, tmp_path):

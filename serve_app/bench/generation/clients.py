@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from serve_app.bench import load
+
 
 @dataclass
 class Run:
@@ -39,21 +41,14 @@ class Run:
 
 
 async def closed_loop(one, texts: list[str], concurrency: int, n: int) -> Run:
-    """`concurrency` clients take the next of `n` requests as soon as their previous one is answered."""
-    tokens, ttfts, counter = 0, {}, 0
-
-    async def client():
-        nonlocal tokens, counter
-        while counter < n:
-            i = counter
-            counter += 1
-            got, ttft = await one(texts[i % len(texts)])
-            tokens += got
-            ttfts[i] = ttft
-
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(concurrency)))
-    return Run(tokens, time.perf_counter() - started, ttfts, concurrency)
+    """`concurrency` clients take the next of `n` requests as soon as their previous one is answered (the bench's
+    one load generator, bench/load.py); any failed request fails the run."""
+    sample = await load.closed_loop(lambda i: one(texts[i % len(texts)]), concurrency, max_requests=n,
+                                    timeout_s=600.0)
+    if sample.errors:
+        raise RuntimeError(f"{sample.errors} of {n} generation requests failed; the first: {sample.first_error}")
+    tokens = sum(got for _, (got, _) in sample.answers.values())
+    return Run(tokens, sample.seconds, {i: ttft for i, (_, (_, ttft)) in sample.answers.items()}, concurrency)
 
 
 def engine_call(runtime, engine, max_new_tokens: int):

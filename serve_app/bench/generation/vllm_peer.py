@@ -22,29 +22,29 @@ import time
 
 
 async def closed_loop(llm, prompts: list[list[int]], concurrency: int, max_new_tokens: int, stop: list[int]):
+    """The run through the bench's one load generator (bench/load.py), as the gateway's runs are driven."""
     from vllm import SamplingParams
     from vllm.sampling_params import RequestOutputKind
 
+    from serve_app.bench import load
+
     params = SamplingParams(max_tokens=max_new_tokens, temperature=0.0, stop_token_ids=stop, detokenize=False,
                             output_kind=RequestOutputKind.DELTA)
-    tokens, ttfts, counter = 0, {}, 0
 
-    async def client():
-        nonlocal tokens, counter
-        while counter < len(prompts):
-            i = counter
-            counter += 1
-            started, first = time.perf_counter(), None
-            async for out in llm.generate({"prompt_token_ids": prompts[i]}, params, f"r{time.time_ns()}-{i}"):
-                got = [t for t in out.outputs[0].token_ids if t not in stop]  # the gateway counts no stop token
-                if first is None and out.outputs[0].token_ids:
-                    first = time.perf_counter() - started
-                tokens += len(got)
-            ttfts[i] = first if first is not None else time.perf_counter() - started
+    async def one(i: int) -> tuple[int, float]:
+        started, first, tokens = time.perf_counter(), None, 0
+        async for out in llm.generate({"prompt_token_ids": prompts[i]}, params, f"r{time.time_ns()}-{i}"):
+            got = [t for t in out.outputs[0].token_ids if t not in stop]  # the gateway counts no stop token
+            if first is None and out.outputs[0].token_ids:
+                first = time.perf_counter() - started
+            tokens += len(got)
+        return tokens, first if first is not None else time.perf_counter() - started
 
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(concurrency)))
-    return {"tokens": tokens, "seconds": time.perf_counter() - started, "ttft_s": ttfts}
+    sample = await load.closed_loop(one, concurrency, max_requests=len(prompts), timeout_s=600.0)
+    if sample.errors:
+        raise RuntimeError(f"{sample.errors} vLLM requests failed; the first: {sample.first_error}")
+    return {"tokens": sum(got for _, (got, _) in sample.answers.values()), "seconds": sample.seconds,
+            "ttft_s": {i: ttft for i, (_, (_, ttft)) in sample.answers.items()}}
 
 
 async def serve(folder: str, dtype: str, compiled: bool, threads: int, max_running: int, stop: list[int],

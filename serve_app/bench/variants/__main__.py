@@ -137,8 +137,10 @@ def rows(p4, measured: dict | None, int8_accuracy: float | None) -> list[dict]:
                      [r["ratio"] for r in cache.get("rounds", [])] or [cache["ratio"]], LE, 0.2))
     p2 = p2_rows(measured.get("p2", {}), p4.fastest_full_length or "none")
     if not p2:
+        why = ("no gated variant reads the naive server's 128 tokens" if p4.fastest_full_length is None
+               else "P2 did not run")
         p2 = [judge("P2", "gateway serving its fastest gated variant at 128 tokens ÷ naive FastAPI fp32 server, "
-                    "concurrency 32", [], GE, 4, ["no gated variant reads the naive server's 128 tokens"])]
+                    "concurrency 32", [], GE, 4, [why])]
     return out + p2
 
 

@@ -13,13 +13,13 @@ P13: one request repeated, sequentially: p50 of cache hits ÷ p50 of the same re
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 import time
 from collections import Counter
 
 import httpx
 
+from serve_app.bench.load import closed_loop
 from serve_app.bench.stats import percentile
 
 NO_CACHE = {"Cache-Control": "no-cache"}
@@ -33,25 +33,24 @@ class Loop:
         self.failed: Counter = Counter()  # status codes of answers that were not 200, over every run
 
     async def run(self, model: str, concurrency: int, seconds: float, budget_ms: float | None = None):
+        """(latency ms, answering version) of every request answered in `seconds` (bench/load.py's closed loop);
+        the status codes of the others are counted in `failed`."""
         headers = dict(NO_CACHE) | ({"X-Latency-Budget-Ms": f"{budget_ms:g}"} if budget_ms else {})
-        answers: list[tuple[float, str]] = []
-        deadline = time.perf_counter() + seconds
-        counter = 0
 
-        async def client():
-            nonlocal counter
-            while time.perf_counter() < deadline:
-                text = self.texts[counter % len(self.texts)]
-                counter += 1
-                started = time.perf_counter()
+        async def one(n: int) -> str:
+            text = self.texts[n % len(self.texts)]
+            try:
                 r = await self.http.post("/v1/classify", json={"texts": [text], "model": model}, headers=headers)
-                if r.status_code == 200:
-                    answers.append(((time.perf_counter() - started) * 1000, r.headers["x-model-version"]))
-                else:
-                    self.failed[r.status_code] += 1
+            except httpx.HTTPError:
+                self.failed["no answer"] += 1
+                raise
+            if r.status_code != 200:
+                self.failed[r.status_code] += 1
+                raise RuntimeError(f"status {r.status_code}")
+            return r.headers["x-model-version"]
 
-        await asyncio.gather(*(client() for _ in range(concurrency)))
-        return answers
+        sample = await closed_loop(one, concurrency, seconds)
+        return [(latency, version) for latency, version in sample.answers.values()]
 
 
 def summary(answers: list[tuple[float, str]], budget_ms: float, accuracy: dict[str, float]) -> dict:
