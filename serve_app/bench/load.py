@@ -1,7 +1,10 @@
-"""The bench's one closed-loop load generator: `concurrency` clients, each sending its next request when the
-previous answer arrives, for a bounded time and never past `max_requests`. Loopback only; every call checks its
-answer (a call that raises is a failed request). `make bench`, the generation bench and the variant bench all
-drive their servers through `closed_loop`; the soak's open-loop stream (fixed arrival rate) is the other kind."""
+"""The one load generator of `make bench`, the soak, the stream bench, the generation and variant benches.
+
+`closed_loop`: `concurrency` clients, each sending its next request when the previous answer arrives, for a
+bounded time and never past `max_requests` (throughput and latency at a given concurrency). `open_loop`: requests
+sent on a fixed schedule whatever the answers (a soak at a share of capacity). Loopback only; every call checks
+its answer (a call that raises is a failed request). `threaded` runs a blocking client (httpx, gRPC stubs) on a
+pool of its own so the same loops drive it."""
 
 from __future__ import annotations
 
@@ -68,68 +71,42 @@ async def closed_loop(call: Call, concurrency: int, seconds: float = math.inf, m
                   answers, first_error)
 
 
-class RawBatcher:
-    """The model's own limit: requests coalesced (everything queued when a run slot frees, up to `max_batch`,
-    as the gateway's replica batches) and run in this process, with no network and no serialization.
-    `concurrent` batches run side by side on worker threads; a lone batch gets `threads` torch threads, batches
-    side by side one each (torch's team size is per calling thread). `make bench` measures a few layouts and
-    divides by the fastest (`RAW_LAYOUTS`, `best_raw_layout`)."""
+def threaded(blocking: Callable[[int], object], workers: int) -> tuple[Call, ThreadPoolExecutor]:
+    """An async Call from a blocking one, run on a pool of `workers` threads (asyncio's default pool has
+    min(32, cores + 4) threads: 6 here, which would cap a loop of 32 clients). Shut the pool down after."""
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="load")
 
-    def __init__(self, predict: Callable[[list[str]], list[dict]], max_batch: int = 32, concurrent: int = 1,
-                 threads: int | None = None):
-        import torch
+    async def call(n: int) -> object:
+        return await asyncio.get_running_loop().run_in_executor(pool, blocking, n)
 
-        from serve_app.dataplane.batching import SlotBatcher
-
-        self.predict = predict
-        self.threads = threads or torch.get_num_threads()
-        self.pool = ThreadPoolExecutor(max_workers=concurrent, thread_name_prefix="raw-batch")
-        self.batcher = SlotBatcher(self._run, max_batch, concurrent, name="raw")
-
-    @property
-    def layout(self) -> dict:
-        return {"max_batch": self.batcher.max_batch, "concurrent": self.batcher.max_concurrent,
-                "threads_alone": self.threads, "threads_side_by_side": 1}
-
-    async def submit(self, text: str) -> dict:
-        [result] = await self.batcher.submit([text])
-        return result
-
-    async def _run(self, texts: list[str]) -> list[dict]:
-        threads = self.threads if self.batcher.running <= 1 else 1
-        return await asyncio.get_running_loop().run_in_executor(self.pool, self._predict_with, threads, texts)
-
-    def _predict_with(self, threads: int, texts: list[str]) -> list[dict]:
-        import torch
-
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
-        return self.predict(texts)
-
-    async def close(self) -> None:
-        await self.batcher.close()
-        self.pool.shutdown(wait=False, cancel_futures=True)
+    return call, pool
 
 
-# (max_batch, batches side by side): one wide batch at a time, and the gateway replica's layout.
-RAW_LAYOUTS = [(64, 1), (16, 2), (32, 2)]
+def closed_loop_blocking(blocking: Callable[[int], object], concurrency: int, seconds: float = math.inf,
+                         max_requests: int = 100_000, timeout_s: float = 120.0) -> Sample:
+    """`closed_loop` over a blocking call, from synchronous code (one thread per client)."""
+    call, pool = threaded(blocking, concurrency)
+    try:
+        return asyncio.run(closed_loop(call, concurrency, seconds, max_requests, timeout_s))
+    finally:
+        pool.shutdown(wait=True)
 
 
-async def best_raw_layout(predict: Callable[[list[str]], list[dict]], call_of: Callable[[RawBatcher], Call],
-                          concurrency: int, seconds: float, tick=lambda s: None) -> tuple[RawBatcher, dict]:
-    """The raw baseline at its best: each layout of RAW_LAYOUTS in a closed loop at `concurrency`; returns the
-    fastest one's batcher (open) and what every layout measured."""
-    measured, best, best_rps = {}, None, -1.0
-    for max_batch, concurrent in RAW_LAYOUTS:
-        raw = RawBatcher(predict, max_batch, concurrent)
-        tick(f"raw baseline layout: batches of {max_batch}, {concurrent} side by side")
-        await call_of(raw)(0)  # warm-up
-        sample = await closed_loop(call_of(raw), concurrency, seconds)
-        measured[f"{max_batch}x{concurrent}"] = {**raw.layout, **sample.as_dict()}
-        if sample.errors == 0 and sample.rps > best_rps:
-            if best is not None:
-                await best.close()
-            best, best_rps = raw, sample.rps
-        else:
-            await raw.close()
-    return best, {"chosen": best.layout if best else None, "measured": measured}
+def open_loop(blocking: Callable[[int], None], rate: float, seconds: float, first: int = 0, workers: int = 64,
+              tick: Callable[[int, float], None] | None = None, every_s: float = 30.0) -> float:
+    """Send request `first + i` at `i / rate` seconds, whatever the answers, for `seconds`; each runs `blocking`
+    on a pool of `workers` threads (which records and checks it). `tick(sent, elapsed)` every `every_s` shows a
+    long run is alive. Waits for every request; returns the seconds the run took."""
+    started, n = time.perf_counter(), int(rate * seconds)
+    next_tick = started + every_s
+    with ThreadPoolExecutor(workers, thread_name_prefix="open-loop") as pool:
+        futures = []
+        for i in range(n):
+            time.sleep(max(0.0, started + i / rate - time.perf_counter()))
+            futures.append(pool.submit(blocking, first + i))
+            if tick and time.perf_counter() >= next_tick:
+                next_tick += every_s
+                tick(i + 1, time.perf_counter() - started)
+        for f in futures:
+            f.result()
+    return time.perf_counter() - started

@@ -16,7 +16,8 @@ import numpy as np
 from serve_app.bench import generation
 from serve_app.bench.generation import GenSettings
 from serve_app.bench.judge import GE, LE, failures, judge, ratio
-from serve_app.bench.load import Call, RawBatcher, best_raw_layout, closed_loop
+from serve_app.bench.load import Call, closed_loop
+from serve_app.bench.raw import RawBatcher, best_raw_layout
 
 NOOP = {"type": "model", "model": "noop"}
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import aiohttp
 
 from serve_app.bench.harness import free_port, local_ray, start_gateway
+from serve_app.bench.load import closed_loop
 from serve_app.stream.batching import chunks
 from serve_app.stream.cli import REPO, flink_python, job_command, job_env
 from serve_app.stream.outputs import Tally
@@ -46,17 +47,20 @@ def gateway_config():
 
 
 async def direct_rate(base: str, texts: list[str], max_requests: int) -> float:
-    """records/s of a plain async client: batches of BATCH texts, max_requests calls in flight."""
-    slots = asyncio.Semaphore(max_requests)
+    """records/s of a plain async client (aiohttp): batches of BATCH texts, `max_requests` calls in flight, driven
+    by the bench's closed loop (bench/load.py) over every batch once; any failed call fails the measurement."""
+    batches = list(chunks(texts, BATCH))
     async with aiohttp.ClientSession() as session:
-        async def one(batch):
-            async with slots, session.post(f"{base}/v1/classify", json={"texts": batch}) as r:
-                assert r.status == 200, await r.text()
+        async def one(n: int) -> None:
+            async with session.post(f"{base}/v1/classify", json={"texts": batches[n]}) as r:
+                if r.status != 200:
+                    raise RuntimeError(f"direct client got {r.status}: {await r.text()}")
                 await r.read()
 
-        started = time.perf_counter()
-        await asyncio.gather(*(one(b) for b in chunks(texts, BATCH)))
-        return len(texts) / (time.perf_counter() - started)
+        sample = await closed_loop(one, max_requests, max_requests=len(batches))
+    if sample.errors:
+        raise RuntimeError(f"{sample.errors} direct calls failed, first: {sample.first_error}")
+    return len(texts) / sample.seconds
 
 
 def write_source(path: Path, articles) -> set[str]:

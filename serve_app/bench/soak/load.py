@@ -1,32 +1,33 @@
-"""Load: capacity by a closed loop (one model, or the mix), then an open-loop Stream at a fixed rate."""
+"""Load: capacity by a closed loop (one model, or the mix), then an open-loop Stream at a fixed rate, both
+from bench/load.py; this module checks and tallies the soak's answers."""
 
 from __future__ import annotations
 
-import concurrent.futures
 import threading
-import time
 
 import httpx
 
+from serve_app.bench.load import closed_loop_blocking, open_loop
 from serve_app.bench.soak.targets import TEXTS, Target, call, reference_key
 from serve_app.bench.stats import percentile
 
 
+class Refused(RuntimeError):
+    """A capacity-loop call that did not answer 200 (counted as a failure by the closed loop)."""
+
+
+def _checked(client: httpx.Client, target: Target):
+    def one(n: int) -> object:
+        answer, _, status = call(client, target, TEXTS[n % len(TEXTS)], n)
+        if status != 200:
+            raise Refused(str(status))
+        return answer
+    return one
+
+
 def measure_capacity(client: httpx.Client, target: Target, seconds: float, workers: int) -> float:
-    """Requests per second answered by a closed loop of `workers` clients."""
-    done, stop = [0], time.perf_counter() + seconds
-
-    def loop(i: int):
-        n = i
-        while time.perf_counter() < stop:
-            _, _, status = call(client, target, TEXTS[n % len(TEXTS)], n)
-            n += workers
-            if status == 200:
-                done[0] += 1
-
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        list(pool.map(loop, range(workers)))
-    return done[0] / seconds
+    """Requests per second answered by a closed loop of `workers` clients (bench/load.py's)."""
+    return closed_loop_blocking(_checked(client, target), workers, seconds).rps
 
 
 def measure_mixed_capacity(client: httpx.Client, target, seconds: float, workers: int) -> tuple[float, dict]:
@@ -37,21 +38,11 @@ def measure_mixed_capacity(client: httpx.Client, target, seconds: float, workers
     summarizer alone answered 4.3 req/s but only ~1.3 req/s with the classifiers beside it, so the 10-minute
     mixed soak at 70% of either figure had its summaries time out (938 of 5728 calls after 30 s)."""
     kinds = [k[0] for k in target.kinds]
-    done, stop = dict.fromkeys(kinds, 0), time.perf_counter() + seconds
-    lock = threading.Lock()
-
-    def loop(w: int):
-        n = w
-        while time.perf_counter() < stop:
-            _, _, status = call(client, target, TEXTS[n % len(TEXTS)], n)
-            if status == 200:
-                with lock:
-                    done[kinds[n % len(kinds)]] += 1
-            n += workers
-
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        list(pool.map(loop, range(workers)))
-    per_kind = {k: v / seconds for k, v in done.items()}
+    sample = closed_loop_blocking(_checked(client, target), workers, seconds)
+    done = dict.fromkeys(kinds, 0)
+    for n in sample.answers:  # request n was of kind n % len(kinds), as `call` sends them
+        done[kinds[n % len(kinds)]] += 1
+    per_kind = {k: v / sample.seconds for k, v in done.items()}
     return len(kinds) * min(per_kind.values()), per_kind
 
 
@@ -91,23 +82,15 @@ class Stream:
                         "p99_ms": _ms(v["latencies"], 99)} for k, v in self.by_kind.items()}
 
     def run(self, rate: float, seconds: float, log=None, every_s: float = 30.0) -> float:
-        started, n = time.perf_counter(), int(rate * seconds)
-        next_report = started + every_s
-        with concurrent.futures.ThreadPoolExecutor(64) as pool:
-            futures = []
-            for i in range(n):
-                time.sleep(max(0.0, started + i / rate - time.perf_counter()))
-                futures.append(pool.submit(self._one, self.sent + i))
-                if log and time.perf_counter() >= next_report:  # a 10-minute run shows it is alive and how
-                    next_report += every_s
-                    with self.lock:
-                        done, errors = len(self.latencies) + len(self.errors) + len(self.wrong), len(self.errors)
-                    log(f"  {time.perf_counter() - started:.0f}/{seconds:.0f} s: sent {i + 1}, answered {done}, "
-                        f"errors {errors}, wrong {len(self.wrong)}, p50 {_ms(self.latencies, 50):.0f} ms")
-                    if len(self.by_kind) > 1:
-                        log("    " + "; ".join(f"{k} p50 {v['p50_ms']:.0f} ms p99 {v['p99_ms']:.0f} ms {v['statuses']}"
-                                              for k, v in self.kind_report().items()))
-            for f in futures:
-                f.result()
-        self.sent += n
-        return time.perf_counter() - started
+        def tick(sent: int, elapsed: float) -> None:  # a 10-minute run shows it is alive and how
+            with self.lock:
+                done, errors = len(self.latencies) + len(self.errors) + len(self.wrong), len(self.errors)
+            log(f"  {elapsed:.0f}/{seconds:.0f} s: sent {sent}, answered {done}, "
+                f"errors {errors}, wrong {len(self.wrong)}, p50 {_ms(self.latencies, 50):.0f} ms")
+            if len(self.by_kind) > 1:
+                log("    " + "; ".join(f"{k} p50 {v['p50_ms']:.0f} ms p99 {v['p99_ms']:.0f} ms {v['statuses']}"
+                                      for k, v in self.kind_report().items()))
+
+        elapsed = open_loop(self._one, rate, seconds, first=self.sent, tick=tick if log else None, every_s=every_s)
+        self.sent += int(rate * seconds)
+        return elapsed
