@@ -69,7 +69,8 @@ class Inference:
             self.check_texts(req.texts)
             need = parse_requirement(req.needs)
             if req.pipeline:
-                records, trace = await self.run_graph(req.target, req.texts, req.fresh)
+                context = {"params": req.params, "headers": req.headers}
+                records, trace = await self.run_graph(req.target, req.texts, req.fresh, context)
                 return InferenceResponse(req.target, records, pipeline=True, trace=trace if req.trace else None)
             if req.task is None:
                 model, pinned = self.table.model(req.target), req.version
@@ -150,10 +151,12 @@ class Inference:
         name, _, pinned = ref.partition("@")
         return await self.call(self.table.model(name), pinned or None, texts, params, pipeline, fresh=fresh)
 
-    async def run_graph(self, name: str, texts: list[str], fresh: bool = False) -> tuple[list, list]:
+    async def run_graph(self, name: str, texts: list[str], fresh: bool = False,
+                        context: dict | None = None) -> tuple[list, list]:
+        """`context`: the request's parameters and headers ({"params", "headers"}), for switch nodes."""
         pipelines = {p.name: p for p in self.table.config.pipelines}
         call = partial(self.call_model, pipeline=name, fresh=fresh)
-        records, trace = await run_pipeline(pipelines, call, name, texts)
+        records, trace = await run_pipeline(pipelines, call, name, texts, context)
         for entry in trace:
             self.metrics.observe("gateway_pipeline_node_duration_seconds", {"pipeline": name, "node": entry["node"]},
                                  entry["latency_ms"] / 1000)

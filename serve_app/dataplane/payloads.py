@@ -22,6 +22,8 @@ class InferenceRequest:
     # used by serve_app/dataplane/selection.py.
     needs: dict = field(default_factory=dict)
     fresh: bool = False  # Cache-Control: no-cache: answer without the response cache
+    # Pipelines: the request's headers (gRPC metadata), names in lower case, which switch nodes may test.
+    headers: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -12,7 +12,18 @@ from collections.abc import Awaitable, Callable
 
 from serve_app.errors import DeadlineExceeded, GatewayError, InferenceFailed
 from serve_app.pipelines import fusion
-from serve_app.pipelines.spec import ChainNode, FanoutNode, FuseNode, ModelNode, Node, Pipeline, PipelineRef, SplitNode
+from serve_app.pipelines.spec import (
+    ChainNode,
+    FanoutNode,
+    FuseNode,
+    ModelNode,
+    Node,
+    Pipeline,
+    PipelineRef,
+    SplitNode,
+    SwitchNode,
+)
+from serve_app.pipelines.switch import route
 from serve_app.tasks import WindowJoin, window_joins
 
 Call = Callable[[str, list[str], dict], Awaitable[dict]]  # -> {"version": ..., "results": [...]}
@@ -58,17 +69,19 @@ def join_records(records: list[dict]) -> dict:
 class Run:
     """One request's execution: the call function, the pipelines, and its trace."""
 
-    def __init__(self, pipelines: dict[str, Pipeline], call: Call, name: str):
+    def __init__(self, pipelines: dict[str, Pipeline], call: Call, name: str, context: dict | None = None):
         self.pipelines, self.call, self.name = pipelines, call, name
+        self.context = context or {}  # the request's "params" and "headers" (lower-case names), for switches
         self.trace: list[dict] = []
 
-    async def node(self, node: Node, texts: list[str], path: str) -> list[dict]:
+    async def node(self, node: Node, texts: list[str], path: str, records: list[dict] | None = None) -> list[dict]:
+        """`records`: inside a chain, what earlier steps answered for each text (a switch tests their fields)."""
         started = time.perf_counter()
         entry: dict = {"node": path, "type": node.type}
         try:
             if node.timeout_s is None:
-                return await self._dispatch(node, texts, path, entry)
-            return await asyncio.wait_for(self._dispatch(node, texts, path, entry), node.timeout_s)
+                return await self._dispatch(node, texts, path, entry, records)
+            return await asyncio.wait_for(self._dispatch(node, texts, path, entry, records), node.timeout_s)
         except TimeoutError:
             entry["error"] = "timeout"
             raise DeadlineExceeded(f"pipeline '{self.name}', node '{path}' timed out after {node.timeout_s} s",
@@ -77,7 +90,8 @@ class Run:
             entry["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
             self.trace.append(entry)
 
-    async def _dispatch(self, node: Node, texts: list[str], path: str, entry: dict) -> list[dict]:
+    async def _dispatch(self, node: Node, texts: list[str], path: str, entry: dict,
+                        records: list[dict] | None = None) -> list[dict]:
         if isinstance(node, ModelNode):
             out = await self.call(node.model, texts, dict(node.params))
             entry.update(model=node.model.partition("@")[0], version=out.get("version"),
@@ -87,7 +101,7 @@ class Run:
             records = [{"text": t} for t in texts]
             for i, step in enumerate(node.steps):
                 inputs = [r[step.input] for r in records]
-                outputs = await self.node(step.node, inputs, f"{path}.steps[{i}]")
+                outputs = await self.node(step.node, inputs, f"{path}.steps[{i}]", records)
                 records = [{**r, **o} for r, o in zip(records, outputs)]
             return records
         if isinstance(node, SplitNode):
@@ -97,6 +111,8 @@ class Run:
             return await self._fanout(node, texts, path)
         if isinstance(node, FuseNode):
             return await self._fuse(node, texts, path)
+        if isinstance(node, SwitchNode):
+            return await self._switch(node, texts, records or [{"text": t} for t in texts], path, entry)
         if isinstance(node, PipelineRef):
             return await self.node(self.pipelines[node.pipeline].graph, texts, f"{path}<{node.pipeline}>")
         raise InferenceFailed(f"node type {node.type} cannot run")
@@ -145,6 +161,23 @@ class Run:
         return [{"branches": {n: results[n][i] for n in results}, "failed_branches": failed}
                 for i in range(len(texts))]
 
+    async def _switch(self, node: SwitchNode, texts: list[str], records: list[dict], path: str,
+                      entry: dict) -> list[dict]:
+        """Each text through the node of the first case that holds for it (one call per case, its texts batched),
+        answers back in order; texts no case takes pass with `branch` null (or through `default`)."""
+        routed = route(node.cases, node.default is not None, records, self.context)
+        entry["branches"] = {str(name): len(ix) for name, ix in routed.items()}
+        nodes = {**{n: c.node for n, c in node.cases.items()}, "default": node.default}
+        taken = [name for name in routed if name is not None]
+        answers = await asyncio.gather(*(self.node(nodes[name], [texts[i] for i in routed[name]],
+                                                   f"{path}.cases.{name}" if name != "default" else f"{path}.default")
+                                         for name in taken))
+        out: list[dict] = [{"branch": None} for _ in texts]
+        for name, answered in zip(taken, answers, strict=True):
+            for i, answer in zip(routed[name], answered, strict=True):
+                out[i] = {**answer, "branch": name}
+        return out
+
     async def _fuse(self, node: FuseNode, texts: list[str], path: str) -> list[dict]:
         fanned = await self.node(node.source, texts, f"{path}.source")
         out = []
@@ -161,8 +194,10 @@ class Run:
         return out
 
 
-async def run_pipeline(pipelines: dict[str, Pipeline], call: Call, name: str, texts: list[str]) -> tuple[list, list]:
-    """(one record per text, trace entries in completion order)."""
-    run = Run(pipelines, call, name)
+async def run_pipeline(pipelines: dict[str, Pipeline], call: Call, name: str, texts: list[str],
+                       context: dict | None = None) -> tuple[list, list]:
+    """(one record per text, trace entries in completion order). `context`: the request's "params" and
+    "headers" (names in lower case), which switch conditions may test."""
+    run = Run(pipelines, call, name, context)
     records = await run.node(pipelines[name].graph, texts, "graph")
     return records, run.trace

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from serve_app.pipelines.fusion import METHODS
 
@@ -90,6 +90,55 @@ class FuseNode(_Node):
     label_map: dict[str, dict[str, str]] = {}
 
 
+class Condition(BaseModel):
+    """What a switch case tests, per text: a field of the record so far (inside a chain: what earlier steps
+    answered, e.g. `label`), a request parameter, or a request header; against `equals`, `one_of`, `above` or
+    `below` (numbers). Exactly one source and one test."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    field: Annotated[str, Field(min_length=1, max_length=120)] | None = None
+    param: Annotated[str, Field(min_length=1, max_length=120)] | None = None
+    header: Annotated[str, Field(min_length=1, max_length=120)] | None = None
+    equals: str | int | float | bool | None = None
+    one_of: Annotated[list[str | int | float | bool], Field(min_length=1, max_length=1000)] | None = None
+    above: float | None = None
+    below: float | None = None
+
+    @model_validator(mode="after")
+    def _one_source_one_test(self) -> Condition:
+        sources = [k for k in ("field", "param", "header") if getattr(self, k) is not None]
+        tests = [k for k in ("equals", "one_of", "above", "below") if getattr(self, k) is not None]
+        if len(sources) != 1:
+            raise ValueError(f"give exactly one of field, param, header (got {sources or 'none'})")
+        if len(tests) != 1:
+            raise ValueError(f"give exactly one of equals, one_of, above, below (got {tests or 'none'})")
+        return self
+
+    @property
+    def source(self) -> tuple[str, str]:
+        """("field" | "param" | "header", its name)."""
+        kind = next(k for k in ("field", "param", "header") if getattr(self, k) is not None)
+        return kind, getattr(self, kind)
+
+
+class SwitchCase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    when: Condition
+    node: Node
+
+
+class SwitchNode(_Node):
+    """Conditional routing (KServe InferenceGraph's Switch), per text: the first case (in order) whose condition
+    holds runs its node on that text; with none, `default` does, or the text passes with no answer of this node.
+    Each record gets `branch`: the case's name, "default", or null."""
+
+    type: Literal["switch"] = "switch"
+    cases: Annotated[dict[Annotated[str, Field(pattern=NODE_NAME)], SwitchCase], Field(min_length=1)]
+    default: Node | None = None
+
+
 class PipelineRef(_Node):
     """Run another pipeline of this config as a node."""
 
@@ -97,13 +146,15 @@ class PipelineRef(_Node):
     pipeline: Annotated[str, Field(pattern=NODE_NAME)]
 
 
-Node = Annotated[ModelNode | ChainNode | SplitNode | FanoutNode | FuseNode | PipelineRef,
+Node = Annotated[ModelNode | ChainNode | SplitNode | FanoutNode | FuseNode | SwitchNode | PipelineRef,
                  Field(discriminator="type")]
 ChainStep.model_rebuild()
 ChainNode.model_rebuild()
 SplitNode.model_rebuild()
 FanoutNode.model_rebuild()
 FuseNode.model_rebuild()
+SwitchCase.model_rebuild()
+SwitchNode.model_rebuild()
 
 
 class Pipeline(BaseModel):

@@ -5,7 +5,18 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from serve_app.pipelines.fusion import normalise_weights
-from serve_app.pipelines.spec import ChainNode, FanoutNode, FuseNode, ModelNode, Node, Pipeline, PipelineRef, SplitNode
+from serve_app.pipelines.spec import (
+    ChainNode,
+    Condition,
+    FanoutNode,
+    FuseNode,
+    ModelNode,
+    Node,
+    Pipeline,
+    PipelineRef,
+    SplitNode,
+    SwitchNode,
+)
 from serve_app.tasks import contract, window_joins
 
 
@@ -38,10 +49,12 @@ class _Checker:
         finally:
             self.stack.pop()
 
-    def node(self, node: Node, path: str) -> dict[str, str]:
-        """The fields (name -> type) of what `node` answers for each text; input is always text."""
+    def node(self, node: Node, path: str, available: dict[str, str] | None = None) -> dict[str, str]:
+        """The fields (name -> type) of what `node` answers for each text; input is always text. `available`:
+        the fields answered before it for the same text (a chain's earlier steps), which a switch may test."""
         check = {ModelNode: self._model, ChainNode: self._chain, SplitNode: self._split, FanoutNode: self._fanout,
-                 FuseNode: self._fuse, PipelineRef: lambda n, p: self.pipeline(n.pipeline, p)}.get(type(node))
+                 FuseNode: self._fuse, PipelineRef: lambda n, p: self.pipeline(n.pipeline, p),
+                 SwitchNode: lambda n, p: self._switch(n, p, available or {"text": "text"})}.get(type(node))
         if check is None:
             self.fail(path, f"unknown node type {type(node).__name__}")
         return check(node, path)
@@ -61,7 +74,7 @@ class _Checker:
                                  f"available: {', '.join(sorted(fields))}")
             if fields[step.input] != "text":
                 self.fail(where, f"feeds '{step.input}' ({fields[step.input]}) to a step that takes text")
-            fields.update(self.node(step.node, f"{where}.node"))
+            fields.update(self.node(step.node, f"{where}.node", dict(fields)))
         return fields
 
     def _split(self, node: SplitNode, path: str) -> dict[str, str]:
@@ -92,6 +105,30 @@ class _Checker:
         for name, branch in node.branches.items():
             self.node(branch, f"{path}.branches.{name}")
         return {"branches": "branches"}
+
+    def _switch(self, node: SwitchNode, path: str, available: dict[str, str]) -> dict[str, str]:
+        """What every branch answers (the fields all cases and the default share: a text no case takes has only
+        `branch`, unless there is a default), plus `branch`."""
+        if "default" in node.cases:
+            self.fail(f"{path}.cases.default", "'default' names the default branch; call this case otherwise")
+        answers = []
+        for name, case in node.cases.items():
+            self._condition(case.when, f"{path}.cases.{name}.when", available)
+            answers.append(self.node(case.node, f"{path}.cases.{name}"))
+        answers.append(self.node(node.default, f"{path}.default") if node.default is not None else {})
+        shared = {f: t for f, t in answers[0].items() if all(a.get(f) == t for a in answers[1:])}
+        return {**shared, "branch": "label"}
+
+    def _condition(self, cond: Condition, path: str, available: dict[str, str]) -> None:
+        kind, name = cond.source
+        if kind != "field":
+            return
+        if name not in available:
+            self.fail(path, f"tests field '{name}', which is not answered before this node; available: "
+                            f"{', '.join(sorted(available))}")
+        numeric = cond.above is not None or cond.below is not None
+        if numeric and available[name] != "number":
+            self.fail(path, f"above/below compare numbers; field '{name}' is {available[name]}")
 
     def _fuse(self, node: FuseNode, path: str) -> dict[str, str]:
         source = f"{path}.source"

@@ -77,8 +77,9 @@ def inference_request(dp: DataPlane, name: str, version: str | None, texts: list
     if not isinstance(params, dict):
         raise InvalidInput("parameters must be a JSON object")
     needs, fresh = request_hints(params, headers or {})
-    if dp.table.is_pipeline(name):
-        return InferenceRequest(name, texts, pipeline=True, fresh=fresh)
+    if dp.table.is_pipeline(name):  # its switch nodes may test any parameter or header
+        return InferenceRequest(name, texts, params=dict(params), pipeline=True, fresh=fresh,
+                                headers={k.lower(): v for k, v in (headers or {}).items()})
     names = contract(dp.table.model(name).task).param_names
     return InferenceRequest(name, texts, version, {k: params[k] for k in names if k in params}, needs=needs,
                             fresh=fresh)

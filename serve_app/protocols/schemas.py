@@ -19,6 +19,8 @@ class TextsRequest(BaseModel):
 
 
 class PipelineRequest(TextsRequest):
-    """`{"texts": [...], "trace": true}`: run a pipeline; `trace` adds each node's latency and version."""
+    """`{"texts": [...], "trace": true, "parameters": {...}}`: run a pipeline; `trace` adds each node's latency
+    and version; `parameters` are what its switch nodes may test (`param:` conditions)."""
 
     trace: bool = False
+    parameters: dict[str, str | int | float | bool] = {}

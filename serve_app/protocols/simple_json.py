@@ -108,8 +108,10 @@ def add_simple_routes(app: FastAPI, get_dataplane: Callable[[], DataPlane], dead
         dp.table.pipeline(name)  # an unknown pipeline is named before the body's fields are checked
         req = parse_counted(dp, PipelineRequest, body, {"model": "", "pipeline": name})
         _, fresh = request_hints({}, request.headers)
-        return await respond(dp, deadline_of(request, dp), InferenceRequest(name, req.texts, pipeline=True,
-                                                                            trace=req.trace, fresh=fresh))
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        call = InferenceRequest(name, req.texts, params=dict(req.parameters), pipeline=True, trace=req.trace,
+                                fresh=fresh, headers=headers)
+        return await respond(dp, deadline_of(request, dp), call)
 
 
 def add_admin_routes(app: FastAPI, get_dataplane: Callable[[], DataPlane], admin: list) -> None:

@@ -136,10 +136,15 @@ def _flatten(value) -> list:
 
 
 def _column(records: list[dict], field: str) -> tuple[str, list[int], list]:
-    """(datatype, shape, flat data) of one field across records."""
-    values = [r[field] for r in records]
-    first = values[0]
+    """(datatype, shape, flat data) of one field across records. A field some records lack (a pipeline's switch
+    answered only some texts) is BYTES: "" where absent for text, else JSON ("null" where absent)."""
+    values = [r.get(field) for r in records]
     n = len(values)
+    if any(v is None for v in values):
+        if all(v is None or isinstance(v, str) for v in values):
+            return "BYTES", [n], ["" if v is None else v for v in values]
+        return "BYTES", [n], [json.dumps(v, sort_keys=True) for v in values]
+    first = values[0]
     if isinstance(first, bool):
         return "BOOL", [n], values
     if isinstance(first, int):
@@ -170,7 +175,7 @@ class Column:
 
 def output_columns(records: list[dict], requested: list[str] | None) -> list[Column]:
     """The output tensors for `records` (one dict per text): the fields asked for, or every field."""
-    fields = list(records[0]) if records else []
+    fields = list(dict.fromkeys(f for r in records for f in r))  # every field any record has, in order
     if requested:
         unknown = [n for n in requested if n not in fields]
         if unknown:
@@ -178,7 +183,8 @@ def output_columns(records: list[dict], requested: list[str] | None) -> list[Col
     columns = []
     for field in requested or fields:
         datatype, shape, data = _column(records, field)
-        params = {"labels": json.dumps(list(records[0][field]))} if field == "probabilities" and records else {}
+        first = next((r[field] for r in records if r.get(field) is not None), None)
+        params = {"labels": json.dumps(list(first))} if field == "probabilities" and datatype == "FP32" else {}
         columns.append(Column(field, datatype, shape, data, params))
     return columns
 

@@ -107,6 +107,17 @@ def test_classify_ensemble_and_long_document_summary(real_gateway, held_out_by_t
     assert len(result["summary"]) < len(long_text) and len(result["partial_summary"]) < len(long_text)
 
 
+def test_summarize_business_summarizes_only_what_the_classifier_calls_business(real_gateway, held_out_by_topic):
+    r = real_gateway.post("/v1/pipelines/summarize_business", json={"texts": [a.text for a in held_out_by_topic]})
+    assert r.status_code == 200, r.text
+    for article, result in zip(held_out_by_topic, r.json()["results"], strict=True):
+        assert result["label"] == article.label
+        if article.label == "business":
+            assert result["branch"] == "business" and result["summary"].strip()
+        else:
+            assert result["branch"] is None and "summary" not in result
+
+
 def test_stock_triton_clients_classify_and_summarize_with_the_real_models(real_gateway, grpc_target,
                                                                           held_out_by_topic):
     import numpy as np

@@ -18,7 +18,7 @@ def test_default_config_is_valid_and_serves_both_tasks():
     asked = sum(m.resources.num_cpus * m.resources.replicas for m in config.models) + config.server.ingress_num_cpus
     assert asked <= 1.5, "leave room on a 2-core machine for Serve's proxy and controller"
     assert [p.name for p in config.pipelines] == ["summarize_then_classify", "classify_ensemble",
-                                                   "long_document_summary"]
+                                                   "long_document_summary", "summarize_business"]
 
 
 def test_errors_name_every_field_and_the_fix():
