@@ -104,7 +104,8 @@ def readme_block(result: dict) -> str:
              f"From [docs/bench/bench.json](docs/bench/bench.json): the `make bench` run of {when} on "
              f"{result.get('machine', 'an unrecorded machine')}, {settings['repeats']} repeats of "
              f"{settings['window_s']:g} s windows, medians of per-repeat ratios (spread min–max in brackets)"
-             + (f"; the variant step's rows from {result['variants_date']}" if result.get("variants_date") else "")
+             + "".join(f"; the {step} step's rows from {result[f'{step}_date']}" for step in STEPS
+                       if result.get(f"{step}_date"))
              + ". A target is judged only on a run where every request succeeded and every answer matched the "
              "label the same model gives in process; otherwise it reads \"not measured\".", "",
              "| id | measure | median (spread) | target | met |", "|---|---|---:|---|---|"]
@@ -136,3 +137,19 @@ def write(result: dict, out: Path, machine: str) -> list[Path]:
     (out / "bench.json").write_text(json.dumps({"machine": machine, **result}, indent=2, default=str) + "\n")
     (out / "bench.md").write_text(markdown(result, machine))
     return [out / "bench.json", out / "bench.md", *plots(result, out)]
+
+
+STEPS = ("variants", "scaleout")  # make bench's later steps, each merging its rows into bench.json
+
+
+def merge_step(out: Path, step: str, new_rows: list[dict]) -> None:
+    """Replace (or add) a later step's targets in bench.json by id, date them, and re-render bench.md."""
+    import datetime
+
+    path = out / "bench.json"
+    result = json.loads(path.read_text())
+    ids = {r["id"] for r in new_rows}
+    result["targets"] = [t for t in result["targets"] if t["id"] not in ids] + new_rows
+    result[f"{step}_date"] = datetime.date.today().isoformat()
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    (out / "bench.md").write_text(markdown(result, result.get("machine", "")))

@@ -144,17 +144,6 @@ def rows(p4, measured: dict | None, int8_accuracy: float | None) -> list[dict]:
     return out + p2
 
 
-def merge(out: Path, new_rows: list[dict]) -> None:
-    """Replace (or add) these targets in bench.json and re-render bench.md from it."""
-    path = out / "bench.json"
-    result = json.loads(path.read_text())
-    ids = {r["id"] for r in new_rows}
-    result["targets"] = [t for t in result["targets"] if t["id"] not in ids] + new_rows
-    result["variants_date"] = __import__("datetime").date.today().isoformat()
-    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    (out / "bench.md").write_text(report.markdown(result, result.get("machine", machine())))
-
-
 def serve_variants(scratch, tmp: Path, p4: Int8Result, args, tick) -> tuple[dict | None, float | None]:
     """P12 and P13 on a gateway serving fp32 with a few gated variants as candidates; then P2."""
     from serve_app.builders import bbc
@@ -204,7 +193,7 @@ def main(argv=None) -> int:
         result = measure(args, tick)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "variants.json").write_text(json.dumps({"machine": machine(), **result}, indent=2) + "\n")
-    merge(args.out, result["targets"])
+    report.merge_step(args.out, "variants", result["targets"])
     for t in result["targets"]:
         console.print(f"{t['id']}: {t['value']} (target {t['target']}) {'met' if t['met'] else 'NOT met'}")
     return 0

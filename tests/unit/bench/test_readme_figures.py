@@ -9,6 +9,7 @@ from pathlib import Path
 
 from serve_app.bench.generation import readme as generation_readme
 from serve_app.bench.report import README_BEGIN, README_END, readme_block, splice_readme
+from serve_app.bench.variants import readme as variants_readme
 
 ROOT = Path(__file__).resolve().parents[3]
 README = (ROOT / "README.md").read_text()
@@ -21,6 +22,15 @@ def test_the_bench_table_is_bench_json_as_committed():
     assert f"run of {result['date']}" in block
     for t in result["targets"]:
         assert f"| {t['id']} |" in block
+
+
+def test_the_variant_table_is_variants_json_as_committed():
+    result = json.loads((ROOT / "docs/bench/bench.json").read_text())
+    variants = json.loads((ROOT / "docs/bench/variants.json").read_text())
+    block = variants_readme.block(variants, result.get("variants_date"))
+    assert block in README, "README's variant table is stale: run `python scripts/readme_bench.py`"
+    for name, row in variants["p4"].items():
+        assert f"{name}" in block and f"{row['speedup']:.2f}×" in block
 
 
 def test_the_generation_section_is_generation_json_as_committed():

@@ -2,7 +2,8 @@
 
 import json
 
-from serve_app.bench.variants.__main__ import candidates, merge, p2_rows, rows
+from serve_app.bench.report import merge_step
+from serve_app.bench.variants.__main__ import candidates, p2_rows, rows
 from serve_app.bench.variants.p4 import Int8Result, p4_row
 
 P12 = {"budget_ms": 300.0, "concurrency": 8, "fp32_alone_p95_ms": 900.0, "mean_accuracy": 98.2, "ratio": 3.1}
@@ -64,9 +65,10 @@ def test_merge_replaces_rows_by_id_and_keeps_the_others(tmp_path):
            "targets": [{"id": "P1", "measure": "m", "value": 0.9, "target": ">= 0.9", "met": True},
                        {"id": "P4", "measure": "old", "value": 1.0, "target": ">= 2.5", "met": False}]}
     (tmp_path / "bench.json").write_text(json.dumps(old))
-    merge(tmp_path, [p4_row(int8(2.6, 0.1))])
-    targets = json.loads((tmp_path / "bench.json").read_text())["targets"]
-    assert [(t["id"], t["value"]) for t in targets] == [("P1", 0.9), ("P4", 2.6)]
+    merge_step(tmp_path, "variants", [p4_row(int8(2.6, 0.1))])
+    result = json.loads((tmp_path / "bench.json").read_text())
+    assert [(t["id"], t["value"]) for t in result["targets"]] == [("P1", 0.9), ("P4", 2.6)]
+    assert result["variants_date"] and "scaleout_date" not in result
     assert "| P4 |" in (tmp_path / "bench.md").read_text()
 
 
