@@ -21,6 +21,8 @@ METRICS = {
                                "bypass: Cache-Control no-cache)", ("model", "version", "pipeline", "result")),
     "gateway_variant_choices": ("counter", "Variants chosen for requests with a latency budget or accuracy floor, "
                                 "by reason (fits, probe, floor, over_budget)", ("model", "version", "reason")),
+    "gateway_priority_requests": ("counter", "Requests by priority class (high, normal, low) and outcome "
+                                  "(answered, shed: refused as overloaded, failed)", ("model", "priority", "outcome")),
     "gateway_errors": ("counter", "Requests that ended in an error, by target and error kind",
                        ("model", "pipeline", "kind")),
     "gateway_request_duration_seconds": ("histogram", "End-to-end latency of a request to a model or pipeline",

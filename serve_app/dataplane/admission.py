@@ -13,6 +13,10 @@ Service time is learned from the answers: a request admitted at queue position `
 about `service x (1 + p / concurrency)`, so each finished request gives one sample `latency / (1 + p / c)`,
 averaged exponentially. Before the first sample nothing is refused on time grounds (no estimate yet).
 
+Priority classes (dataplane/priority.py): a request waits only behind the requests of its class or higher and
+the slots lower classes hold now (where it queues by class: the ingress' coalescing batcher), so under overload
+the expected wait of the low class passes the limit first, and it is shed first; `refused_by_class` counts it.
+
 Pure Python, no Ray: the dataplane calls `admit` before a model call and `Ticket.done` after it.
 """
 
@@ -22,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from serve_app.dataplane.priority import CLASSES, CURRENT, LOW, NORMAL
 from serve_app.errors import Overloaded
 
 # Weight of a new service-time sample: ~10 answers to follow a change, while one slow answer moves it by 20%.
@@ -35,6 +40,7 @@ class Ticket:
     controller: AdmissionController
     position: int  # requests ahead of it beyond the free slots, when admitted (0: it started at once)
     started: float
+    priority: int = NORMAL
     finished: bool = False
 
     def done(self, ok: bool = True) -> None:
@@ -53,35 +59,51 @@ class AdmissionController:
         self.concurrency = concurrency
         self.max_wait_s = max_wait_s
         self.clock = clock
-        self.held = 0  # admitted and not finished
+        self.held_by_class = dict.fromkeys(CLASSES, 0)  # admitted and not finished, per priority class
         self.service_s: float | None = None  # estimate of one request's service time; None until measured
         self.refused = 0
+        self.refused_by_class = dict.fromkeys(CLASSES, 0)
 
-    def expected_wait_s(self, held: int | None = None) -> float:
-        """Seconds a request arriving now would wait for a slot (0 with a free slot or no estimate yet)."""
-        held = self.held if held is None else held
+    @property
+    def held(self) -> int:
+        return sum(self.held_by_class.values())
+
+    def ahead_of(self, priority: int) -> int:
+        """Requests a new one of class `priority` would wait behind: those of its class or higher, and the slots
+        lower classes may hold now (queued ones of a lower class wait behind it)."""
+        same_or_higher = sum(n for c, n in self.held_by_class.items() if c <= priority)
+        lower = sum(n for c, n in self.held_by_class.items() if c > priority)
+        return same_or_higher + min(lower, self.concurrency)
+
+    def expected_wait_s(self, held: int | None = None, priority: int = LOW) -> float:
+        """Seconds a request of class `priority` arriving now would wait for a slot (0 with a free slot or no
+        estimate yet); `held` overrides the count of requests it would wait behind."""
+        held = self.ahead_of(priority) if held is None else held
         ahead = held - self.concurrency + 1
         if ahead <= 0 or self.service_s is None:
             return 0.0
         return ahead * self.service_s / self.concurrency
 
-    def admit(self, deadline_s: float | None = None) -> Ticket:
-        """Admit a request that has `deadline_s` seconds left (None: no deadline), or raise `Overloaded`."""
-        wait = self.expected_wait_s()
+    def admit(self, deadline_s: float | None = None, priority: int | None = None) -> Ticket:
+        """Admit a request that has `deadline_s` seconds left (None: no deadline) of class `priority` (None: the
+        request's, dataplane/priority.py), or raise `Overloaded`."""
+        priority = CURRENT.get() if priority is None else priority
+        wait = self.expected_wait_s(priority=priority)
         budgets = [b for b in (self.max_wait_s,
                                None if deadline_s is None or self.service_s is None else deadline_s - self.service_s)
                    if b is not None]
         if wait > 0 and budgets and wait > min(budgets):
             self.refused += 1
-            raise Overloaded(f"model '{self.name}' is at capacity: a request now would wait about {wait:.2f} s "
-                             f"(limit {min(budgets):.2f} s); retry shortly",
+            self.refused_by_class[priority] += 1
+            raise Overloaded(f"model '{self.name}' is at capacity: a {CLASSES[priority]}-priority request now would "
+                             f"wait about {wait:.2f} s (limit {min(budgets):.2f} s); retry shortly",
                              retry_after_s=round(wait, 3))
-        ticket = Ticket(self, max(0, self.held - self.concurrency + 1), self.clock())
-        self.held += 1
+        ticket = Ticket(self, max(0, self.ahead_of(priority) - self.concurrency + 1), self.clock(), priority)
+        self.held_by_class[priority] += 1
         return ticket
 
     def _finish(self, ticket: Ticket, ok: bool) -> None:
-        self.held -= 1
+        self.held_by_class[ticket.priority] -= 1
         if not ok:
             return  # a failed or cancelled call says nothing reliable about the service time
         sample = (self.clock() - ticket.started) / (1 + ticket.position / self.concurrency)

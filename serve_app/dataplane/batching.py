@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from serve_app.dataplane.priority import CLASSES, CURRENT, NORMAL
 from serve_app.errors import Overloaded
 
 
@@ -24,6 +25,7 @@ from serve_app.errors import Overloaded
 class _Request:
     items: list
     future: asyncio.Future
+    priority: int = NORMAL
 
 
 @dataclass
@@ -45,7 +47,9 @@ class SlotBatcher:
     - `max_batch`: items per run (a request larger than that runs alone, whole: the runtime micro-batches).
     - `max_concurrent`: runs in flight; a new batch forms only when one of them finishes.
     - `wait_s`: how long a batch with a free slot waits for more items (0: greedy, the default on CPU).
-    - `max_queued`: requests waiting beyond this are refused with `Overloaded` (None: no bound).
+    - `max_queued`: requests waiting beyond this are refused with `Overloaded` (None: no bound); a request of a
+      higher priority class than the lowest one waiting takes the place of its newest request, which is refused.
+    - Priority (dataplane/priority.py, the request's class unless given): batches take the highest class first.
     - `on_batch(n_items, running)`: called as each run starts, e.g. to record the batch size.
     - `isolate(error)`: when a run of several requests fails with an error for which this is true, each request
       runs again alone and gets its own result or error: one bad input fails only its own request, never
@@ -66,41 +70,60 @@ class SlotBatcher:
         self.on_batch = on_batch or (lambda n, running: None)
         self.name = name
         self.isolate = isolate
-        self.queue: deque[_Request] = deque()
+        self.queues: dict[int, deque[_Request]] = {c: deque() for c in sorted(CLASSES)}  # highest class first
         self.running = 0
         self._arrived: asyncio.Event | None = None
         self._dispatcher: asyncio.Task | None = None
 
+    def _live(self):
+        return (r for q in self.queues.values() for r in q if not r.future.done())
+
     @property
     def queued(self) -> int:
-        return sum(1 for r in self.queue if not r.future.done())
+        return sum(1 for _ in self._live())
 
-    async def submit(self, items: list) -> list:
+    def _make_room(self, priority: int) -> None:
+        """At `max_queued`: refuse the newest waiting request of the lowest class below `priority`, or this one."""
+        for cls in sorted(self.queues, reverse=True):
+            if cls <= priority:
+                break
+            victims = [r for r in self.queues[cls] if not r.future.done()]
+            if victims:
+                self.queues[cls].remove(victims[-1])
+                victims[-1].future.set_exception(Overloaded(
+                    f"model '{self.name}' is at capacity; a {CLASSES[cls]}-priority request waiting was shed for a "
+                    "higher one; retry shortly", retry_after_s=1))
+                return
+        raise Overloaded(f"model '{self.name}' has {self.queued} requests waiting; retry shortly", retry_after_s=1)
+
+    async def submit(self, items: list, priority: int | None = None) -> list:
+        priority = CURRENT.get() if priority is None else priority
         if self.max_queued is not None and self.queued >= self.max_queued:
-            raise Overloaded(f"model '{self.name}' has {self.queued} requests waiting; retry shortly",
-                             retry_after_s=1)
+            self._make_room(priority)
         loop = asyncio.get_running_loop()
         if self._dispatcher is None or self._dispatcher.done():
             self._arrived = asyncio.Event()
             self._dispatcher = loop.create_task(self._dispatch())
-        request = _Request(list(items), loop.create_future())
-        self.queue.append(request)
+        request = _Request(list(items), loop.create_future(), priority)
+        self.queues[priority].append(request)
         self._arrived.set()
         # Cancelling the caller cancels the future: a queued request is then skipped, a running one forgotten.
         return await request.future
 
     def _take(self) -> list[_Request]:
-        """Live requests from the head of the queue, up to `max_batch` items (at least one request)."""
+        """Live requests from the heads of the queues, highest class first, up to `max_batch` items (at least
+        one request)."""
         batch, size = [], 0
-        while self.queue:
-            head = self.queue[0]
-            if head.future.done():  # cancelled while queued
-                self.queue.popleft()
-                continue
-            if batch and size + len(head.items) > self.max_batch:
-                break
-            batch.append(self.queue.popleft())
-            size += len(head.items)
+        for queue in self.queues.values():
+            while queue:
+                head = queue[0]
+                if head.future.done():  # cancelled (or shed) while queued
+                    queue.popleft()
+                    continue
+                if batch and size + len(head.items) > self.max_batch:
+                    return batch
+                batch.append(queue.popleft())
+                size += len(head.items)
         return batch
 
     async def _dispatch(self) -> None:
@@ -128,7 +151,7 @@ class SlotBatcher:
     async def _top_up(self) -> None:
         """With a slot free, wait up to `wait_s` for the queue to reach a full batch."""
         deadline = asyncio.get_running_loop().time() + self.wait_s
-        while sum(len(r.items) for r in self.queue if not r.future.done()) < self.max_batch:
+        while sum(len(r.items) for r in self._live()) < self.max_batch:
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 return

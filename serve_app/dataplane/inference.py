@@ -16,11 +16,12 @@ from serve_app.dataplane.cache import request_key
 from serve_app.dataplane.deadlines import seconds_left
 from serve_app.dataplane.generation import GenerationStream, check_params
 from serve_app.dataplane.payloads import InferenceRequest, InferenceResponse
+from serve_app.dataplane.priority import CLASSES, CURRENT
 from serve_app.dataplane.routing import VersionEntry
 from serve_app.dataplane.selection import Choice, Requirement, choose, parse_requirement
 from serve_app.dataplane.streams import Outcome, WatchedEvents
 from serve_app.dataplane.table import ModelTable
-from serve_app.errors import GatewayError, InferenceFailed, InvalidInput
+from serve_app.errors import GatewayError, InferenceFailed, InvalidInput, Overloaded
 from serve_app.pipelines.engine import run_pipeline
 from serve_app.tasks import contract
 
@@ -39,8 +40,15 @@ class Inference:
             yield
         except Exception as err:
             self.count_error(labels, err)
+            self.count_priority(labels, "shed" if isinstance(err, Overloaded) else "failed")
             raise
         self.metrics.observe("gateway_request_duration_seconds", labels, time.perf_counter() - started)
+        self.count_priority(labels, "answered")
+
+    def count_priority(self, labels: dict[str, str], outcome: str) -> None:
+        """Per class, what became of requests (dataplane/priority.py): under overload the low class is shed."""
+        self.metrics.inc("gateway_priority_requests", {"model": labels.get("model") or labels.get("pipeline", ""),
+                                                       "priority": CLASSES[CURRENT.get()], "outcome": outcome})
 
     def count_error(self, labels: dict[str, str], err: Exception) -> None:
         kind = err.kind if isinstance(err, GatewayError) else "internal"

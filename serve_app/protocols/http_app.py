@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve_app.dataplane import DataPlane
+from serve_app.dataplane.priority import CURRENT, HEADER, parse_priority
 from serve_app.errors import GatewayError, InvalidInput, retry_after
 from serve_app.protocols.auth import check_bearer, realm_of
 from serve_app.protocols.oip_http import add_oip_routes
@@ -64,10 +65,19 @@ def inference_guard(token: str | None) -> Callable[[Request], Awaitable[None]]:
     return check
 
 
+async def priority_hint(request: Request) -> None:
+    """App-wide dependency: the X-Priority header sets the request's class (dataplane/priority.py) for everything
+    the request runs (a body parameter, where a route takes one, overrides it). A bad value is a 400."""
+    header = request.headers.get(HEADER)
+    if header is not None and realm_of(request.url.path) == "inference":
+        CURRENT.set(parse_priority(header, HEADER))
+
+
 def create_app(get_dataplane: Callable[[], DataPlane], admin_token: str | None = None,
                inference_token: str | None = None) -> FastAPI:
     """`get_dataplane` is called per request: under Ray Serve the replica builds its dataplane after import."""
-    app = FastAPI(title="Inference gateway", version="0.1.0", dependencies=[Depends(inference_guard(inference_token))])
+    app = FastAPI(title="Inference gateway", version="0.1.0",
+                  dependencies=[Depends(inference_guard(inference_token)), Depends(priority_hint)])
     # No trailing-slash redirects: Starlette builds their Location from the request's Host header, which any
     # client sets (`Host: evil.example` -> a redirect to evil.example). A path with a stray slash is a 404.
     app.router.redirect_slashes = False

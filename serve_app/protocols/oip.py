@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from serve_app import __version__
 from serve_app.dataplane import DataPlane, InferenceRequest
+from serve_app.dataplane.priority import CURRENT, request_priority
 from serve_app.dataplane.selection import ACCURACY_PARAM, BUDGET_PARAM
 from serve_app.errors import InvalidInput, ModelNotFound, ModelNotReady
 from serve_app.plan import open_registry
@@ -77,6 +78,7 @@ def inference_request(dp: DataPlane, name: str, version: str | None, texts: list
     if not isinstance(params, dict):
         raise InvalidInput("parameters must be a JSON object")
     needs, fresh = request_hints(params, headers or {})
+    CURRENT.set(request_priority(params, {k.lower(): v for k, v in (headers or {}).items()}))
     if dp.table.is_pipeline(name):  # its switch nodes may test any parameter or header
         return InferenceRequest(name, texts, params=dict(params), pipeline=True, fresh=fresh,
                                 headers={k.lower(): v for k, v in (headers or {}).items()})

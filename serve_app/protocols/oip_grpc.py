@@ -18,6 +18,8 @@ import logging
 import grpc
 
 from serve_app.dataplane import InferenceResponse
+from serve_app.dataplane.priority import CURRENT, request_priority
+from serve_app.dataplane.priority import PARAM as PRIORITY
 from serve_app.errors import GatewayError, InvalidInput, retry_after
 from serve_app.protocols import oip
 from serve_app.protocols.auth import check_bearer
@@ -221,6 +223,7 @@ class OipGrpcServicer:
         params.pop("triton_enable_empty_final_response", None)
         if "max_tokens" in params:
             params["max_new_tokens"] = params.pop("max_tokens")
+        CURRENT.set(request_priority({PRIORITY: params.pop(PRIORITY, None)}, _metadata(grpc_context)))
         dp = self.dataplane
         dp.inference.check_texts(texts)
         deadline = dp.deadlines.deadline_s(_metadata(grpc_context).get("x-request-timeout"))

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 
 from serve_app.dataplane import DataPlane
 from serve_app.dataplane.generation import MAX_SEED, GenerationStream, ended_badly
+from serve_app.dataplane.priority import CURRENT, parse_priority
 from serve_app.errors import GatewayError, InvalidInput, ModelNotFound
 from serve_app.protocols.json_body import decode_json, describe_error
 from serve_app.protocols.sse import SSE_HEADERS, frame, guarded
@@ -57,6 +58,7 @@ class _Request(BaseModel):
     seed: Annotated[StrictInt, Field(ge=0, le=MAX_SEED)] | None = None
     stream: StrictBool | None = False
     stream_options: dict | None = None
+    priority: StrictInt | StrictStr | None = None  # vLLM's extension; here a class (dataplane/priority.py)
 
     def params(self) -> dict:
         if self.n not in (None, 1):
@@ -122,18 +124,21 @@ def _usage(done: dict) -> dict:
             "total_tokens": done["prompt_tokens"] + done["completion_tokens"]}
 
 
+def model_ids(dp: DataPlane) -> list[str]:
+    """The models OpenAI clients can name: every streaming model, and each loaded version of it pinned."""
+    ids = []
+    for m in dp.config.models:
+        if contract(m.task).streams:
+            ids += [m.name, *(f"{m.name}@{label}" for label in dp.table.loaded(m.name))]
+    return ids
+
+
+def model_card(model_id: str) -> dict:
+    return {"id": model_id, "object": "model", "created": 0, "owned_by": "gateway"}
+
+
 def add_openai_routes(app: FastAPI, get_dataplane: Callable[[], DataPlane],
                       deadline_of: Callable[[Request, DataPlane], float]) -> None:
-    def model_ids(dp: DataPlane) -> list[str]:
-        ids = []
-        for m in dp.config.models:
-            if contract(m.task).streams:
-                ids += [m.name, *(f"{m.name}@{label}" for label in dp.table.loaded(m.name))]
-        return ids
-
-    def model_card(model_id: str) -> dict:
-        return {"id": model_id, "object": "model", "created": 0, "owned_by": "gateway"}
-
     @app.get(f"{PREFIX}/models")
     async def list_models():
         return {"object": "list", "data": [model_card(i) for i in model_ids(get_dataplane())]}
@@ -155,6 +160,8 @@ def add_openai_routes(app: FastAPI, get_dataplane: Callable[[], DataPlane],
             field = "prompt" if "prompt" in payload else "messages"
             raise InvalidInput(f"{field}: {chars} characters; the limit is {dp.limits.max_text_chars}", field=field)
         deadline = deadline_of(request, dp)
+        if req.priority is not None:
+            CURRENT.set(parse_priority(req.priority))
         return dp, await dp.deadlines.within(deadline, dp.inference.open_stream(req.model, {**payload, "params": {
             **req.params(), **payload.get("params", {})}}, deadline))
 

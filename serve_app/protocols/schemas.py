@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 
 class TextsRequest(BaseModel):
@@ -16,6 +16,8 @@ class TextsRequest(BaseModel):
     # Selection (serve_app/dataplane/selection.py); headers X-Latency-Budget-Ms / X-Min-Accuracy do the same.
     latency_budget_ms: float | None = None
     min_accuracy: float | None = None
+    # Priority class (dataplane/priority.py): high, normal, low or 1-3; the header X-Priority does the same.
+    priority: StrictStr | StrictInt | None = None
 
 
 class PipelineRequest(TextsRequest):

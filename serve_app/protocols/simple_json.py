@@ -24,6 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from serve_app.dataplane import DataPlane, InferenceRequest, InferenceResponse
+from serve_app.dataplane.priority import CURRENT, parse_priority
 from serve_app.errors import GatewayError
 from serve_app.protocols.hints import request_hints
 from serve_app.protocols.json_body import decode_json, parse_body, read_json
@@ -56,6 +57,12 @@ async def respond(dp: DataPlane, deadline_s: float, req: InferenceRequest) -> JS
     return JSONResponse(answer_body(answer), headers=answer.headers())
 
 
+def take_priority(value: object) -> None:
+    """A body's `priority` (it wins over the X-Priority header)."""
+    if value is not None:
+        CURRENT.set(parse_priority(value))
+
+
 def add_task_route(app: FastAPI, task: TaskContract, get_dataplane: Callable[[], DataPlane],
                    deadline_of: DeadlineOf) -> None:
     async def run_task(request: Request):
@@ -64,6 +71,7 @@ def add_task_route(app: FastAPI, task: TaskContract, get_dataplane: Callable[[],
         if task.streams and isinstance(body, dict) and body.get("stream") is True:
             return await task_stream(dp, task, body, deadline_of(request, dp))
         req = parse_counted(dp, task.request, body, {"model": "", "pipeline": ""})
+        take_priority(req.priority)
         needs, fresh = request_hints(req.model_dump(), request.headers)
         return await respond(dp, deadline_of(request, dp), InferenceRequest(
             req.model or "", req.texts, params=task.request_params(req), task=task.name, needs=needs, fresh=fresh))
@@ -107,6 +115,7 @@ def add_simple_routes(app: FastAPI, get_dataplane: Callable[[], DataPlane], dead
         body = await read_json(request, dp.limits)
         dp.table.pipeline(name)  # an unknown pipeline is named before the body's fields are checked
         req = parse_counted(dp, PipelineRequest, body, {"model": "", "pipeline": name})
+        take_priority(req.priority)
         _, fresh = request_hints({}, request.headers)
         headers = {k.lower(): v for k, v in request.headers.items()}
         call = InferenceRequest(name, req.texts, params=dict(req.parameters), pipeline=True, trace=req.trace,

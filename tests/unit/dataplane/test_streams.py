@@ -16,6 +16,7 @@ from support.servers import Context, Servicer
 from serve_app.config import parse_config
 from serve_app.config.settings import GatewaySettings
 from serve_app.dataplane import DataPlane
+from serve_app.dataplane.priority import NORMAL
 from serve_app.dataplane.routing import ModelRoutes
 from serve_app.protocols.grpc_stubs import service_pb2 as pb
 from serve_app.protocols.http_app import create_app
@@ -46,7 +47,7 @@ def slot(dp):
 def overload(dp):
     """One stream running, one second each: the next would wait ~1 s, over max_queue_wait_s."""
     ctl = slot(dp)
-    ctl.service_s, ctl.held = 1.0, 1
+    ctl.service_s, ctl.held_by_class[NORMAL] = 1.0, 1
     return ctl
 
 
