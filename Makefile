@@ -89,6 +89,7 @@ soak: venv
 bench: models
 	$(BIN)/python -m serve_app.bench
 	$(BIN)/python -m serve_app.bench.variants
+	$(BIN)/python -m serve_app.bench.scaleout
 
 # Every optimization variant of both models, evaluated side by side: docs/optimization/ (~20 min on 2 cores).
 optimize-report: models

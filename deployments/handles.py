@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from contextlib import contextmanager
 
 from ray import serve
 from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
-from ray.serve.handle import DeploymentHandle
+from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
 from serve_app.config import ModelConfig
 from serve_app.dataplane.batching import SlotBatcher
@@ -21,6 +22,10 @@ log = logging.getLogger("ray.serve")
 
 # A replica that died or cannot be reached: the call may succeed on another (or the replacement) replica.
 _REPLICA_LOST = (RayActorError, ActorUnavailableError, ReplicaUnavailableError, DeploymentUnavailableError)
+# Unary calls lost with their replica are sent again this many times, after these pauses: Ray's router learns
+# of a dead node's replicas within seconds, and may pick another of them meanwhile.
+LOST_RETRIES = 3
+LOST_BACKOFF_S = (0.1, 0.5, 2.0)
 
 
 def worth_isolating(err: Exception) -> bool:
@@ -38,9 +43,10 @@ class HandleBackend:
     a small model's forward pass, so one hop per batch instead of per request is most of the fast path.
     """
 
-    def __init__(self, handle: DeploymentHandle, name: str = "", model: ModelConfig | None = None):
+    def __init__(self, handle: DeploymentHandle, name: str = "", model: ModelConfig | None = None, app: str = ""):
         self.handle = handle
         self.name = name or handle.deployment_name
+        self.app = app  # the Serve application (the shared routing state names versions by it)
         self.coalescer = None
         self.facts: dict = {}  # content hash and gated accuracy of the version (serve_app.plan.version_facts)
         if model is not None and model.coalesces:
@@ -50,18 +56,18 @@ class HandleBackend:
 
     async def infer(self, texts: list[str], params: dict) -> dict:
         if self.coalescer is None or params:
-            return await self._call(self.handle.infer.remote(texts, params))
+            return await self._call(lambda: self.handle.infer.remote(texts, params))
         answers = await self.coalescer.submit(texts)
         return {**answers[0][0], "results": [result for _, result in answers]}
 
     async def _merged(self, texts: list[str]) -> list[tuple[dict, dict]]:
         """One model call for many requests' texts: (the answer's version fields, one result) per text."""
-        out = await self._call(self.handle.infer.remote(texts, {}))
+        out = await self._call(lambda: self.handle.infer.remote(texts, {}))
         fields = {k: v for k, v in out.items() if k != "results"}
         return [(fields, result) for result in out["results"]]
 
     async def info(self) -> dict:
-        return await self._call(self.handle.info.remote())
+        return await self._call(lambda: self.handle.info.remote())
 
     async def stream(self, request: dict):
         """The replica's `generate` events through a streaming handle (a DeploymentResponseGenerator)."""
@@ -77,8 +83,9 @@ class HandleBackend:
                 response.cancel()
 
     @contextmanager
-    def _ray_faults(self, what: str):
-        """Ray's faults as typed, retryable gateway errors."""
+    def _ray_faults(self, what: str, lost_passes: bool = False):
+        """Ray's faults as typed, retryable gateway errors (a lost replica passes as is with `lost_passes`: the
+        caller sends the call again)."""
         try:
             yield
         except BackPressureError as err:
@@ -86,20 +93,36 @@ class HandleBackend:
             raise Overloaded(f"model '{self.name}' is at capacity; retry shortly",
                              retry_after_s=getattr(err, "retry_after_s", None) or 1) from None
         except _REPLICA_LOST:
+            if lost_passes:
+                raise
             log.warning("a replica of %s was lost during %s", self.name, what)
             raise ModelNotReady(f"model '{self.name}' lost a replica while answering; retry shortly",
                                 retry_after_s=1) from None
 
-    async def _call(self, response):
-        with self._ray_faults("a call"):
+    async def _call(self, send: Callable[[], DeploymentResponse]):
+        """Send a unary call (inference and metadata are idempotent: the same texts get the same answer), and send
+        it again when the replica that had it was lost (its node died, or Ray replaced it): the router then picks
+        a live replica, and the caller sees an answer instead of an error. After `LOST_RETRIES`, 503 retryable."""
+        for attempt in range(LOST_RETRIES + 1):
             try:
+                return await self._await(send())
+            except _REPLICA_LOST:
+                if attempt == LOST_RETRIES:
+                    log.warning("a replica of %s was lost during a call, %d times", self.name, attempt + 1)
+                    raise ModelNotReady(f"model '{self.name}' lost a replica while answering; retry shortly",
+                                        retry_after_s=1) from None
+                await asyncio.sleep(LOST_BACKOFF_S[attempt])
+
+    async def _await(self, response: DeploymentResponse):
+        try:
+            with self._ray_faults("a call", lost_passes=True):
                 return await response
-            except asyncio.CancelledError:
-                # A deadline passed or the client left. Ray Serve does not cancel a handle call whose awaiter is
-                # cancelled; without this the model would go on computing an answer nobody reads.
-                response.cancel()
-                raise
+        except asyncio.CancelledError:
+            # A deadline passed or the client left. Ray Serve does not cancel a handle call whose awaiter is
+            # cancelled; without this the model would go on computing an answer nobody reads.
+            response.cancel()
+            raise
 
 
 def backend_for(model: ModelConfig, app: str) -> HandleBackend:
-    return HandleBackend(serve.get_deployment_handle(model.name, app_name=app), model.name, model)
+    return HandleBackend(serve.get_deployment_handle(model.name, app_name=app), model.name, model, app)

@@ -7,11 +7,15 @@ applications when an admin loads or unloads a version at run time.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from ray import serve
 
 from deployments.handles import backend_for
 from deployments.manager import ServeModelManager
 from deployments.metrics import metrics_for
+from deployments.state_kv import SWEEP_INTERVAL_S, SYNC_INTERVAL_S, shared_routes
 from serve_app.config import GatewayConfig
 from serve_app.config.settings import GatewaySettings
 from serve_app.dataplane import DataPlane
@@ -19,6 +23,19 @@ from serve_app.dataplane.routing import ModelRoutes
 from serve_app.protocols.auth import admin_token_for
 from serve_app.protocols.http_app import create_app
 from serve_app.protocols.oip_grpc import OipGrpcServicer
+from serve_app.tracing import configure as configure_tracing
+
+log = logging.getLogger("ray.serve")
+
+
+async def every(interval_s: float, job) -> None:
+    """Run `job` every `interval_s` for the replica's life; a failure is logged and the next run goes on."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await job()
+        except Exception:  # noqa: BLE001 - a GCS hiccup must not end the loop
+            log.exception("%s failed", getattr(job, "__qualname__", job))
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1})
@@ -26,8 +43,10 @@ from serve_app.protocols.oip_grpc import OipGrpcServicer
 class Gateway(OipGrpcServicer):
     """HTTP through the ASGI app; gRPC (OIP) through the RPC-named methods of OipGrpcServicer."""
 
-    def __init__(self, config: dict, table: dict[str, list[dict]], gpus_in_cluster: float = 0.0):
+    def __init__(self, config: dict, table: dict[str, list[dict]], gpus_in_cluster: float = 0.0,
+                 state_key: str = "", protected: list[str] = ()):
         self.config = GatewayConfig.model_validate(config)
+        configure_tracing(self.config.server.tracing)
         routes = {}
         for model, versions in table.items():
             routes[model] = ModelRoutes(model)
@@ -35,7 +54,16 @@ class Gateway(OipGrpcServicer):
                 backend = backend_for(self.config.model(v["deployment"]), v["app"])
                 routes[model].add(v["label"], backend, v["weight"], facts=v)
         manager = ServeModelManager(self.config, gpus_in_cluster)
-        self.dataplane = DataPlane(self.config, routes, manager, metrics_for(self.config.server.metrics))
+        # `state_key` names this deployment's shared routing state (every replica, and a replica Ray starts again,
+        # gets the same); none: this replica's memory (one replica, as before the state was shared).
+        shared = shared_routes(state_key) if state_key else None
+        self.dataplane = DataPlane(self.config, routes, manager, metrics_for(self.config.server.metrics), shared,
+                                   protected)
+        self.dataplane.table.replica = serve.get_replica_context().replica_id.unique_id
+        if shared is not None:  # the constructor runs on the replica's event loop
+            loop, admin = asyncio.get_running_loop(), self.dataplane.admin
+            self._tasks = [loop.create_task(every(SYNC_INTERVAL_S, admin.sync)),
+                           loop.create_task(every(SWEEP_INTERVAL_S, admin.sweep))]
         settings = GatewaySettings()
         self.admin_token = admin_token_for(
             settings.admin_token.get_secret_value() if settings.admin_token else None, self.config.server.host)

@@ -14,6 +14,9 @@ credentials).
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from deployments.apps import version_app
 from deployments.assemble import gateway_app
 from serve_app.config import GatewayConfig, ModelConfig, parse_config
@@ -69,4 +72,8 @@ def gateway_application(args: dict, registry=None):
         weight = d.weight + (first.weight if first else 0.0)
         plans[(d.model, label)] = VersionPlan(d.model, label, first.app_name if first else d.app_name, weight, {},
                                               facts)
-    return gateway_app(config, list(plans.values()), float(args.get("gpus", 0)))
+    # The same config keeps its routing state across head restarts (GCS on Redis) and rebuilds; a changed config
+    # starts from what it declares. Apps it declares but does not route to (a second selector) are never swept.
+    key = hashlib.sha256(json.dumps(args.get("config"), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return gateway_app(config, list(plans.values()), float(args.get("gpus", 0)), state_key=f"k8s-{key}",
+                       protected=[d.app_name for d in declared_versions(config)])

@@ -6,12 +6,13 @@ import asyncio
 import logging
 
 from ray import serve
+from ray.serve.schema import ApplicationStatus
 
 from deployments.apps import version_app
 from deployments.handles import HandleBackend, backend_for
 from serve_app.config import GatewayConfig, ModelConfig
 from serve_app.errors import LoadFailed
-from serve_app.plan import app_name, open_registry, plan_version
+from serve_app.plan import GATEWAY_APP, app_name, open_registry, plan_version
 
 log = logging.getLogger("ray.serve")
 
@@ -43,3 +44,19 @@ class ServeModelManager:
 
     async def unload(self, model: ModelConfig, label: str) -> None:
         await asyncio.to_thread(serve.delete, app_name(model.name, label))
+
+    def attach(self, model: ModelConfig, label: str, app: str) -> HandleBackend:
+        return backend_for(model, app)
+
+    async def orphans(self, config: GatewayConfig, routed: set[str]) -> list[str]:
+        """Applications whose deployment is one of the configured models, past deploying, that no route names."""
+        models = {m.name for m in config.models}
+        status = await asyncio.to_thread(serve.status)
+        return sorted(name for name, app in status.applications.items()
+                      if name not in routed and name != GATEWAY_APP and models & set(app.deployments)
+                      and app.status not in (ApplicationStatus.NOT_STARTED, ApplicationStatus.DEPLOYING,
+                                             ApplicationStatus.DELETING))
+
+    async def delete(self, app: str) -> None:
+        log.warning("deleting application %s: no version of the routing state routes to it", app)
+        await asyncio.to_thread(serve.delete, app)

@@ -46,8 +46,15 @@ PANELS = [
      [("{{model}} {{version}}", "max by (model, version) (ray_gateway_generation_kv_cache_usage)")]),
     ("Generation: tokens/s", "none",
      [("{{model}} {{version}}", "sum by (model, version) (rate(ray_gateway_generation_tokens_total[1m]))")]),
-    ("Loaded versions", "none", [("{{model}}", "sum by (model) (ray_gateway_loaded_versions)")]),
-    ("Host CPU", "percentunit", [("host", "gateway_host_cpu_utilization_ratio")]),
+    # Every ingress replica reports the versions it routes to (they share the routing state): the max, not the sum.
+    ("Loaded versions", "none", [("{{model}}", "max by (model) (ray_gateway_loaded_versions)")]),
+    # Per Ray node (each node's exporter is its own scrape target, `instance`): where the ingress replicas take
+    # requests, and where the model replicas run their batches.
+    ("Requests per node (ingress replicas)", "reqps",
+     [("{{instance}}", "sum by (instance) (rate(ray_gateway_requests_total[1m]))")]),
+    ("Model batches per node (/s)", "none",
+     [("{{instance}} {{model}}", "sum by (instance, model) (rate(ray_gateway_batch_size_count[1m]))")]),
+    ("Host CPU", "percentunit", [("{{instance}}", "gateway_host_cpu_utilization_ratio")]),
     ("Replica CPU (cores)", "none",
      [("{{application}}", "sum by (application) (gateway_replica_cpu_utilization_ratio)")]),
     ("Memory", "bytes", [("host used", 'gateway_host_memory_bytes{state="used"}'),

@@ -1,6 +1,7 @@
 """`gateway` command: run the gateway, prepare models, manage the registry, check a config.
 
-    gateway run [--config PATH]       start Ray and the gateway; Ctrl-C stops both
+    gateway run [--config PATH] [--address A]  start Ray (or join the cluster at A) and the gateway; Ctrl-C stops it
+    gateway node [ray start flags]    start a Ray node with the gateway's environment (serve_app/ops/cluster.py)
     gateway prepare [--force] [NAME]  build the default models and register them (alias `stable`)
     gateway models list|show|register|alias|unalias|remove|pull|gc   the model registry
     gateway check-config [PATH]       validate a config and print what it would serve
@@ -121,13 +122,17 @@ def _cmd_run(args: argparse.Namespace, settings: GatewaySettings) -> int:
     # before Ray is imported: its workers (the proxy too) inherit the env
     use_fast_path(http_front=config.server.http_front, edge=config.server.http_edge)
     import ray
-    from ray import serve
 
     started = time.monotonic()
     base = f"http://{config.server.host}:{config.server.http_port}"
+    address = args.address or settings.ray_address
+    own_ray = address == "local"  # a Ray started here; else a cluster that outlives this command
     sidecar = None
-    ray.init(address=settings.ray_address, include_dashboard=False, logging_level="warning",
-             _metrics_export_port=settings.metrics_port)
+    if own_ray:
+        ray.init(address=address, include_dashboard=False, logging_level="warning",
+                 _metrics_export_port=settings.metrics_port)
+    else:
+        ray.init(address=address, logging_level="warning")
     stop = threading.Event()
     try:
         if settings.sidecar_port:
@@ -137,7 +142,8 @@ def _cmd_run(args: argparse.Namespace, settings: GatewaySettings) -> int:
         gpus = ray.cluster_resources().get("GPU", 0.0)
         deploy(config, gpus)
         where = f"{gpus:g} GPU(s)" if gpus else "CPU only"
-        print(f"\ngateway ready in {time.monotonic() - started:.1f} s ({where})")
+        nodes = sum(n["Alive"] for n in ray.nodes())
+        print(f"\ngateway ready in {time.monotonic() - started:.1f} s ({where}, {nodes} Ray node(s))")
         for line in _endpoints(config, settings, base, sidecar is not None):
             print("  " + line)
         print("Ctrl-C stops the gateway.", flush=True)
@@ -149,15 +155,42 @@ def _cmd_run(args: argparse.Namespace, settings: GatewaySettings) -> int:
         print("\nstopping gateway...", flush=True)
         if sidecar:
             sidecar.terminate()
-        try:
-            serve.shutdown()
-        finally:
-            ray.shutdown()
+        _stop(config, own_ray)
     return 0
+
+
+def _stop(config, own_ray: bool) -> None:
+    import ray
+    from ray import serve
+
+    from deployments.assemble import undeploy
+
+    try:
+        if own_ray:
+            serve.shutdown()
+        else:
+            undeploy(config)
+    finally:
+        ray.shutdown()
+
+
+def _cmd_node(args: argparse.Namespace, settings: GatewaySettings) -> int:
+    from serve_app.ops.cluster import ray_start
+
+    return ray_start(load_config(args.config, settings), args.ray_args)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["node"]:  # every other flag is `ray start`'s
+        from serve_app.ops import cluster
+
+        node = argparse.ArgumentParser(prog="gateway node", description=cluster.__doc__,
+                                       formatter_class=argparse.RawDescriptionHelpFormatter)
+        node.add_argument("--config", type=Path, default=None, help="gateway YAML (default: GATEWAY_CONFIG)")
+        args, ray_args = node.parse_known_args(argv[1:])
+        args.ray_args = ray_args
+        return _cmd_node(args, GatewaySettings())
     if argv[:1] == ["stream"]:  # its own options, parsed by the job it launches (serve_app/stream/options.py)
         from serve_app.stream.cli import main as stream_main
 
@@ -166,12 +199,15 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="start Ray and the gateway")
     run.add_argument("--config", type=Path, default=None, help="gateway YAML (default: GATEWAY_CONFIG)")
+    run.add_argument("--address", default=None,
+                     help="deploy onto the Ray cluster at this address (default: GATEWAY_RAY_ADDRESS, else a new Ray)")
     prepare = sub.add_parser("prepare", help="build the default models if missing and register them")
     prepare.add_argument("names", nargs="*", metavar="NAME", help="classifier and/or summarizer (default: both)")
     prepare.add_argument("--force", action="store_true", help="rebuild even if present")
     check = sub.add_parser("check-config", help="validate a gateway config")
     check.add_argument("config", type=Path, nargs="?", default=None)
     sub.add_parser("stream", help="run the PyFlink stream job (gateway stream --help)", add_help=False)
+    sub.add_parser("node", help="start a Ray node with the gateway's environment (`ray start` flags)", add_help=False)
     registry = add_registry_parser(sub)
     add_optimize_parsers(sub)
     for p in (prepare, registry):  # both need the config for the registry's location

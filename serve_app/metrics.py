@@ -23,6 +23,9 @@ METRICS = {
                                 "by reason (fits, probe, floor, over_budget)", ("model", "version", "reason")),
     "gateway_priority_requests": ("counter", "Requests by priority class (high, normal, low) and outcome "
                                   "(answered, shed: refused as overloaded, failed)", ("model", "priority", "outcome")),
+    "gateway_shadow_requests": ("counter", "Mirrored (shadow) calls by outcome: agreed or disagreed with the "
+                                "primary's answer, failed, dropped under load", ("model", "version", "outcome")),
+    "gateway_shadow_duration_seconds": ("histogram", "Latency of mirrored (shadow) calls", ("model", "version")),
     "gateway_errors": ("counter", "Requests that ended in an error, by target and error kind",
                        ("model", "pipeline", "kind")),
     "gateway_request_duration_seconds": ("histogram", "End-to-end latency of a request to a model or pipeline",

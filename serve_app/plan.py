@@ -110,15 +110,19 @@ def plan_versions(config: GatewayConfig, registry: Registry | None = None) -> li
 
 
 def replica_options(res: Resources) -> dict:
-    """A fixed replica count, or Ray Serve's `autoscaling_config` when the model declares autoscaling."""
+    """A fixed replica count, or Ray Serve's `autoscaling_config` when the model declares autoscaling; and how
+    many may share a node, when limited."""
+    spread = {} if res.max_replicas_per_node is None else {"max_replicas_per_node": res.max_replicas_per_node}
     if res.autoscaling is None:
-        return {"num_replicas": res.replicas}
-    return {"autoscaling_config": res.autoscaling.model_dump(exclude_none=True)}
+        return {"num_replicas": res.replicas, **spread}
+    return {"autoscaling_config": res.autoscaling.model_dump(exclude_none=True), **spread}
 
 
 def deployment_options(model: ModelConfig, gpus_in_cluster: float) -> dict:
     res = model.resources
     actor = {"num_cpus": res.num_cpus, "num_gpus": resolve_num_gpus(res.num_gpus, gpus_in_cluster)}
+    if res.custom:
+        actor["resources"] = dict(res.custom)
     return {
         "name": model.name,
         **replica_options(res),

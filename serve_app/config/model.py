@@ -103,11 +103,19 @@ class Resources(Strict):
     max_queue_wait_s: Annotated[float, Field(gt=0, le=3600)] | None = None
     # Replicas that follow the load; replaces a fixed `replicas` (which must then stay 1, its default).
     autoscaling: Autoscaling | None = None
+    # Ray custom resources each replica asks for: places replicas on the nodes that offer them, e.g.
+    # {"worker": 0.1} on nodes started with `--resources '{"worker": 4}'` (a KubeRay worker group's rayStartParams).
+    custom: dict[Annotated[str, Field(min_length=1, max_length=64)], Annotated[float, Field(gt=0, le=10_000)]] = {}
+    # Ray Serve's max_replicas_per_node: 1 puts each replica on a different node, so losing a node loses one.
+    max_replicas_per_node: Annotated[int, Field(ge=1, le=100)] | None = None
 
     @model_validator(mode="after")
     def _replicas_or_autoscaling(self) -> Resources:
         if self.autoscaling is not None and self.replicas != 1:
             raise ValueError("give either 'replicas' or 'autoscaling' (min_replicas/max_replicas), not both")
+        reserved = sorted(set(self.custom) & {"CPU", "GPU", "memory", "object_store_memory"})
+        if reserved:
+            raise ValueError(f"custom resources {reserved} are Ray's own: use num_cpus / num_gpus")
         return self
 
 

@@ -32,6 +32,15 @@ class Limits(Strict):
         return self
 
 
+class Tracing(Strict):
+    """OpenTelemetry traces of each request (serve_app/tracing.py): spans are always made when a tracer provider
+    is set; exported over OTLP/HTTP when `otlp_endpoint` (or OTEL_EXPORTER_OTLP_ENDPOINT) names a collector."""
+
+    otlp_endpoint: Annotated[str, Field(min_length=1, max_length=2000)] | None = None
+    sample_ratio: Annotated[float, Field(ge=0, le=1)] = 1.0  # of traces started here (a client's flag is kept)
+    service_name: Annotated[str, Field(min_length=1, max_length=200)] = "inference-gateway"
+
+
 class HttpEdge(Strict):
     """Limits where HTTP requests arrive (Ray's proxy: serve_app/ops/http_edge.py). Past them: 431 (headers),
     400 (HTTP/1.1 without Host), 408 (a client too slow to send its headers, or its body), and the connection
@@ -69,11 +78,17 @@ class ServerConfig(Strict):
     grpc_port: Annotated[int, Field(ge=0, le=65535)] = 9000
     limits: Limits = Limits()
     http_edge: HttpEdge = HttpEdge()
+    tracing: Tracing = Tracing()
     ingress_num_cpus: Annotated[float, Field(gt=0, le=16)] = 0.1
     # Record gateway metrics through Ray (off: nothing is recorded; for measuring their overhead).
     metrics: bool = True
     # One access-log line per request at the ingress (Ray Serve's default is on). Off by default: the request
     # counters and latency histograms carry the same facts, and the line costs CPU on every request.
     access_log: bool = False
-    # Admin endpoints (load/unload, traffic) change the state of the replica that answers: keep one ingress.
-    ingress_replicas: Annotated[int, Field(ge=1, le=1)] = 1
+    # Ingress replicas behind Ray's proxy (or HAProxy). Each batches what it receives; admin changes go to the
+    # routing state they share (Ray's GCS key-value store), seen by every replica within ~0.2 s.
+    ingress_replicas: Annotated[int, Field(ge=1, le=64)] = 1
+    # Where Ray Serve runs its HTTP/gRPC proxies: on every node (Ray's default; a load balancer in front of the
+    # nodes), or only on the head. `auto`: every node, unless nodes share one host (one machine, where their
+    # proxies would all want the same port). Read when the gateway starts Serve (`gateway run`).
+    proxy_location: Literal["auto", "EveryNode", "HeadOnly"] = "auto"

@@ -11,6 +11,8 @@ encode the `InferenceResponse` or the `GatewayError` raised.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from serve_app.config import GatewayConfig
 from serve_app.dataplane.admin import Admin
 from serve_app.dataplane.backends import ModelBackend, ModelManager
@@ -18,6 +20,7 @@ from serve_app.dataplane.deadlines import Deadlines
 from serve_app.dataplane.inference import Inference
 from serve_app.dataplane.payloads import InferenceRequest, InferenceResponse
 from serve_app.dataplane.routing import ModelRoutes
+from serve_app.dataplane.shared_state import SharedRoutes
 from serve_app.dataplane.status import Status
 from serve_app.dataplane.table import ModelTable
 from serve_app.metrics import Metrics
@@ -27,11 +30,11 @@ __all__ = ["DataPlane", "InferenceRequest", "InferenceResponse", "ModelBackend",
 
 class DataPlane:
     def __init__(self, config: GatewayConfig, routes: dict[str, ModelRoutes], manager: ModelManager | None = None,
-                 metrics: Metrics | None = None):
+                 metrics: Metrics | None = None, shared: SharedRoutes | None = None, protected: Iterable[str] = ()):
         self.table = ModelTable(config, routes, metrics)
         self.config = config
         self.limits = config.server.limits
         self.inference = Inference(self.table)
         self.status = Status(self.table)
-        self.admin = Admin(self.table, self.status, manager)
+        self.admin = Admin(self.table, self.status, manager, shared, protected)
         self.deadlines = Deadlines(self.limits, self.table.metrics)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from serve_app.config import ModelConfig
+from serve_app.config import GatewayConfig, ModelConfig
 
 
 class ModelBackend(Protocol):
@@ -26,3 +26,12 @@ class ModelManager(Protocol):
 
     async def unload(self, model: ModelConfig, label: str) -> None:
         """Stop the deployed version `label` of `model`."""
+
+    def attach(self, model: ModelConfig, label: str, app: str) -> ModelBackend:
+        """A backend for version `label` of `model` that another replica loaded (Serve application `app`)."""
+
+    async def orphans(self, config: GatewayConfig, routed: set[str]) -> list[str]:
+        """Applications of the configured models that are deployed (not being deployed) but not in `routed`."""
+
+    async def delete(self, app: str) -> None:
+        """Delete a Serve application."""

@@ -24,6 +24,7 @@ from serve_app.dataplane.table import ModelTable
 from serve_app.errors import GatewayError, InferenceFailed, InvalidInput, Overloaded
 from serve_app.pipelines.engine import run_pipeline
 from serve_app.tasks import contract
+from serve_app.tracing import tracer
 
 
 class Inference:
@@ -36,12 +37,17 @@ class Inference:
     async def observed(self, labels: dict[str, str]):
         """Time a request and count its error kind; `labels` is filled in as the target becomes known."""
         started = time.perf_counter()
-        try:
-            yield
-        except Exception as err:
-            self.count_error(labels, err)
-            self.count_priority(labels, "shed" if isinstance(err, Overloaded) else "failed")
-            raise
+        with tracer.start_as_current_span("gateway.request") as span:
+            try:
+                yield
+            except Exception as err:
+                self.count_error(labels, err)
+                self.count_priority(labels, "shed" if isinstance(err, Overloaded) else "failed")
+                span.set_attribute("gateway.error", err.kind if isinstance(err, GatewayError) else "internal")
+                raise
+            finally:
+                span.set_attributes({f"gateway.{k}": v for k, v in labels.items() if v}
+                                    | {"gateway.priority": CLASSES[CURRENT.get()]})
         self.metrics.observe("gateway_request_duration_seconds", labels, time.perf_counter() - started)
         self.count_priority(labels, "answered")
 
@@ -96,6 +102,20 @@ class Inference:
         params = contract(model.task).params(model, params)
         started = time.perf_counter()
         entry, choice = self.pick(model, pinned, need)
+        mirror = None if pinned else self.table.mirrors.start(model, entry.label, texts, params)
+        if mirror is None:
+            return await self._call(model, entry, choice, need, started, texts, params, pipeline, fresh)
+        try:  # the mirror compares with this answer, and waits for nothing else of ours
+            out = await self._call(model, entry, choice, need, started, texts, params, pipeline, fresh)
+        except BaseException as err:
+            mirror.set_exception(err if isinstance(err, Exception) else RuntimeError("cancelled"))
+            raise
+        mirror.set_result(out)
+        return out
+
+    async def _call(self, model: ModelConfig, entry: VersionEntry, choice: Choice | None, need: Requirement | None,
+                    started: float, texts: list[str], params: dict, pipeline: str, fresh: bool) -> dict:
+        """The picked version's answer, from the response cache when it holds it."""
         tag = partial(self.tagged, choice=choice, need=need, started=started)
         cache = self.table.cache_for(model.name, pipeline)
         if cache is None:
@@ -140,8 +160,11 @@ class Inference:
         feed_key = f"{model.name}@{entry.label}"
         fed = self.table.feed.start(feed_key)
         ok = False
+        attributes = {"gateway.model": model.name, "gateway.version": entry.label, "gateway.texts": len(texts),
+                      "gateway.queue_ahead": ticket.position}
         try:
-            out = await entry.backend.infer(texts, params)
+            with tracer.start_as_current_span("gateway.model_call", attributes=attributes):
+                out = await entry.backend.infer(texts, params)
             ok = True
         except GatewayError:
             raise

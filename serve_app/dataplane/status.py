@@ -49,7 +49,8 @@ class Status:
                 "runtime": model.runtime.value,
                 "batching": {"max_batch_size": model.batching.max_batch_size},  # stream jobs size batches by it
                 "ready": any(v["ready"] and v["traffic_share"] > 0 for v in versions),
-                "versions": sorted(versions, key=lambda v: v["version"]), **self.serving_options(name)}
+                "versions": sorted(versions, key=lambda v: v["version"]), **self.serving_options(name),
+                **({"shadow": shadow.summary()} if (shadow := self.table.mirrors.shadows.get(name)) else {})}
 
     async def version_ready(self, name: str, version: str | None) -> bool:
         status = await self.model_status(name)
@@ -59,7 +60,9 @@ class Status:
 
     async def list_models(self) -> dict:
         models = await asyncio.gather(*(self.model_status(m.name) for m in self.table.config.models))
-        return {"models": list(models)}
+        # Which ingress replica answered and the revision of the shared routing state it serves (replicas
+        # converge within a poll interval of an admin change).
+        return {"models": list(models), "routing": {"revision": self.table.revision, "replica": self.table.replica}}
 
     async def ready(self) -> dict:
         listing = await self.list_models()

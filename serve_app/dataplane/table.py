@@ -10,6 +10,7 @@ from serve_app.dataplane.admission import Admission
 from serve_app.dataplane.cache import ResponseCache
 from serve_app.dataplane.routing import ModelRoutes, VersionEntry
 from serve_app.dataplane.selection import Candidate, LatencyFeed
+from serve_app.dataplane.shadow import Mirrors
 from serve_app.errors import InvalidInput, ModelNotFound
 from serve_app.metrics import Metrics, NullMetrics
 from serve_app.pipelines.spec import Pipeline
@@ -23,8 +24,11 @@ class ModelTable:
             raise ValueError(f"no routes for configured models: {sorted(missing)}")
         self.config = config
         self.routes = routes
+        self.revision = 0  # of the shared routing state these routes follow (dataplane/shared_state.py)
+        self.replica = ""  # this ingress replica's id, where there are several
         self.metrics = metrics or NullMetrics()
         self.admission = Admission()
+        self.mirrors = Mirrors(self)  # shadow traffic per model (dataplane/shadow.py), set by the routing state
         self.feed = LatencyFeed(time.monotonic)  # per "model@label": live latency and queue, for selection
         # Response caches: "model" for direct calls, "pipeline:<name>" for the model calls of a pipeline's nodes.
         self.caches = {m.name: ResponseCache(m.cache.max_bytes, m.cache.ttl_s) for m in config.models if m.cache}

@@ -25,6 +25,7 @@ from serve_app.pipelines.spec import (
 )
 from serve_app.pipelines.switch import route
 from serve_app.tasks import WindowJoin, window_joins
+from serve_app.tracing import tracer
 
 Call = Callable[[str, list[str], dict], Awaitable[dict]]  # -> {"version": ..., "results": [...]}
 
@@ -79,9 +80,11 @@ class Run:
         started = time.perf_counter()
         entry: dict = {"node": path, "type": node.type}
         try:
-            if node.timeout_s is None:
-                return await self._dispatch(node, texts, path, entry, records)
-            return await asyncio.wait_for(self._dispatch(node, texts, path, entry, records), node.timeout_s)
+            with tracer.start_as_current_span("gateway.pipeline_node", attributes={
+                    "gateway.pipeline": self.name, "gateway.node": path, "gateway.node_type": node.type}):
+                if node.timeout_s is None:
+                    return await self._dispatch(node, texts, path, entry, records)
+                return await asyncio.wait_for(self._dispatch(node, texts, path, entry, records), node.timeout_s)
         except TimeoutError:
             entry["error"] = "timeout"
             raise DeadlineExceeded(f"pipeline '{self.name}', node '{path}' timed out after {node.timeout_s} s",

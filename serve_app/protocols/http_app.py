@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from opentelemetry.trace import SpanKind
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve_app.dataplane import DataPlane
@@ -28,6 +29,7 @@ from serve_app.protocols.openai_api import PREFIX as OPENAI_PREFIX
 from serve_app.protocols.openai_api import add_openai_routes, openai_error
 from serve_app.protocols.simple_json import add_admin_routes, add_simple_routes
 from serve_app.protocols.tfserving import add_tfserving_routes
+from serve_app.tracing import TRACE_HEADER, parent_context, trace_id, tracer
 
 log = logging.getLogger("ray.serve")
 
@@ -65,6 +67,32 @@ def inference_guard(token: str | None) -> Callable[[Request], Awaitable[None]]:
     return check
 
 
+class TracingMiddleware:
+    """A server span per inference request (serve_app/tracing.py), child of the client's `traceparent` if sent;
+    its trace id goes back in X-Trace-Id. Health probes and admin calls are not traced."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or realm_of(scope["path"]) != "inference":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        with tracer.start_as_current_span(f"{scope['method']} {scope['path']}", context=parent_context(headers),
+                                          kind=SpanKind.SERVER) as span:
+            tid = trace_id(span)
+
+            async def send_with_trace_id(message):
+                if message["type"] == "http.response.start":
+                    span.set_attribute("http.response.status_code", message["status"])
+                    if tid:
+                        message = {**message, "headers": [*message.get("headers", []),
+                                                          (TRACE_HEADER.encode(), tid.encode())]}
+                await send(message)
+
+            await self.app(scope, receive, send_with_trace_id)
+
+
 async def priority_hint(request: Request) -> None:
     """App-wide dependency: the X-Priority header sets the request's class (dataplane/priority.py) for everything
     the request runs (a body parameter, where a route takes one, overrides it). A bad value is a 400."""
@@ -81,6 +109,7 @@ def create_app(get_dataplane: Callable[[], DataPlane], admin_token: str | None =
     # No trailing-slash redirects: Starlette builds their Location from the request's Host header, which any
     # client sets (`Host: evil.example` -> a redirect to evil.example). A path with a stray slash is a 404.
     app.router.redirect_slashes = False
+    app.add_middleware(TracingMiddleware)
     admin = [Depends(admin_guard(admin_token))]
 
     @app.exception_handler(GatewayError)

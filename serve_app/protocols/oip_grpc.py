@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 
 import grpc
+from opentelemetry.trace import SpanKind
 
 from serve_app.dataplane import InferenceResponse
 from serve_app.dataplane.priority import CURRENT, request_priority
@@ -34,6 +35,7 @@ from serve_app.protocols.tensors import (
     pack_bytes,
     unpack_bytes,
 )
+from serve_app.tracing import TRACE_HEADER, parent_context, trace_id, tracer
 
 log = logging.getLogger("ray.serve")
 
@@ -107,13 +109,26 @@ class OipGrpcServicer:
     """Mixin for the ingress deployment; expects `self.dataplane`."""
 
     async def _guard(self, grpc_context, empty, work):
+        """Run an RPC's work under a server span (child of a `traceparent` in the metadata); errors become status
+        codes, and the trace id goes back as trailing metadata `x-trace-id`."""
+        metadata = _metadata(grpc_context)
+        parts = getattr(work, "__qualname__", "rpc").split(".")  # OipGrpcServicer.ModelInfer.<locals>.work
+        with tracer.start_as_current_span(f"grpc {parts[1] if len(parts) > 2 else parts[0]}",
+                                          context=parent_context(metadata), kind=SpanKind.SERVER) as span:
+            trailing = [(TRACE_HEADER, tid)] if (tid := trace_id(span)) else []
+            try:
+                return await self._run(grpc_context, empty, work, trailing)
+            finally:
+                grpc_context.set_trailing_metadata(trailing)
+
+    async def _run(self, grpc_context, empty, work, trailing: list):
         try:
             return await work()
         except GatewayError as err:
             grpc_context.set_code(getattr(grpc.StatusCode, err.grpc_status))
             grpc_context.set_details(err.message)
             if (seconds := retry_after(err)) is not None:
-                grpc_context.set_trailing_metadata([("retry-after", str(seconds))])
+                trailing.append(("retry-after", str(seconds)))
         except Exception:  # noqa: BLE001 - logged here; the client gets a generic message
             log.exception("gRPC request failed")
             grpc_context.set_code(grpc.StatusCode.INTERNAL)

@@ -132,6 +132,11 @@ def add_admin_routes(app: FastAPI, get_dataplane: Callable[[], DataPlane], admin
     async def unload_version(name: str, version: str):
         return await get_dataplane().admin.unload(name, version)
 
+    @app.put("/v1/admin/models/{name}/shadow", dependencies=admin)
+    async def set_shadow(name: str, request: Request):
+        dp = get_dataplane()
+        return await dp.admin.set_shadow(name, decode_json(await request.body(), dp.limits))
+
     @app.put("/v1/admin/models/{name}/traffic", dependencies=admin)
     async def set_traffic(name: str, request: Request):
         dp = get_dataplane()

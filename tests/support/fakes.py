@@ -131,6 +131,8 @@ class FakeManager:
     def __init__(self, registry=None, backend: Callable[[str], FakeBackend] = FakeBackend, refuse: str = ""):
         self.registry, self.backend, self.refuse = registry, backend, refuse
         self.loaded, self.unloaded = [], []
+        self.running: set[str] = set()  # applications `orphans` sees deployed; `delete` records and removes
+        self.deleted: list[str] = []
 
     async def load(self, model, selector):
         if self.refuse:
@@ -146,6 +148,16 @@ class FakeManager:
         if self.refuse:
             raise AssertionError(f"never reached: {self.refuse}")
         self.unloaded.append((model.name, label))
+
+    def attach(self, model, label, app):
+        return self.backend(label)
+
+    async def orphans(self, config, routed):
+        return sorted(self.running - routed)
+
+    async def delete(self, app):
+        self.deleted.append(app)
+        self.running.discard(app)
 
 
 # -- the chain: a classifier "clf" (version 5), a summarizer "sum" (version 2), the pipeline "stc" chaining them -

@@ -133,13 +133,18 @@ class SlowResponse:
 
 
 class Handle:
-    """A deployment handle whose every method call fails with `error`."""
+    """A deployment handle whose method calls fail with `error` (the first `answer_after`, then `answer()`
+    answers; by default every call fails); counts its calls."""
 
     deployment_name = "clf"
 
-    def __init__(self, error):
+    def __init__(self, error, answer_after: int | None = None, answer=None):
         self.infer = self.info = self
-        self.error = error
+        self.error, self.answer_after, self.answer = error, answer_after, answer
+        self.calls = 0
 
     def remote(self, *args):
+        self.calls += 1
+        if self.answer_after is not None and self.calls > self.answer_after:
+            return self.answer()
         return FailingResponse(self.error)

@@ -12,7 +12,7 @@ from ray.serve.exceptions import BackPressureError
 from support.inprocess import dataplane, infer_request, request
 from support.servers import Handle, Servicer, SlowResponse, grpc_call
 
-from deployments.handles import HandleBackend
+from deployments.handles import LOST_RETRIES, HandleBackend
 from serve_app.config import parse_config
 from serve_app.config.settings import GatewaySettings
 from serve_app.errors import ModelNotReady, Overloaded
@@ -28,7 +28,7 @@ def test_ray_backpressure_becomes_overloaded_with_retry_after():
     r = request("POST", "/v1/classify", dp=dataplane(backend), json={"texts": ["x"]})
     assert r.status_code == 429 and r.headers["retry-after"] == "1" and r.json()["kind"] == "overloaded"
     ctx, _ = grpc_call(Servicer(dataplane(backend)), "ModelInfer", infer_request())
-    assert ctx.code == grpc.StatusCode.RESOURCE_EXHAUSTED and ctx.trailing == [("retry-after", "1")]
+    assert ctx.code == grpc.StatusCode.RESOURCE_EXHAUSTED and dict(ctx.trailing)["retry-after"] == "1"
 
 
 def test_a_cancelled_handle_call_is_cancelled_in_ray_serve_too():
@@ -37,20 +37,38 @@ def test_a_cancelled_handle_call_is_cancelled_in_ray_serve_too():
 
     async def go():
         with pytest.raises(TimeoutError):
-            await asyncio.wait_for(backend._call(response), 0.01)
+            await asyncio.wait_for(backend._call(lambda: response), 0.01)
     asyncio.run(go())
     assert response.cancelled
 
 
-def test_a_lost_replica_is_a_retryable_503():
-    backend = HandleBackend(Handle(ActorDiedError()))
+def test_a_lost_replica_is_a_retryable_503_after_the_call_was_sent_again(monkeypatch):
+    monkeypatch.setattr("deployments.handles.LOST_BACKOFF_S", (0.0, 0.0, 0.0))
+    handle = Handle(ActorDiedError())
+    backend = HandleBackend(handle)
     with pytest.raises(ModelNotReady):
         asyncio.run(backend.infer(["x"], {}))
+    assert handle.calls == 1 + LOST_RETRIES
     r = request("POST", "/v1/classify", dp=dataplane(backend), json={"texts": ["x"]})
     assert r.status_code == 503 and r.headers["retry-after"] == "1"
     assert "Actor" not in r.text and "Traceback" not in r.text
     ctx, _ = grpc_call(Servicer(dataplane(backend)), "ModelInfer", infer_request())
     assert ctx.code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_call_lost_with_its_replica_is_answered_by_another(monkeypatch):
+    """Inference is idempotent: a call whose replica died (its node went away) is sent again, and answered."""
+    monkeypatch.setattr("deployments.handles.LOST_BACKOFF_S", (0.0, 0.0, 0.0))
+
+    class Answer:
+        def __await__(self):
+            async def ok():
+                return {"results": [{"label": "ok"}], "version": "1"}
+            return ok().__await__()
+
+    handle = Handle(ActorDiedError(), answer_after=2, answer=Answer)
+    out = asyncio.run(HandleBackend(handle).infer(["x"], {}))
+    assert out["results"] == [{"label": "ok"}] and handle.calls == 3
 
 
 def test_max_queued_requests_reaches_the_deployment_options():

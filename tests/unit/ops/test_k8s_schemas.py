@@ -18,7 +18,8 @@ def test_overlay_renders_every_resource_into_the_namespace(overlay):
         "Namespace/inference-gateway", "RayService/inference-gateway", "Service/gateway-metrics",
         "PodDisruptionBudget/gateway-workers", "ConfigMap/gateway-env", "ConfigMap/inference-gateway-dashboard",
         "ServiceMonitor/inference-gateway", "PodMonitor/inference-gateway-ray-head",
-        "PrometheusRule/inference-gateway"])
+        "PrometheusRule/inference-gateway", "ConfigMap/gateway-redis-config", "Service/gateway-redis",
+        "Deployment/gateway-redis", "PersistentVolumeClaim/gateway-redis-data"])
     assert all(d["metadata"].get("namespace") == NAMESPACE for d in docs if d["kind"] != "Namespace")
 
 
@@ -27,7 +28,8 @@ def test_core_kinds_validate_strictly(overlay):
     import kubernetes_validate
 
     core = [d for d in render(overlay) if d["kind"] not in CUSTOM and d["kind"] != "PrometheusRule"]
-    assert {d["kind"] for d in core} == {"Namespace", "Service", "PodDisruptionBudget", "ConfigMap"}
+    assert {d["kind"] for d in core} == {"Namespace", "Service", "PodDisruptionBudget", "ConfigMap", "Deployment",
+                                         "PersistentVolumeClaim"}
     for doc in core:
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)  # raises on any error or unknown field
 

@@ -134,7 +134,14 @@ def test_config_and_secret_references_resolve(overlay):
                     secrets.add(ref["secretRef"]["name"])
             secrets |= {e["valueFrom"]["secretKeyRef"]["name"] for e in c.get("env", [])
                         if "secretKeyRef" in e.get("valueFrom", {})}
+    # GCS fault tolerance: the RayService and the Redis it uses name one password Secret
+    gcs = one(docs, "RayService")["spec"]["rayClusterConfig"]["gcsFaultToleranceOptions"]
+    redis = one(docs, "Deployment", "gateway-redis")["spec"]["template"]["spec"]["containers"][0]
+    assert gcs["redisAddress"].split(":")[0] == one(docs, "Service", "gateway-redis")["metadata"]["name"]
+    redis_secrets = {gcs["redisPassword"]["valueFrom"]["secretKeyRef"]["name"],
+                     *(e["valueFrom"]["secretKeyRef"]["name"] for e in redis["env"])}
+    assert redis_secrets == {"gateway-redis"}
     # Secrets are never shipped: the README tells how to create exactly these.
-    assert secrets == {"gateway-s3", "gateway-admin"}
+    assert secrets | redis_secrets == {"gateway-s3", "gateway-admin", "gateway-redis"}
     readme = (REPO / "README.md").read_text()
-    assert "create secret generic gateway-s3" in readme and "create secret generic gateway-admin" in readme
+    assert all(f"create secret generic {name}" in readme for name in secrets | redis_secrets)

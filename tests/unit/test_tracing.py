@@ -1,0 +1,90 @@
+"""OpenTelemetry traces in process (serve_app/tracing.py), collected by the SDK's in-memory exporter: one trace per
+request with the client's `traceparent` honoured, parent-child intact from the server span through the dataplane
+and every pipeline node to each model call, the trace id returned over HTTP and gRPC."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from support.fakes import chain_dataplane
+from support.inprocess import request
+from support.servers import Servicer, grpc_call
+
+from serve_app.config.server import Tracing
+from serve_app.protocols.grpc_stubs import service_pb2 as pb
+from serve_app.tracing import configure
+
+CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{CLIENT_TRACE}-00f067aa0ba902b7-01"
+
+
+@pytest.fixture(scope="module")
+def spans():
+    configure(Tracing(sample_ratio=1.0))  # the SDK provider the ingress sets (no exporter configured)
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield exporter
+    exporter.shutdown()
+
+
+def tree(finished) -> dict[str, list[str]]:
+    """span name -> names of its children."""
+    by_id = {s.context.span_id: s for s in finished}
+    out: dict[str, list[str]] = {s.name: [] for s in finished}
+    for s in finished:
+        if s.parent is not None and s.parent.span_id in by_id:
+            out[by_id[s.parent.span_id].name].append(s.name)
+    return out
+
+
+def test_a_pipeline_request_is_one_trace_under_the_clients_with_every_hop(spans):
+    spans.clear()
+    r = request("POST", "/v1/pipelines/stc", dp=chain_dataplane(), json={"texts": ["abc"]},
+                headers={"traceparent": TRACEPARENT})
+    assert r.status_code == 200 and r.headers["x-trace-id"] == CLIENT_TRACE
+    finished = spans.get_finished_spans()
+    assert {f"{s.context.trace_id:032x}" for s in finished} == {CLIENT_TRACE}
+    server = next(s for s in finished if s.name == "POST /v1/pipelines/stc")
+    assert server.parent.span_id == int("00f067aa0ba902b7", 16) and server.kind == trace.SpanKind.SERVER
+    children = tree(finished)
+    assert children["POST /v1/pipelines/stc"] == ["gateway.request"]
+    assert children["gateway.request"] == ["gateway.pipeline_node"]  # the graph, whose steps are its children
+    nodes = {s.attributes["gateway.node"]: s for s in finished if s.name == "gateway.pipeline_node"}
+    assert set(nodes) == {"graph", "graph.steps[0]", "graph.steps[1]"}
+    for step, model, version in (("graph.steps[0]", "sum", "2"), ("graph.steps[1]", "clf", "5")):
+        assert nodes[step].parent.span_id == nodes["graph"].context.span_id
+        [call] = [s for s in finished if s.name == "gateway.model_call" and s.parent.span_id
+                  == nodes[step].context.span_id]
+        assert call.attributes["gateway.model"] == model and call.attributes["gateway.version"] == version
+        assert call.attributes["gateway.queue_ahead"] == 0
+
+
+def test_a_request_without_traceparent_starts_its_own_trace_and_errors_are_marked(spans):
+    spans.clear()
+    dp = chain_dataplane()
+    r = request("POST", "/v1/classify", dp=dp, json={"texts": ["x"], "model": "clf"})
+    tid = r.headers["x-trace-id"]
+    assert len(tid) == 32 and tid != CLIENT_TRACE
+    r = request("POST", "/v1/classify", dp=dp, json={"texts": ["x"], "model": "nope"})
+    failed = next(s for s in spans.get_finished_spans() if s.name == "gateway.request"
+                  and f"{s.context.trace_id:032x}" == r.headers["x-trace-id"])
+    assert failed.attributes["gateway.error"] == "model_not_found"
+    assert "x-trace-id" not in request("GET", "/healthz", dp=dp).headers  # probes are not traced
+
+
+def test_grpc_honours_traceparent_metadata_and_returns_the_trace_id(spans):
+    spans.clear()
+    req = pb.ModelInferRequest(model_name="clf")
+    req.inputs.add(name="text", datatype="BYTES", shape=[1]).contents.bytes_contents.append(b"x")
+    ctx, _ = grpc_call(Servicer(chain_dataplane()), "ModelInfer", req, [("traceparent", TRACEPARENT)])
+    assert ctx.code is None and dict(ctx.trailing)["x-trace-id"] == CLIENT_TRACE
+    finished = spans.get_finished_spans()
+    server = next(s for s in finished if s.name == "grpc ModelInfer")
+    assert tree(finished)["grpc ModelInfer"] == ["gateway.request"]
+    assert tree(finished)["gateway.request"] == ["gateway.model_call"]
+    assert server.kind == trace.SpanKind.SERVER
