@@ -100,6 +100,7 @@ def readme_block(result: dict) -> str:
     median, spread and verdict, and how each server was configured."""
     settings = result["settings"]
     when = result.get("date", "date not recorded")
+    when += f" (commit {result['commit']})" if result.get("commit") else ""
     lines = [README_BEGIN, "",
              f"From [docs/bench/bench.json](docs/bench/bench.json): the `make bench` run of {when} on "
              f"{result.get('machine', 'an unrecorded machine')}, {settings['repeats']} repeats of "
@@ -129,11 +130,21 @@ def splice_readme(readme: str, block: str) -> str:
     return readme[:a] + block + readme[b:]
 
 
+def source_commit() -> str:
+    """The commit the measured code comes from ("+dirty" when the tree had changes), so a run can be rerun."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def write(result: dict, out: Path, machine: str) -> list[Path]:
     import datetime
 
     out.mkdir(parents=True, exist_ok=True)
-    result = {"date": datetime.date.today().isoformat(), **result}
+    result = {"date": datetime.date.today().isoformat(), "commit": source_commit(), **result}
     (out / "bench.json").write_text(json.dumps({"machine": machine, **result}, indent=2, default=str) + "\n")
     (out / "bench.md").write_text(markdown(result, machine))
     return [out / "bench.json", out / "bench.md", *plots(result, out)]
@@ -151,5 +162,6 @@ def merge_step(out: Path, step: str, new_rows: list[dict]) -> None:
     ids = {r["id"] for r in new_rows}
     result["targets"] = [t for t in result["targets"] if t["id"] not in ids] + new_rows
     result[f"{step}_date"] = datetime.date.today().isoformat()
+    result[f"{step}_commit"] = source_commit()
     path.write_text(json.dumps(result, indent=2, default=str) + "\n")
     (out / "bench.md").write_text(markdown(result, result.get("machine", "")))

@@ -7,7 +7,8 @@ import json
 import statistics
 from pathlib import Path
 
-START, END = "**Generation targets**", "## Deploy to Kubernetes"
+# END is a marker of its own so that sections after this one are never taken into the spliced text
+START, END = "**Generation targets**", "<!-- generation.json: end"
 
 
 def _targets_table(d: dict) -> str:
