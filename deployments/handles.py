@@ -125,4 +125,8 @@ class HandleBackend:
 
 
 def backend_for(model: ModelConfig, app: str) -> HandleBackend:
-    return HandleBackend(serve.get_deployment_handle(model.name, app_name=app), model.name, model, app)
+    # No existence check: it is a blocking controller call, made on the replica's event loop; and an ingress
+    # replica Ray starts again builds its deploy-time table before the shared state drops versions unloaded
+    # since (their applications deleted), which the check would turn into a failed constructor, forever.
+    return HandleBackend(serve.get_deployment_handle(model.name, app_name=app, _check_exists=False),
+                         model.name, model, app)

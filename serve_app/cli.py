@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from serve_app.config import ConfigError, load_config
 from serve_app.config.serve_env import use_fast_path
 from serve_app.config.settings import GatewaySettings
 from serve_app.errors import GatewayError
+from serve_app.ops.cluster import token_auth_as_the_head
 from serve_app.optimize.cli import add_parsers as add_optimize_parsers
 from serve_app.registry.cli import add_parser as add_registry_parser
 from serve_app.tasks import TASKS
@@ -121,12 +123,14 @@ def _cmd_run(args: argparse.Namespace, settings: GatewaySettings) -> int:
 
     # before Ray is imported: its workers (the proxy too) inherit the env
     use_fast_path(http_front=config.server.http_front, edge=config.server.http_edge)
+    address = args.address or settings.ray_address
+    own_ray = address == "local"  # a Ray started here; else a cluster that outlives this command
+    if not own_ray:  # Ray reads its authentication mode when it is imported
+        token_auth_as_the_head(os.environ)
     import ray
 
     started = time.monotonic()
     base = f"http://{config.server.host}:{config.server.http_port}"
-    address = args.address or settings.ray_address
-    own_ray = address == "local"  # a Ray started here; else a cluster that outlives this command
     sidecar = None
     if own_ray:
         ray.init(address=address, include_dashboard=False, logging_level="warning",

@@ -22,9 +22,20 @@ from serve_app.config import GatewayConfig
 from serve_app.config.serve_env import use_fast_path
 
 
-def node_env(config: GatewayConfig, base: dict[str, str] | None = None) -> dict[str, str]:
+def node_env(config: GatewayConfig, base: dict[str, str] | None = None, home: Path | None = None) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
     use_fast_path(env, http_front=config.server.http_front, edge=config.server.http_edge)
+    return token_auth_as_the_head(env, home)
+
+
+def token_auth_as_the_head(env: dict[str, str], home: Path | None = None) -> dict[str, str]:
+    """Ray 2.60's `ray start --head` turns token authentication on when a token exists (a local `ray.init()`
+    writes ~/.ray/auth_token), but `ray start --address` and `ray.init(address=...)` do not, so a worker node or a
+    driver on the same machine is refused by its own head. Decide the head's way for them too (in `env`)."""
+    token = env.get("RAY_AUTH_TOKEN") or Path(env.get("RAY_AUTH_TOKEN_PATH") or
+                                              (home or Path.home()) / ".ray" / "auth_token").is_file()
+    if "RAY_AUTH_MODE" not in env and token:
+        env["RAY_AUTH_MODE"] = "token"
     return env
 
 

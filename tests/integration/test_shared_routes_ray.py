@@ -83,27 +83,33 @@ def test_an_admin_change_through_one_replica_is_seen_by_both_within_a_second(gat
 
 def test_the_state_survives_ray_replacing_every_ingress_replica(gateway):
     import ray
-    from ray.util.state import list_actors
+
+    from serve_app.bench.scaleout.nodeloss import alive_replicas
 
     gateway, _ = gateway
     r = gateway.post("/v1/admin/models/tiny-clf/versions/1/unload")
     assert r.status_code == 200, r.text
     assert seen_everywhere(gateway, lambda v: v == {"2": 1.0}) <= S3_BOUND_S
     before = replicas_view(gateway, time.monotonic() + 30)
-    for actor in list_actors(filters=[("class_name", "=", "ServeReplica:gateway:gateway"), ("state", "=", "ALIVE")]):
-        ray.kill(ray.get_actor(actor.name, namespace="serve"), no_restart=True)
+    replicas = alive_replicas("gateway", "gateway")
+    assert len(replicas) == 2, replicas
+    for actor in replicas:
+        ray.kill(ray.get_actor(actor["name"], namespace="serve"), no_restart=True)
     deadline = time.monotonic() + 60
     after: dict[str, dict] = {}
+    last_error = None
     while time.monotonic() < deadline and len(set(after) - set(before)) < 2:
         try:
             after |= replicas_view(gateway, deadline)
-        except (httpx.HTTPError, KeyError, ValueError):  # no replica yet: Ray's proxy answers 503
+        except (httpx.HTTPError, KeyError, ValueError) as e:  # no replica yet: Ray's proxy answers 503
+            last_error = repr(e)
             time.sleep(0.2)
     new = {k: v for k, v in after.items() if k not in before}
-    assert len(new) == 2, f"replicas after the kill: {after}; before: {list(before)}"
+    from ray import serve
+    assert len(new) == 2, (f"replicas after the kill: {after}; before: {list(before)}; last error {last_error}; "
+                           f"{serve.status().applications.get('gateway')}")
     assert all(v["versions"] == {"2": 1.0} for v in new.values()), new  # not the configured {"1": 1.0}
     # and the unloaded version's application is gone, not left running with nobody routing to it
-    from ray import serve
     assert "tiny-clf--v1" not in serve.status().applications
 
 
@@ -120,9 +126,18 @@ def test_an_application_no_replica_routes_to_is_deleted(gateway):
     registry = open_registry(config)
     plan = plan_version(config, model, registry.resolve("tiny-clf@3"), 0.0)
     serve.run(version_app(model, plan.spec, 0.0), name="tiny-clf--v3", route_prefix=None)
+    # The sweep runs every second here; deleting then waits for the replica's graceful shutdown, which on a busy
+    # 2-core runner can take a while, so the test waits for the deletion to begin, then for the application to go.
+    def status():
+        app = serve.status().applications.get("tiny-clf--v3")
+        return app.status if app else None
     deadline = time.monotonic() + 30
-    while "tiny-clf--v3" in serve.status().applications and time.monotonic() < deadline:
+    while status() not in (None, "DELETING") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert status() in (None, "DELETING"), f"the orphan was not swept within 30 s: {status()}"
+    deadline = time.monotonic() + 90
+    while status() is not None and time.monotonic() < deadline:
         time.sleep(0.5)
     apps = serve.status().applications
-    assert "tiny-clf--v3" not in apps, "the orphan was not swept within 30 s"
+    assert "tiny-clf--v3" not in apps, "the orphan's deletion did not finish within 90 s"
     assert "tiny-clf--v2" in apps  # the routed version stays

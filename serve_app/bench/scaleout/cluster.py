@@ -60,12 +60,13 @@ class LocalCluster:
         return self
 
     def node_of(self, node_id_hex: str, ray_nodes: list[dict]) -> Node:
-        """The node whose raylet listens on the node manager port Ray reports for `node_id_hex`."""
-        port = next(n["NodeManagerPort"] for n in ray_nodes if n["NodeID"] == node_id_hex)
+        """Our node that Ray reports as `node_id_hex`: each was started with a custom resource of its own name
+        (the raylet's port is dynamic, and its command line does not name it)."""
+        resources = next(n["Resources"] for n in ray_nodes if n["NodeID"] == node_id_hex)
         for node in self.nodes:
-            if any(f"--node_manager_port={port}" in arg for arg in node.raylet.cmdline()):
+            if node.name in resources:
                 return node
-        raise LookupError(f"no node of ours has node manager port {port}")
+        raise LookupError(f"no node of ours has the resources {sorted(resources)}")
 
     def kill(self, node: Node) -> float:
         """SIGKILL the node's raylet and every process under it; the time it happened (time.monotonic)."""

@@ -29,6 +29,7 @@ from serve_app.bench.harness import REPO, free_port, wait_http
 from serve_app.bench.load import closed_loop_blocking, open_loop
 from serve_app.bench.scaleout.cluster import LocalCluster
 from serve_app.bench.soak.targets import TEXTS, Target, call
+from serve_app.ops.cluster import token_auth_as_the_head
 
 
 def gateway_config(http_port: int, classifier: bool) -> dict:
@@ -91,16 +92,27 @@ def start_gateway(cluster: LocalCluster, work: Path, classifier: bool) -> tuple[
     return proc, base
 
 
-def replica_nodes(deployment: str) -> list[str]:
-    """Node ids (hex) of the alive replicas of `deployment` (this process is a driver of the cluster)."""
-    from ray.util.state import list_actors
+def alive_replicas(app: str, deployment: str) -> list[dict]:
+    """The alive replica actors of `app`'s `deployment` (name, node id), read from the GCS actor table, so no
+    dashboard (Ray's state API server) is needed; the caller is a driver of the cluster."""
+    from ray._private import state
 
-    return [a.node_id for a in list_actors(filters=[("state", "=", "ALIVE")], limit=10_000)
-            if a.class_name.startswith("ServeReplica:") and a.class_name.endswith(f":{deployment}")]
+    return [{"name": a["Name"], "node_id": a["Address"]["NodeID"]}
+            for a in state.actors(actor_state_name="ALIVE").values()
+            if a["ActorClassName"] == f"ServeReplica:{app}:{deployment}"]
+
+
+def replica_nodes(deployment: str) -> list[str]:
+    """Node ids (hex) of the alive replicas of `deployment`, whichever application it is in."""
+    from ray._private import state
+
+    return [a["Address"]["NodeID"] for a in state.actors(actor_state_name="ALIVE").values()
+            if a["ActorClassName"].startswith("ServeReplica:") and a["ActorClassName"].endswith(f":{deployment}")]
 
 
 def measure(work: Path, classifier: bool, seconds: float, tick=print) -> dict:
     """Start the cluster and the gateway, load it, kill the node holding the model's replica; S1, S2."""
+    token_auth_as_the_head(os.environ)  # before Ray is first imported: it reads the mode then
     import ray
 
     cluster, gateway, name = LocalCluster(workers=3), None, "classifier" if classifier else "echo"

@@ -33,3 +33,13 @@ def test_gateway_node_passes_every_other_flag_to_ray_start(monkeypatch):
     assert seen["cmd"][0].endswith("/ray") and seen["cmd"][0].startswith(sys.prefix)
     assert seen["cmd"][1:] == ["start", "--head", "--port", "6380", "--resources", '{"worker": 4}']
     assert seen["env"]["RAY_SERVE_THROUGHPUT_OPTIMIZED"] in ("0", "1")
+
+
+def test_every_node_uses_token_auth_when_a_token_exists_as_the_head_would(tmp_path):
+    config = parse_config({"models": [{"name": "e", "task": "identity"}]}, settings=GatewaySettings())
+    assert "RAY_AUTH_MODE" not in cluster.node_env(config, base={}, home=tmp_path)  # no token: Ray's default
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("t" * 32)
+    assert cluster.node_env(config, base={}, home=tmp_path)["RAY_AUTH_MODE"] == "token"
+    assert cluster.node_env(config, base={"RAY_AUTH_MODE": "disabled"}, home=tmp_path)["RAY_AUTH_MODE"] == "disabled"
+    assert cluster.node_env(config, base={"RAY_AUTH_TOKEN": "x" * 32}, home=tmp_path / "no")["RAY_AUTH_MODE"] == "token"
