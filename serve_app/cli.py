@@ -110,6 +110,20 @@ def _endpoints(config, settings: GatewaySettings, base: str, sidecar: bool) -> l
     return lines
 
 
+def _init_ray(address: str, settings: GatewaySettings):
+    """Start a Ray of our own ("local") or join a running cluster, and return the ray module."""
+    if address != "local":  # Ray reads its authentication mode when it is imported
+        token_auth_as_the_head(os.environ)
+    import ray
+
+    if address == "local":
+        ray.init(address=address, include_dashboard=False, logging_level="warning",
+                 _metrics_export_port=settings.metrics_port)
+    else:
+        ray.init(address=address, logging_level="warning")
+    return ray
+
+
 def _cmd_run(args: argparse.Namespace, settings: GatewaySettings) -> int:
     from deployments.assemble import deploy, start_serve
     from serve_app.plan import plan_versions
@@ -125,18 +139,10 @@ def _cmd_run(args: argparse.Namespace, settings: GatewaySettings) -> int:
     use_fast_path(http_front=config.server.http_front, edge=config.server.http_edge)
     address = args.address or settings.ray_address
     own_ray = address == "local"  # a Ray started here; else a cluster that outlives this command
-    if not own_ray:  # Ray reads its authentication mode when it is imported
-        token_auth_as_the_head(os.environ)
-    import ray
-
     started = time.monotonic()
+    ray = _init_ray(address, settings)
     base = f"http://{config.server.host}:{config.server.http_port}"
     sidecar = None
-    if own_ray:
-        ray.init(address=address, include_dashboard=False, logging_level="warning",
-                 _metrics_export_port=settings.metrics_port)
-    else:
-        ray.init(address=address, logging_level="warning")
     stop = threading.Event()
     try:
         if settings.sidecar_port:
