@@ -11,6 +11,10 @@ from serve_app.tasks import contract
 
 
 def deployment_class(model: ModelConfig):
+    if model.multiplex is not None:
+        from deployments.multiplexed import MultiplexedDeployment
+
+        return MultiplexedDeployment
     module, _, name = contract(model.task).deployment.partition(":")
     return getattr(import_module(module), name)
 

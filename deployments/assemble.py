@@ -51,8 +51,9 @@ def deploy(config: GatewayConfig, gpus_in_cluster: float = 0.0, registry: Regist
     """Deploy every planned version and the gateway concurrently; return the application names. `env`: more
     environment for the ingress replicas (GATEWAY_* settings)."""
     plans = plan_versions(config, registry)
-    targets = [serve.RunTarget(version_app(config.model(p.model), p.spec, gpus_in_cluster), name=p.app_name,
-                               route_prefix=None) for p in plans]
+    apps = {p.app_name: p for p in plans}  # a multiplexed model's versions share one application
+    targets = [serve.RunTarget(version_app(config.model(p.model), p.spec, gpus_in_cluster), name=name,
+                               route_prefix=None) for name, p in apps.items()]
     targets.append(serve.RunTarget(gateway_app(config, plans, gpus_in_cluster, env), name=GATEWAY_APP,
                                    route_prefix="/"))
     serve.run_many(targets)

@@ -16,6 +16,7 @@ from ray.serve.handle import DeploymentHandle, DeploymentResponse
 from serve_app.config import ModelConfig
 from serve_app.dataplane.batching import SlotBatcher
 from serve_app.errors import DeadlineExceeded, GatewayError, ModelNotReady, Overloaded
+from serve_app.plan import mux_app
 
 log = logging.getLogger("ray.serve")
 
@@ -124,9 +125,11 @@ class HandleBackend:
             raise
 
 
-def backend_for(model: ModelConfig, app: str) -> HandleBackend:
+def backend_for(model: ModelConfig, app: str, label: str = "") -> HandleBackend:
     # No existence check: it is a blocking controller call, made on the replica's event loop; and an ingress
     # replica Ray starts again builds its deploy-time table before the shared state drops versions unloaded
     # since (their applications deleted), which the check would turn into a failed constructor, forever.
-    return HandleBackend(serve.get_deployment_handle(model.name, app_name=app, _check_exists=False),
-                         model.name, model, app)
+    handle = serve.get_deployment_handle(model.name, app_name=app, _check_exists=False)
+    if app == mux_app(model.name):  # Ray routes the call to a replica holding (or loading) that version
+        handle = handle.options(multiplexed_model_id=label)
+    return HandleBackend(handle, model.name, model, app)

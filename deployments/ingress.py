@@ -51,7 +51,7 @@ class Gateway(OipGrpcServicer):
         for model, versions in table.items():
             routes[model] = ModelRoutes(model)
             for v in versions:
-                backend = backend_for(self.config.model(v["deployment"]), v["app"])
+                backend = backend_for(self.config.model(v["deployment"]), v["app"], v["label"])
                 routes[model].add(v["label"], backend, v["weight"], facts=v)
         manager = ServeModelManager(self.config, gpus_in_cluster)
         # `state_key` names this deployment's shared routing state (every replica, and a replica Ray starts again,

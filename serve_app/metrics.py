@@ -26,6 +26,11 @@ METRICS = {
     "gateway_shadow_requests": ("counter", "Mirrored (shadow) calls by outcome: agreed or disagreed with the "
                                 "primary's answer, failed, dropped under load", ("model", "version", "outcome")),
     "gateway_shadow_duration_seconds": ("histogram", "Latency of mirrored (shadow) calls", ("model", "version")),
+    "gateway_multiplex_requests": ("counter", "Calls to a multiplexed model's replicas by outcome: hit (version "
+                                   "resident), load (its first call there started the load), wait (joined a load)",
+                                   ("model", "version", "outcome")),
+    "gateway_multiplex_evictions": ("counter", "Versions a multiplexed replica evicted (least recently used, past "
+                                    "its max_versions_per_replica)", ("model", "version")),
     "gateway_errors": ("counter", "Requests that ended in an error, by target and error kind",
                        ("model", "pipeline", "kind")),
     "gateway_request_duration_seconds": ("histogram", "End-to-end latency of a request to a model or pipeline",

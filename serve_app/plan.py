@@ -79,8 +79,16 @@ def app_name(model: str, label: str) -> str:
     return f"{model}--v{label}" if label.isdigit() else f"{model}--folder"
 
 
+def mux_app(model: str) -> str:
+    """The one application serving every version of a multiplexed model (a version's label is its model id)."""
+    return f"{model}--mux"
+
+
 def plan_version(config: GatewayConfig, model: ModelConfig, version: ModelVersion, weight: float) -> VersionPlan:
     label = str(version.iteration)
+    if model.multiplex is not None:  # the application's replicas load the version by its label when called
+        spec = {**model.model_dump(mode="json"), "metrics": config.server.metrics, "registry": registry_spec(config)}
+        return VersionPlan(model.name, label, mux_app(model.name), weight, spec, version_facts(version))
     return VersionPlan(model.name, label, app_name(model.name, label), weight, model_spec(config, model, version),
                        version_facts(version))
 
@@ -185,6 +193,9 @@ def declared_versions(config: GatewayConfig) -> list[DeclaredVersion]:
     """Every application a declarative deploy starts for the models, with its traffic weight."""
     out: list[DeclaredVersion] = []
     for model in config.models:
+        if model.multiplex is not None:
+            raise ValueError(f"model '{model.name}': 'multiplex' is deployed by `gateway run` only; a RayService "
+                             "config cannot declare it yet (remove 'multiplex' for Kubernetes)")
         if not contract(model.task).has_files:
             out.append(DeclaredVersion(model.name, "builtin", f"{model.name}--builtin", 1.0))
         elif model.source is not None:

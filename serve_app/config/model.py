@@ -160,6 +160,17 @@ class Selection(Strict):
     on_unmet: Literal["fastest", "refuse"] = "fastest"
 
 
+class Multiplex(Strict):
+    """Several registry versions in each replica of one Serve application, through Ray Serve's model multiplexing
+    (`@serve.multiplexed`): a version loads on a replica at its first call there, the least recently used one is
+    evicted past the cap, and Ray routes a version's calls to replicas that hold it."""
+
+    max_versions_per_replica: Annotated[int, Field(ge=1, le=64)] = 4
+    # How long a call waits for its version to load on the replica before a 503 with Retry-After (the load goes
+    # on; a retry finds it loaded). 0: never wait.
+    load_wait_s: Annotated[float, Field(ge=0, le=600)] = 10.0
+
+
 class ModelConfig(Strict):
     """A served model: either a folder (`source`) or versions of the registry model of the same name."""
 
@@ -183,6 +194,7 @@ class ModelConfig(Strict):
     generation: Generation | None = None
     cache: ResponseCaching | None = None
     selection: Selection | None = None
+    multiplex: Multiplex | None = None
 
     @model_validator(mode="after")
     def _cache_and_selection_fit(self) -> ModelConfig:
@@ -191,6 +203,14 @@ class ModelConfig(Strict):
         if self.selection is not None and (self.source is not None or not contract(self.task).has_files):
             raise ValueError("'selection' chooses among registry versions; serve the model from the registry "
                              "(no 'source')")
+        return self
+
+    @model_validator(mode="after")
+    def _multiplex_fits(self) -> ModelConfig:
+        task = contract(self.task)
+        if self.multiplex is not None and (self.source is not None or not task.has_files or task.streams):
+            raise ValueError("'multiplex' serves registry versions of a batch task (classification) from shared "
+                             "replicas; remove 'source', or 'multiplex'")
         return self
 
     @model_validator(mode="after")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import re
 import time
 
-import httpx
-from support.serve import SERVE_ADDRESSES, gateway_fixture
+from support.serve import gateway_fixture, scrape_sum
 
 from serve_app.config import parse_config
 from serve_app.config.settings import GatewaySettings
@@ -14,20 +12,6 @@ from serve_app.config.settings import GatewaySettings
 DEPLOYED_AT: list[float] = []
 # Measured on Ray 2.60 (2 s export interval): a gauge set once stays in the exporter ~20 s, then is gone.
 GAUGE_GONE_AFTER_S = 40
-SERIES = re.compile(r'^(?P<name>[a-z_]+)\{(?P<labels>[^}]*)\} (?P<value>\S+)$')
-
-
-def scrape_sum(name: str, **labels) -> float:
-    """Sum of a series over every worker that reports it (Ray labels each process separately)."""
-    total = 0.0
-    for line in httpx.get(SERVE_ADDRESSES["metrics"], timeout=10).text.splitlines():
-        m = SERIES.match(line)
-        if not m or m["name"] != name:
-            continue
-        got = dict(re.findall(r'(\w+)="([^"]*)"', m["labels"]))
-        if all(got.get(k) == v for k, v in labels.items()):
-            total += float(m["value"])
-    return total
 
 
 def wait_for(name: str, expected: float, **labels) -> float:

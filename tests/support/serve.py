@@ -5,17 +5,21 @@ addresses of this session, deploying a config for one module, calling a deployme
 from __future__ import annotations
 
 import inspect
+import re
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / ".cache"
 # Filled by the `serve_session` fixture: "grpc" (host:port of the gRPC proxy) and "metrics" (the exporter's URL).
 SERVE_ADDRESSES: dict[str, str] = {}
+# One series of Prometheus' text format, as Ray's exporter writes it.
+SERIES = re.compile(r'^(?P<name>[a-z_]+)\{(?P<labels>[^}]*)\} (?P<value>\S+)$')
 
 
 def free_port() -> int:
@@ -27,9 +31,10 @@ def free_port() -> int:
 _HANDLE_LOOP = None
 
 
-def call_deployment(app: str, deployment: str, method: str, *args):
-    """One handle call from the test process. In Ray Serve's throughput-optimized mode a handle's router runs
-    on the event loop it was first used on, so every such call goes through one loop kept in a thread."""
+def call_deployment(app: str, deployment: str, method: str, *args, model_id: str = ""):
+    """One handle call from the test process (`model_id`: Ray's multiplexed model id). In Ray Serve's
+    throughput-optimized mode a handle's router runs on the event loop it was first used on, so every such call
+    goes through one loop kept in a thread."""
     import asyncio
     import threading
 
@@ -41,7 +46,10 @@ def call_deployment(app: str, deployment: str, method: str, *args):
         threading.Thread(target=_HANDLE_LOOP.run_forever, daemon=True, name="test-handles").start()
 
     async def call():
-        return await getattr(serve.get_deployment_handle(deployment, app_name=app), method).remote(*args)
+        handle = serve.get_deployment_handle(deployment, app_name=app)
+        if model_id:
+            handle = handle.options(multiplexed_model_id=model_id)
+        return await getattr(handle, method).remote(*args)
 
     return asyncio.run_coroutine_threadsafe(call(), _HANDLE_LOOP).result(timeout=60)
 
@@ -103,3 +111,16 @@ def _readied(gateway, ready):
     if ready is not None:
         ready(gateway)
     return gateway
+
+
+def scrape_sum(name: str, **labels) -> float:
+    """Sum of a series over every worker that reports it (Ray labels each process separately)."""
+    total = 0.0
+    for line in httpx.get(SERVE_ADDRESSES["metrics"], timeout=10).text.splitlines():
+        m = SERIES.match(line)
+        if not m or m["name"] != name:
+            continue
+        got = dict(re.findall(r'(\w+)="([^"]*)"', m["labels"]))
+        if all(got.get(k) == v for k, v in labels.items()):
+            total += float(m["value"])
+    return total

@@ -35,3 +35,48 @@ def test_access_logs_are_off_on_model_hops_and_follow_the_config_at_the_ingress(
                               settings=GatewaySettings(models_dir=tmp_path))
         ingress = gateway_app(config, [], 0.0)._bound_deployment
         assert ingress._deployment_config.logging_config["enable_access_log"] is flag
+
+
+def multiplexed_config(tmp_path, **model):
+    from serve_app.registry import Registry
+
+    reg = Registry(str(tmp_path / "store"), cache_dir=tmp_path / "cache")
+    for n in (1, 2):
+        folder = tmp_path / f"v{n}"
+        folder.mkdir()
+        (folder / "config.json").write_text(f"{{\"n\": {n}}}")
+        reg.register("m", folder)
+    return parse_config({"registry": {"uri": str(tmp_path / "store"), "cache_dir": str(tmp_path / "cache")},
+                         "models": [{"name": "m", "task": "classification", "traffic": {"1": 3, "2": 1},
+                                     "multiplex": {"max_versions_per_replica": 2}, **model}]},
+                        settings=GatewaySettings(models_dir=tmp_path))
+
+
+def test_a_multiplexed_model_plans_one_application_whose_versions_are_model_ids(tmp_path):
+    from deployments.apps import deployment_class
+    from serve_app.plan import plan_versions, route_table
+
+    config = multiplexed_config(tmp_path)
+    plans = plan_versions(config)
+    assert [(p.label, p.app_name, p.weight) for p in plans] == [("1", "m--mux", 3.0), ("2", "m--mux", 1.0)]
+    # the application's spec names the registry, not a version: its replicas load versions by label
+    assert "iteration" not in plans[0].spec and plans[0].spec["registry"]["uri"] == str(tmp_path / "store")
+    assert plans[0].spec["multiplex"] == {"max_versions_per_replica": 2, "load_wait_s": 10.0}
+    table = route_table(config, plans)["m"]
+    assert [(v["label"], v["app"]) for v in table] == [("1", "m--mux"), ("2", "m--mux")]
+    assert deployment_class(config.models[0]).func_or_class.__name__ == "MultiplexedDeployment"
+
+
+def test_multiplexing_needs_registry_versions_of_a_batch_task_and_is_not_declared_for_kubernetes(tmp_path):
+    import pytest
+
+    from serve_app.config import ConfigError
+    from serve_app.plan import declared_versions
+
+    for bad in ({"name": "c", "task": "classification", "source": "c", "multiplex": {}},
+                {"name": "s", "task": "summarization", "multiplex": {}},
+                {"name": "c", "task": "classification", "multiplex": {"max_versions_per_replica": 0}}):
+        with pytest.raises(ConfigError, match="multiplex"):
+            parse_config({"models": [bad]}, settings=GatewaySettings(models_dir=tmp_path))
+    with pytest.raises(ValueError, match="multiplex"):
+        declared_versions(multiplexed_config(tmp_path))
