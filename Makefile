@@ -91,6 +91,7 @@ bench: models
 	$(BIN)/python -m serve_app.bench.variants
 	$(BIN)/python -m serve_app.bench.scaleout
 	$(BIN)/python -m serve_app.bench.multiplex
+	$(BIN)/python -m serve_app.bench.traffic
 
 # Every optimization variant of both models, evaluated side by side: docs/optimization/ (~20 min on 2 cores).
 optimize-report: models

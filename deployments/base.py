@@ -17,6 +17,7 @@ from serve_app.errors import GatewayError, InvalidInput
 from serve_app.registry import IntegrityError, Registry
 from serve_app.registry.versioning import content_hash, short
 from serve_app.runtime.processing import flatten, unflatten
+from serve_app.tracing import tracer
 
 log = logging.getLogger("ray.serve")
 
@@ -107,17 +108,24 @@ class ModelDeployment:
             self.metrics.set("gateway_queue_depth", self.labels, self.in_flight)
 
     async def _queue(self, texts: list[str]) -> list:
-        """One request's texts through the replica's batcher, keeping the in-flight gauge current."""
+        """One request's texts through the replica's batcher, keeping the in-flight gauge current. Its span (a
+        child of the ingress's model call where Ray Serve's tracing carries the context) says which batch ran it."""
         self.in_flight += 1
         self.metrics.set("gateway_queue_depth", self.labels, self.in_flight)
-        try:
-            return await self.batcher.submit(texts)
-        except Exception as err:
-            await self._blame(err)
-            raise
-        finally:
-            self.in_flight -= 1
-            self.metrics.set("gateway_queue_depth", self.labels, self.in_flight)
+        notes: dict = {}
+        with tracer.start_as_current_span("gateway.replica", attributes={
+                "gateway.model": self.name, "gateway.version": self.version, "gateway.texts": len(texts)}) as span:
+            try:
+                return await self.batcher.submit(texts, notes=notes)
+            except Exception as err:
+                await self._blame(err)
+                raise
+            finally:
+                self.in_flight -= 1
+                self.metrics.set("gateway_queue_depth", self.labels, self.in_flight)
+                if notes:
+                    span.set_attributes({"gateway.batch_size": notes["batch_items"],
+                                         "gateway.queue_wait_ms": round(notes["queue_wait_s"] * 1000, 3)})
 
     def _predict(self, texts: list[str]) -> list:
         raise NotImplementedError

@@ -8,6 +8,8 @@ import logging
 from collections.abc import Callable
 from contextlib import contextmanager
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from ray import serve
 from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
@@ -56,14 +58,20 @@ class HandleBackend:
                                          isolate=worth_isolating)
 
     async def infer(self, texts: list[str], params: dict) -> dict:
-        if self.coalescer is None or params:
+        # A sampled (traced) request takes a call of its own: a merged call belongs to no one request's trace.
+        if self.coalescer is None or params or trace.get_current_span().is_recording():
             return await self._call(lambda: self.handle.infer.remote(texts, params))
         answers = await self.coalescer.submit(texts)
         return {**answers[0][0], "results": [result for _, result in answers]}
 
     async def _merged(self, texts: list[str]) -> list[tuple[dict, dict]]:
-        """One model call for many requests' texts: (the answer's version fields, one result) per text."""
-        out = await self._call(lambda: self.handle.infer.remote(texts, {}))
+        """One model call for many requests' texts: (the answer's version fields, one result) per text. Sent
+        outside any trace: the batcher's task carries the context of whichever request started it."""
+        token = otel_context.attach(otel_context.Context())
+        try:
+            out = await self._call(lambda: self.handle.infer.remote(texts, {}))
+        finally:
+            otel_context.detach(token)
         fields = {k: v for k, v in out.items() if k != "results"}
         return [(fields, result) for result in out["results"]]
 

@@ -30,6 +30,7 @@ from serve_app.ops.cluster import token_auth_as_the_head
 from serve_app.optimize.cli import add_parsers as add_optimize_parsers
 from serve_app.registry.cli import add_parser as add_registry_parser
 from serve_app.tasks import TASKS
+from serve_app.tracing import ray_tracing_env
 
 
 def _cmd_registry(args: argparse.Namespace, settings: GatewaySettings) -> int:
@@ -137,6 +138,7 @@ def _cmd_run(args: argparse.Namespace, settings: GatewaySettings) -> int:
 
     # before Ray is imported: its workers (the proxy too) inherit the env
     use_fast_path(http_front=config.server.http_front, edge=config.server.http_edge)
+    ray_tracing_env(config.server.tracing)  # traces across processes, where spans are exported
     address = args.address or settings.ray_address
     own_ray = address == "local"  # a Ray started here; else a cluster that outlives this command
     started = time.monotonic()

@@ -5,23 +5,34 @@ of the client's trace; the trace id goes back in `X-Trace-Id` (gRPC: trailing me
 
 Only the OpenTelemetry API is used on the request path (a no-op until `configure` sets an SDK provider), so the
 core stays free of exporters; `configure` is called once per process (the ingress replica).
+
+Across processes, Ray Serve's own tracing carries the context: switched on (`ray_tracing_env`, before Ray starts)
+wherever spans are exported, every Serve process (proxy, ingress, model replicas) gets a provider whose processors
+come from `ray_span_processors`, and a handle call takes the caller's current context to the replica, so a model
+replica's spans are children of the ingress span that called it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 TRACE_HEADER = "x-trace-id"
+RAY_EXPORTER = "serve_app.tracing:ray_span_processors"
+OTLP_ENV = "GATEWAY_TRACING_OTLP_ENDPOINT"  # where Ray's processes export (set from the config by the CLI)
+SPAN_DIR_ENV = "GATEWAY_TRACING_SPAN_DIR"  # every process appends its finished spans here as JSON lines (tests)
 _PROPAGATOR = TraceContextTextMapPropagator()
 tracer = trace.get_tracer("inference-gateway")
 
 
 def parent_context(carrier: Mapping[str, str]):
-    """The client's trace context from a `traceparent` header (or gRPC metadata), if it sent one."""
+    """The context a request's server span continues: Ray Serve's span for the request where Ray's tracing is on
+    (it already continues the client's `traceparent`), else the client's `traceparent` (or gRPC metadata)."""
+    if trace.get_current_span().get_span_context().is_valid:
+        return None  # the current context
     return _PROPAGATOR.extract({k.lower(): v for k, v in carrier.items()})
 
 
@@ -37,17 +48,48 @@ def configure(settings) -> None:
     Without either, spans are still made (the trace id is returned to clients) and dropped."""
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
     if isinstance(trace.get_tracer_provider(), TracerProvider):
         return  # once per process
     provider = TracerProvider(resource=Resource.create({"service.name": settings.service_name}),
                               sampler=ParentBased(TraceIdRatioBased(settings.sample_ratio)))
-    endpoint = settings.otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    for processor in span_processors(settings.otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")):
+        provider.add_span_processor(processor)
+    trace.set_tracer_provider(provider)
+
+
+def span_processors(endpoint: str | None) -> list:
+    """OTLP/HTTP export to `endpoint` (batched); and, where GATEWAY_TRACING_SPAN_DIR is set, every finished span
+    as a JSON line in `<dir>/<pid>.jsonl`."""
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor
+
+    processors = []
     if endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         url = endpoint if endpoint.rstrip("/").endswith("/v1/traces") else endpoint.rstrip("/") + "/v1/traces"
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=url)))
-    trace.set_tracer_provider(provider)
+        processors.append(BatchSpanProcessor(OTLPSpanExporter(endpoint=url)))
+    if folder := os.environ.get(SPAN_DIR_ENV):
+        out = open(os.path.join(folder, f"{os.getpid()}.jsonl"), "a", buffering=1)  # noqa: SIM115 - the process's
+        processors.append(SimpleSpanProcessor(ConsoleSpanExporter(
+            out=out, formatter=lambda span: span.to_json(indent=None) + "\n")))
+    return processors
+
+
+def ray_span_processors() -> list:
+    """Ray Serve's tracing exporter hook (RAY_SERVE_TRACING_EXPORTER_IMPORT_PATH): called in each Serve process."""
+    return span_processors(os.environ.get(OTLP_ENV) or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+
+
+def ray_tracing_env(settings, env: MutableMapping[str, str] = os.environ) -> bool:
+    """Switch Ray Serve's tracing on for a Ray started after this (its processes read the variables when they
+    import Serve), where spans have somewhere to go: an OTLP endpoint, or a span folder. Returns whether on."""
+    endpoint = settings.otlp_endpoint or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if not (endpoint or env.get(SPAN_DIR_ENV)):
+        return False
+    env.setdefault("RAY_SERVE_TRACING_EXPORTER_IMPORT_PATH", RAY_EXPORTER)
+    env.setdefault("RAY_SERVE_TRACING_SAMPLING_RATIO", str(settings.sample_ratio))
+    if endpoint:
+        env.setdefault(OTLP_ENV, endpoint)
+    return True

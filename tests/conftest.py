@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 from support.serve import CACHE, REPO, SERVE_ADDRESSES, free_port
 
 from serve_app.config.serve_env import use_fast_path
+from serve_app.config.server import Tracing
+from serve_app.tracing import SPAN_DIR_ENV, ray_tracing_env
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may come from a model hub, ever
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # The tests run Ray Serve in the mode `make run` uses (throughput-optimized, direct ingress); Ray
 # reads these when ray.serve is first imported, which may happen while test modules are collected.
 use_fast_path()
+# Ray Serve's tracing on, as `gateway run` switches it on when spans are exported: every Serve process appends its
+# spans to one folder (tests/integration/test_traces_ray.py reads the trees back). Sampling 0: only requests whose
+# client sent a sampled `traceparent` are traced, so other tests pay nothing for it.
+os.environ.setdefault(SPAN_DIR_ENV, tempfile.mkdtemp(prefix="gateway-spans-"))
+ray_tracing_env(Tracing(sample_ratio=0.0))
 
 
 def pytest_collection_modifyitems(config, items):

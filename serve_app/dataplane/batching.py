@@ -26,6 +26,8 @@ class _Request:
     items: list
     future: asyncio.Future
     priority: int = NORMAL
+    notes: dict | None = None  # filled as its batch starts: batch_items, queue_wait_s (trace attributes)
+    queued_at: float = 0.0
 
 
 @dataclass
@@ -96,7 +98,8 @@ class SlotBatcher:
                 return
         raise Overloaded(f"model '{self.name}' has {self.queued} requests waiting; retry shortly", retry_after_s=1)
 
-    async def submit(self, items: list, priority: int | None = None) -> list:
+    async def submit(self, items: list, priority: int | None = None, notes: dict | None = None) -> list:
+        """`notes`, if given, gets the batch's item count and this request's wait in the queue when it runs."""
         priority = CURRENT.get() if priority is None else priority
         if self.max_queued is not None and self.queued >= self.max_queued:
             self._make_room(priority)
@@ -104,7 +107,7 @@ class SlotBatcher:
         if self._dispatcher is None or self._dispatcher.done():
             self._arrived = asyncio.Event()
             self._dispatcher = loop.create_task(self._dispatch())
-        request = _Request(list(items), loop.create_future(), priority)
+        request = _Request(list(items), loop.create_future(), priority, notes, loop.time())
         self.queues[priority].append(request)
         self._arrived.set()
         # Cancelling the caller cancels the future: a queued request is then skipped, a running one forgotten.
@@ -167,6 +170,10 @@ class SlotBatcher:
     async def _run(self, batch: _Batch) -> None:
         flat = [item for r in batch.requests for item in r.items]
         self.on_batch(len(flat), self.running)
+        now = asyncio.get_running_loop().time()
+        for r in batch.requests:
+            if r.notes is not None:
+                r.notes.update(batch_items=len(flat), queue_wait_s=now - r.queued_at)
         try:
             results = await self.run(flat)
             if len(results) != len(flat):

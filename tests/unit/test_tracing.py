@@ -88,3 +88,34 @@ def test_grpc_honours_traceparent_metadata_and_returns_the_trace_id(spans):
     assert tree(finished)["grpc ModelInfer"] == ["gateway.request"]
     assert tree(finished)["gateway.request"] == ["gateway.model_call"]
     assert server.kind == trace.SpanKind.SERVER
+
+
+def test_ray_tracing_is_switched_on_only_where_spans_are_exported(tmp_path):
+    from serve_app.tracing import OTLP_ENV, RAY_EXPORTER, SPAN_DIR_ENV, ray_tracing_env
+
+    env: dict[str, str] = {}
+    assert not ray_tracing_env(Tracing(), env) and env == {}
+    assert ray_tracing_env(Tracing(otlp_endpoint="http://collector:4318", sample_ratio=0.1), env)
+    assert env == {"RAY_SERVE_TRACING_EXPORTER_IMPORT_PATH": RAY_EXPORTER,
+                   "RAY_SERVE_TRACING_SAMPLING_RATIO": "0.1", OTLP_ENV: "http://collector:4318"}
+    folder_only = {SPAN_DIR_ENV: str(tmp_path)}
+    assert ray_tracing_env(Tracing(sample_ratio=0.0), folder_only)
+    assert folder_only["RAY_SERVE_TRACING_SAMPLING_RATIO"] == "0.0" and OTLP_ENV not in folder_only
+
+
+def test_the_span_folder_gets_each_finished_span_as_a_json_line(tmp_path, monkeypatch):
+    import json
+
+    from serve_app.tracing import SPAN_DIR_ENV, span_processors
+
+    monkeypatch.setenv(SPAN_DIR_ENV, str(tmp_path))
+    provider = TracerProvider()
+    for processor in span_processors(None):
+        provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("outer"), tracer.start_as_current_span("inner"):
+        pass
+    [path] = tmp_path.glob("*.jsonl")
+    spans = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [s["name"] for s in spans] == ["inner", "outer"]
+    assert spans[0]["parent_id"] == spans[1]["context"]["span_id"]

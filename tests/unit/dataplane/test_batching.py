@@ -220,3 +220,18 @@ def test_on_batch_sees_each_batch_size():
         await batcher.close()
 
     run(main())
+
+
+def test_notes_tell_a_request_its_batch_size_and_its_wait_in_the_queue():
+    async def main():
+        model = SlowBatch(delay_s=0.05)
+        batcher = SlotBatcher(model, max_batch=16)
+        first_notes, later_notes = {}, {}
+        first = asyncio.ensure_future(batcher.submit([0], notes=first_notes))
+        await asyncio.sleep(0.01)  # the first runs alone; the next three wait for it, then run together
+        await asyncio.gather(first, batcher.submit([1, 2], notes=later_notes), batcher.submit([3]), batcher.submit([4]))
+        assert first_notes["batch_items"] == 1 and first_notes["queue_wait_s"] < 0.01
+        assert later_notes["batch_items"] == 4 and 0.03 <= later_notes["queue_wait_s"] < 1
+        await batcher.close()
+
+    run(main())

@@ -1,0 +1,199 @@
+"""`python -m serve_app.bench.traffic` (part of `make bench`): T2 (shadow traffic) and T3 (priorities).
+
+The prepared classifier, registered twice in a scratch registry (its files, and a copy with a marker file: two
+versions of equal answers), served as `make bench` serves it; every primary answer is checked against the label
+the model gives in process.
+
+T2: primary p50 at concurrency 8 with 100% of calls mirrored to version 2 ÷ without a mirror, the two alternating
+within each repeat (order swapped every repeat). T3: p99 of a high-priority client (one call at a time) while
+low-priority calls arrive at 4× the model's capacity ÷ its p99 alone; the low class must be shed (429) and the
+high class must never fail. Results: docs/bench/traffic.json, merged by id into bench.json. ~5 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import httpx
+
+from serve_app.bench import report
+from serve_app.bench.harness import deploy_gateway, local_ray, progress_ticker, start_proxies_on_free_ports
+from serve_app.bench.judge import LE, failures, judge, ratio
+from serve_app.bench.load import closed_loop
+from serve_app.bench.suite import label_check
+from serve_app.config.serve_env import use_fast_path
+
+OVERLOAD = 4.0
+
+
+def config(work: Path):
+    from serve_app.config import parse_config
+    from serve_app.config.settings import GatewaySettings
+
+    return parse_config({
+        "registry": {"uri": str(work / "store"), "cache_dir": str(work / "cache")},
+        "models": [{"name": "clf", "task": "classification", "version": "1", "max_length": 128,
+                    "resources": {"replicas": 1, "num_cpus": 0.4, "num_gpus": 0, "threads": 2,
+                                  "max_queue_wait_s": 0.5},
+                    "batching": {"max_batch_size": 16, "batch_wait_timeout_s": 0.0, "max_concurrent_batches": 2}}],
+    }, settings=GatewaySettings(models_dir=work))
+
+
+def register_two(clf_dir: Path, work: Path) -> None:
+    from serve_app.registry import Registry
+
+    registry = Registry(str(work / "store"), cache_dir=work / "cache")
+    registry.register("clf", clf_dir)
+    copy = work / "copy"
+    shutil.copytree(clf_dir, copy)
+    (copy / "SHADOW.txt").write_text("a second version of the prepared classifier (T2 bench)\n")
+    registry.register("clf", copy)
+
+
+def caller(http: httpx.AsyncClient, texts: list[str], check, priority: str | None = None):
+    headers = {"x-priority": priority} if priority else {}
+
+    async def call(n: int) -> None:
+        r = await http.post("/v1/classify", json={"texts": [texts[n % len(texts)]], "model": "clf"}, headers=headers)
+        if r.status_code != 200 or r.headers.get("x-model-version") != "1":
+            raise RuntimeError(f"{r.status_code} (version {r.headers.get('x-model-version')}): {r.text[:200]}")
+        check(n, r.json()["results"][0]["label"])
+    return call
+
+
+async def t2(http: httpx.AsyncClient, call, repeats: int, window_s: float, tick) -> dict:
+    rounds = []
+    for repeat in range(repeats):
+        row = {}
+        for mode in (("off", "on") if repeat % 2 == 0 else ("on", "off")):
+            tick(f"T2 repeat {repeat + 1}/{repeats}: shadow {mode}")
+            body = {"version": "2", "share": 1.0} if mode == "on" else {}
+            (await http.put("/v1/admin/models/clf/shadow", json=body)).raise_for_status()
+            await closed_loop(call, 8, 2.0)  # warm-up
+            row[mode] = (await closed_loop(call, 8, window_s)).as_dict()
+            if mode == "on":  # what the mirror did in this window
+                row["mirror"] = (await http.get("/v1/models/clf")).json().get("shadow")
+        rounds.append(row)
+    (await http.put("/v1/admin/models/clf/shadow", json={})).raise_for_status()
+    return {"concurrency": 8, "window_s": window_s, "rounds": rounds}
+
+
+async def low_load(http: httpx.AsyncClient, texts: list[str], rate: float, seconds: float) -> Counter:
+    """Low-priority calls sent at `rate` per second whatever the answers (open loop); their statuses."""
+    statuses: Counter = Counter()
+
+    async def one(n: int) -> None:
+        try:
+            r = await http.post("/v1/classify", json={"texts": [texts[n % len(texts)]], "model": "clf"},
+                                headers={"x-priority": "low"})
+            statuses[r.status_code] += 1
+        except httpx.HTTPError as err:
+            statuses[type(err).__name__] += 1
+
+    loop, tasks = asyncio.get_running_loop(), []
+    started = loop.time()
+    for n in range(int(rate * seconds)):
+        await asyncio.sleep(max(0.0, started + n / rate - loop.time()))
+        tasks.append(asyncio.ensure_future(one(n)))
+    await asyncio.gather(*tasks)
+    return statuses
+
+
+async def t3(http: httpx.AsyncClient, texts: list[str], high, normal, repeats: int, window_s: float, tick) -> dict:
+    tick("T3: capacity (concurrency 32)")
+    capacity = (await closed_loop(normal, 32, window_s)).rps
+    rounds = []
+    for repeat in range(repeats):
+        tick(f"T3 repeat {repeat + 1}/{repeats}: the high class alone, then under {OVERLOAD:g}x overload")
+        alone = (await closed_loop(high, 1, window_s)).as_dict()
+        low = asyncio.ensure_future(low_load(http, texts, OVERLOAD * capacity, window_s + 2))
+        await asyncio.sleep(2.0)  # the overload builds up first
+        loaded = (await closed_loop(high, 1, window_s)).as_dict()
+        rounds.append({"alone": alone, "loaded": loaded, "low_statuses": dict(await low)})
+    return {"capacity_rps": capacity, "low_rate_rps": round(OVERLOAD * capacity, 1), "window_s": window_s,
+            "rounds": rounds}
+
+
+def rows(run: dict) -> list[dict]:
+    shadow, prio = run["t2"]["rounds"], run["t3"]["rounds"]
+    t2_problems = [*failures([r["off"] for r in shadow], "no shadow"), *failures([r["on"] for r in shadow], "shadow"),
+                   *(["the mirror compared no answers"] if not all((r.get("mirror") or {}).get("agreed") for r in
+                                                                  shadow) else [])]
+    t3_problems = [*failures([r["alone"] for r in prio], "high class alone"),
+                   *failures([r["loaded"] for r in prio], "high class under overload")]
+    low = Counter()
+    for r in prio:
+        low.update(r["low_statuses"])
+    if not low.get("429") and not low.get(429):
+        t3_problems.append("no low-priority call was shed: the gateway was not overloaded")
+    odd = {k: v for k, v in low.items() if str(k) not in ("200", "429")}
+    if odd:
+        t3_problems.append(f"low-priority calls ended otherwise than answered or shed: {odd}")
+    return [
+        judge("T2", "primary p50 at concurrency 8 with 100% of calls mirrored to another version ÷ without",
+              [ratio(r["on"]["p50_ms"], r["off"]["p50_ms"]) for r in shadow], LE, 1.10, t2_problems),
+        judge("T3", f"p99 of the high class (one call at a time) while low-priority calls arrive at {OVERLOAD:g}× "
+              f"capacity ({run['t3']['low_rate_rps']:g}/s) ÷ its p99 alone",
+              [ratio(r["loaded"]["p99_ms"], r["alone"]["p99_ms"]) for r in prio], LE, 2, t3_problems),
+    ]
+
+
+async def measure_async(url: str, texts: list[str], expected: dict[str, str], repeats: int, window_s: float,
+                        tick) -> dict:
+    check = label_check(texts, expected)
+    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
+        (await http.post("/v1/admin/models/clf/versions/2/load")).raise_for_status()  # weight 0: the shadow
+        normal = caller(http, texts, check)
+        run = {"t2": await t2(http, normal, repeats, window_s, tick)}
+        run["t3"] = await t3(http, texts, caller(http, texts, check, "high"), normal, repeats, window_s, tick)
+    return run
+
+
+def measure(repeats: int, window_s: float, tick) -> dict:
+    from serve_app.bench.harness import open_gateway_registry
+    from serve_app.runtime.classifier import load_classifier
+
+    registry = open_gateway_registry(None)
+    clf_dir = registry.pull(registry.resolve("classifier@stable"))
+    from serve_app.builders import bbc
+
+    _, held_out = bbc.split(bbc.load_articles())
+    texts = [a.text for a in held_out][:256]
+    tick("reference labels, the model in process")
+    expected = {t: r["label"] for t, r in zip(texts, load_classifier(clf_dir, 128).predict(texts, 32), strict=True)}
+    with tempfile.TemporaryDirectory(prefix="gateway-traffic-") as tmp, local_ray(num_cpus=2):
+        work = Path(tmp)
+        register_two(clf_dir, work)
+        http_port, _ = start_proxies_on_free_ports(config(work))
+        deploy_gateway(config(work))
+        return asyncio.run(measure_async(f"http://127.0.0.1:{http_port}", texts, expected, repeats, window_s, tick))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m serve_app.bench.traffic", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("docs/bench"))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--window", type=float, default=10.0)
+    args = parser.parse_args(argv)
+    use_fast_path()  # before Ray starts: the mode `make run` serves in
+    with progress_ticker("traffic (T2, T3)") as tick:
+        run = measure(args.repeats, args.window, tick)
+    run["targets"] = rows(run)
+    (args.out / "traffic.json").write_text(json.dumps(run, indent=2, default=str) + "\n")
+    report.merge_step(args.out, "traffic", run["targets"])
+    for row in run["targets"]:
+        print(f"{row['id']}: {row['value']} (target {row['target']}) {row['status']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
