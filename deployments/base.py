@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 from deployments.metrics import metrics_for
-from serve_app.dataplane.batching import SlotBatcher
+from serve_app.dataplane.batching import EXPRESS, SlotBatcher
+from serve_app.dataplane.priority import NORMAL
 from serve_app.errors import GatewayError, InvalidInput
 from serve_app.registry import IntegrityError, Registry
 from serve_app.registry.versioning import content_hash, short
@@ -76,7 +77,8 @@ class ModelDeployment:
             concurrent = batching.get("max_concurrent_batches", 1)
             # One thread per concurrent batch: torch's intra-op thread count is per calling thread, so each
             # batch can be given its own (see _run_batch).
-            self._pool = ThreadPoolExecutor(max_workers=concurrent, thread_name_prefix=f"{self.name}-batch")
+            # (+ EXPRESS: the run high-class requests may add while every slot is busy, never queued here)
+            self._pool = ThreadPoolExecutor(max_workers=concurrent + EXPRESS, thread_name_prefix=f"{self.name}-batch")
             self.batcher = SlotBatcher(self._run_batch, batching["max_batch_size"], concurrent,
                                        batching["batch_wait_timeout_s"], name=self.name,
                                        on_batch=lambda n, running: self.metrics.observe(
@@ -107,7 +109,7 @@ class ModelDeployment:
             self.in_flight -= 1
             self.metrics.set("gateway_queue_depth", self.labels, self.in_flight)
 
-    async def _queue(self, texts: list[str]) -> list:
+    async def _queue(self, texts: list[str], priority: int | None = None) -> list:
         """One request's texts through the replica's batcher, keeping the in-flight gauge current. Its span (a
         child of the ingress's model call where Ray Serve's tracing carries the context) says which batch ran it."""
         self.in_flight += 1
@@ -116,7 +118,7 @@ class ModelDeployment:
         with tracer.start_as_current_span("gateway.replica", attributes={
                 "gateway.model": self.name, "gateway.version": self.version, "gateway.texts": len(texts)}) as span:
             try:
-                return await self.batcher.submit(texts, notes=notes)
+                return await self.batcher.submit(texts, priority or NORMAL, notes=notes)
             except Exception as err:
                 await self._blame(err)
                 raise

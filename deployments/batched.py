@@ -18,8 +18,8 @@ class BatchedDeployment(ModelDeployment):
         self.runtime = contract(self.spec["task"]).load_runtime(path, self.spec)
         return self.runtime.details()
 
-    async def infer(self, texts: list[str], params: dict) -> dict:
-        results = await self._queue(texts)
+    async def infer(self, texts: list[str], params: dict, priority: int | None = None) -> dict:
+        results = await self._queue(texts, priority)
         return {"version": self.version, "max_length": self.runtime.max_length, "results": results}
 
     def _predict(self, texts: list[str]) -> list[dict]:

@@ -17,6 +17,7 @@ from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
 from serve_app.config import ModelConfig
 from serve_app.dataplane.batching import SlotBatcher
+from serve_app.dataplane.priority import CURRENT, NORMAL
 from serve_app.errors import DeadlineExceeded, GatewayError, ModelNotReady, Overloaded
 from serve_app.plan import mux_app
 
@@ -36,6 +37,13 @@ def worth_isolating(err: Exception) -> bool:
     cause (the replica refused or failed on it), not when every request would fail alike (overloaded, no
     replica, past the deadline): rerunning those would only multiply the load."""
     return not (isinstance(err, GatewayError) and (err.retryable or isinstance(err, DeadlineExceeded)))
+
+
+def _class_arg() -> tuple:
+    """The request's priority class for the model replica's own queue (the merged call's: its batch's class);
+    the default class is not sent."""
+    cls = CURRENT.get()
+    return () if cls == NORMAL else (cls,)
 
 
 class HandleBackend:
@@ -60,7 +68,7 @@ class HandleBackend:
     async def infer(self, texts: list[str], params: dict) -> dict:
         # A sampled (traced) request takes a call of its own: a merged call belongs to no one request's trace.
         if self.coalescer is None or params or trace.get_current_span().is_recording():
-            return await self._call(lambda: self.handle.infer.remote(texts, params))
+            return await self._call(lambda: self.handle.infer.remote(texts, params, *_class_arg()))
         answers = await self.coalescer.submit(texts)
         return {**answers[0][0], "results": [result for _, result in answers]}
 
@@ -69,7 +77,7 @@ class HandleBackend:
         outside any trace: the batcher's task carries the context of whichever request started it."""
         token = otel_context.attach(otel_context.Context())
         try:
-            out = await self._call(lambda: self.handle.infer.remote(texts, {}))
+            out = await self._call(lambda: self.handle.infer.remote(texts, {}, *_class_arg()))
         finally:
             otel_context.detach(token)
         fields = {k: v for k, v in out.items() if k != "results"}

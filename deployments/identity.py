@@ -22,7 +22,8 @@ class IdentityDeployment:
         self.metrics = metrics_for(spec.get("metrics", True))
         self.labels = {"model": spec["name"], "version": "builtin"}
 
-    async def infer(self, texts: list[str], params: dict) -> dict:
+    async def infer(self, texts: list[str], params: dict, priority: int | None = None) -> dict:
+        # (`priority`: the request's class; this replica does not queue by class)
         self.counts["started"] += 1
         # One call is one model run here: with `batching.coalesce` the ingress merges requests into it.
         self.metrics.observe("gateway_batch_size", self.labels, len(texts))

@@ -128,8 +128,8 @@ class MultiplexedDeployment:
     def _count(self, label: str, outcome: str) -> None:
         self.metrics.inc("gateway_multiplex_requests", {"model": self.name, "version": label, "outcome": outcome})
 
-    async def infer(self, texts: list[str], params: dict) -> dict:
-        return await (await self._version()).body.infer(texts, params)
+    async def infer(self, texts: list[str], params: dict, priority: int | None = None) -> dict:
+        return await (await self._version()).body.infer(texts, params, priority)
 
     async def info(self) -> dict:
         """The version's details where this replica holds it; else only that it loads on demand: a status call

@@ -41,7 +41,8 @@ class SummarizerDeployment(ModelDeployment):
             out["engine"] = self.engine.stats()
         return out
 
-    async def infer(self, texts: list[str], params: dict) -> dict:
+    async def infer(self, texts: list[str], params: dict, priority: int | None = None) -> dict:
+        # (`priority`: the request's class; this replica does not queue by class)
         n = int(params["max_new_tokens"])
         if self.engine is None:
             results = await self._submit(texts, n)

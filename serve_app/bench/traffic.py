@@ -6,7 +6,8 @@ the model gives in process.
 
 T2: primary p50 at concurrency 8 with 100% of calls mirrored to version 2 ÷ without a mirror, the two alternating
 within each repeat (order swapped every repeat). T3: p99 of a high-priority client (one call at a time) while
-low-priority calls arrive at 4× the model's capacity ÷ its p99 alone; the low class must be shed (429) and the
+low-priority calls arrive at 4× the model's capacity ÷ its p99 alone (the high client has its own connection
+and thread); the low class must be shed (429) and the
 high class must never fail. Results: docs/bench/traffic.json, merged by id into bench.json. ~5 minutes.
 """
 
@@ -26,7 +27,7 @@ import httpx
 from serve_app.bench import report
 from serve_app.bench.harness import deploy_gateway, local_ray, progress_ticker, start_proxies_on_free_ports
 from serve_app.bench.judge import LE, failures, judge, ratio
-from serve_app.bench.load import closed_loop
+from serve_app.bench.load import closed_loop, closed_loop_blocking
 from serve_app.bench.suite import label_check
 from serve_app.config.serve_env import use_fast_path
 
@@ -57,11 +58,9 @@ def register_two(clf_dir: Path, work: Path) -> None:
     registry.register("clf", copy)
 
 
-def caller(http: httpx.AsyncClient, texts: list[str], check, priority: str | None = None):
-    headers = {"x-priority": priority} if priority else {}
-
+def caller(http: httpx.AsyncClient, texts: list[str], check):
     async def call(n: int) -> None:
-        r = await http.post("/v1/classify", json={"texts": [texts[n % len(texts)]], "model": "clf"}, headers=headers)
+        r = await http.post("/v1/classify", json={"texts": [texts[n % len(texts)]], "model": "clf"})
         if r.status_code != 200 or r.headers.get("x-model-version") != "1":
             raise RuntimeError(f"{r.status_code} (version {r.headers.get('x-model-version')}): {r.text[:200]}")
         check(n, r.json()["results"][0]["label"])
@@ -106,19 +105,33 @@ async def low_load(http: httpx.AsyncClient, texts: list[str], rate: float, secon
     return statuses
 
 
+def high_client(url: str, texts: list[str], check):
+    """The high class as an interactive client of its own (its own connection, thread and event loop): what it
+    measures is the gateway, not a load generator's loop shared with hundreds of bulk calls."""
+    http = httpx.Client(base_url=url, timeout=120)
+
+    def call(n: int) -> None:
+        r = http.post("/v1/classify", json={"texts": [texts[n % len(texts)]], "model": "clf"},
+                      headers={"x-priority": "high"})
+        if r.status_code != 200 or r.headers.get("x-model-version") != "1":
+            raise RuntimeError(f"{r.status_code}: {r.text[:200]}")
+        check(n, r.json()["results"][0]["label"])
+    return http, call
+
+
 async def t3(http: httpx.AsyncClient, texts: list[str], high, normal, repeats: int, window_s: float, tick) -> dict:
     tick("T3: capacity (concurrency 32)")
     capacity = (await closed_loop(normal, 32, window_s)).rps
     rounds = []
     for repeat in range(repeats):
         tick(f"T3 repeat {repeat + 1}/{repeats}: the high class alone, then under {OVERLOAD:g}x overload")
-        alone = (await closed_loop(high, 1, window_s)).as_dict()
+        alone = (await asyncio.to_thread(closed_loop_blocking, high, 1, window_s)).as_dict()
         low = asyncio.ensure_future(low_load(http, texts, OVERLOAD * capacity, window_s + 2))
         await asyncio.sleep(2.0)  # the overload builds up first
-        loaded = (await closed_loop(high, 1, window_s)).as_dict()
+        loaded = (await asyncio.to_thread(closed_loop_blocking, high, 1, window_s)).as_dict()
         rounds.append({"alone": alone, "loaded": loaded, "low_statuses": dict(await low)})
     return {"capacity_rps": capacity, "low_rate_rps": round(OVERLOAD * capacity, 1), "window_s": window_s,
-            "rounds": rounds}
+            "high_client": "one call at a time from a client of its own (thread, connection)", "rounds": rounds}
 
 
 def rows(run: dict) -> list[dict]:
@@ -153,7 +166,9 @@ async def measure_async(url: str, texts: list[str], expected: dict[str, str], re
         (await http.post("/v1/admin/models/clf/versions/2/load")).raise_for_status()  # weight 0: the shadow
         normal = caller(http, texts, check)
         run = {"t2": await t2(http, normal, repeats, window_s, tick)}
-        run["t3"] = await t3(http, texts, caller(http, texts, check, "high"), normal, repeats, window_s, tick)
+        high_http, high = high_client(url, texts, check)
+        with high_http:
+            run["t3"] = await t3(http, texts, high, normal, repeats, window_s, tick)
     return run
 
 

@@ -17,8 +17,10 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from serve_app.dataplane.priority import CLASSES, CURRENT, NORMAL
+from serve_app.dataplane.priority import CLASSES, CURRENT, HIGH, NORMAL
 from serve_app.errors import Overloaded
+
+EXPRESS = 1  # runs beyond max_concurrent that high-class requests may take when every slot is busy
 
 
 @dataclass
@@ -52,6 +54,9 @@ class SlotBatcher:
     - `max_queued`: requests waiting beyond this are refused with `Overloaded` (None: no bound); a request of a
       higher priority class than the lowest one waiting takes the place of its newest request, which is refused.
     - Priority (dataplane/priority.py, the request's class unless given): batches take the highest class first.
+      High-class requests run in batches of their own (small, so soon done), and when every slot is busy they
+      get one run more (`EXPRESS`): they wait for no batch of lower classes. The run carries its class in
+      `CURRENT`, so `run` can pass it on (the ingress to the model replica's own batcher).
     - `on_batch(n_items, running)`: called as each run starts, e.g. to record the batch size.
     - `isolate(error)`: when a run of several requests fails with an error for which this is true, each request
       runs again alone and gets its own result or error: one bad input fails only its own request, never
@@ -115,9 +120,11 @@ class SlotBatcher:
 
     def _take(self) -> list[_Request]:
         """Live requests from the heads of the queues, highest class first, up to `max_batch` items (at least
-        one request)."""
+        one request); a batch with high-class requests takes no others."""
         batch, size = [], 0
         for queue in self.queues.values():
+            if batch and batch[0].priority == HIGH:
+                return batch
             while queue:
                 head = queue[0]
                 if head.future.done():  # cancelled (or shed) while queued
@@ -129,16 +136,19 @@ class SlotBatcher:
                 size += len(head.items)
         return batch
 
+    def _limit(self) -> int:
+        """Runs allowed at once now: one more while a high-class request waits."""
+        high_waiting = any(not r.future.done() for r in self.queues[HIGH])
+        return self.max_concurrent + (EXPRESS if high_waiting else 0)
+
     async def _dispatch(self) -> None:
-        slot_free = asyncio.Event()
-        slot_free.set()
         while True:
-            while not self.queued:
+            # One event for both wake-ups (a request arrived, a run finished): a high-class arrival may start
+            # a run while every slot is busy.
+            if not self.queued or self.running >= self._limit():
                 self._arrived.clear()
                 await self._arrived.wait()
-            while self.running >= self.max_concurrent:
-                slot_free.clear()
-                await slot_free.wait()
+                continue
             if self.wait_s > 0:
                 await self._top_up()
             requests = self._take()
@@ -147,7 +157,7 @@ class SlotBatcher:
             self.running += 1
             batch = _Batch(requests, waiting={r.future for r in requests})
             batch.task = asyncio.get_running_loop().create_task(self._run(batch))
-            batch.task.add_done_callback(lambda _t: (self._finished(), slot_free.set()))
+            batch.task.add_done_callback(lambda _t: (self._finished(), self._arrived.set()))
             for r in requests:
                 r.future.add_done_callback(lambda f, b=batch: f.cancelled() and b.forget(f))
 
@@ -168,6 +178,7 @@ class SlotBatcher:
         self.running -= 1
 
     async def _run(self, batch: _Batch) -> None:
+        CURRENT.set(batch.requests[0].priority)  # (this task's own context) the class `run` works for
         flat = [item for r in batch.requests for item in r.items]
         self.on_batch(len(flat), self.running)
         now = asyncio.get_running_loop().time()

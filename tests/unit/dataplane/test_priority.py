@@ -67,9 +67,12 @@ def test_a_full_queue_sheds_its_newest_lowest_request_for_a_higher_one():
         await asyncio.sleep(0)
         with pytest.raises(Overloaded, match="low-priority request waiting was shed"):
             await low2
+        normal = asyncio.ensure_future(batcher.submit(["normal"]))  # (high took the express run: room for one)
+        await asyncio.sleep(0)
         with pytest.raises(Overloaded, match="requests waiting"):  # full of normal and higher: refused itself
             await batcher.submit(["low3"], LOW)
         assert await high == ["high"] and await low1 == ["low1"] and await busy == ["busy"]
+        assert await normal == ["normal"]
         await batcher.close()
 
     asyncio.run(go())
@@ -123,3 +126,28 @@ def test_grpc_metadata_sets_the_class_and_metrics_count_per_class():
     req.parameters["priority"].string_param = "bogus"
     ctx, _ = grpc_call(Servicer(dp), "ModelInfer", req)
     assert ctx.code.name == "INVALID_ARGUMENT" and "priority" in ctx.details
+
+
+def test_a_high_request_runs_alone_at_once_while_every_slot_is_busy_and_its_run_carries_its_class():
+    runs = []
+
+    async def run(items):
+        runs.append((list(items), CURRENT.get()))
+        await asyncio.sleep(0.2 if "bulk" in items[0] else 0.01)
+        return items
+
+    async def go():
+        batcher = SlotBatcher(run, max_batch=8)  # one slot
+        bulk = asyncio.ensure_future(batcher.submit(["bulk"], LOW))
+        await asyncio.sleep(0.01)  # running
+        queued = [asyncio.ensure_future(batcher.submit([f"n{i}"], NORMAL)) for i in range(3)]
+        started = asyncio.get_running_loop().time()
+        assert await batcher.submit(["urgent"], HIGH) == ["urgent"]
+        waited = asyncio.get_running_loop().time() - started
+        await asyncio.gather(bulk, *queued)
+        await batcher.close()
+        return waited
+
+    waited = asyncio.run(go())
+    assert waited < 0.1  # did not wait for the 0.2 s bulk run
+    assert runs == [(["bulk"], LOW), (["urgent"], HIGH), (["n0", "n1", "n2"], NORMAL)]
