@@ -105,8 +105,9 @@ def readme_block(result: dict) -> str:
              f"From [docs/bench/bench.json](docs/bench/bench.json): the `make bench` run of {when} on "
              f"{result.get('machine', 'an unrecorded machine')}, {settings['repeats']} repeats of "
              f"{settings['window_s']:g} s windows, medians of per-repeat ratios (spread min–max in brackets)"
-             + "".join(f"; the {step} step's rows from {result[f'{step}_date']}" for step in STEPS
-                       if result.get(f"{step}_date"))
+             + "".join(f"; the {step} step's rows from {result[f'{step}_date']}"
+                       + (f" (commit {result[f'{step}_commit']})" if result.get(f"{step}_commit") else "")
+                       for step in STEPS if result.get(f"{step}_date"))
              + ". A target is judged only on a run where every request succeeded and every answer matched the "
              "label the same model gives in process; otherwise it reads \"not measured\".", "",
              "| id | measure | median (spread) | target | met |", "|---|---|---:|---|---|"]
@@ -150,7 +151,7 @@ def write(result: dict, out: Path, machine: str) -> list[Path]:
     return [out / "bench.json", out / "bench.md", *plots(result, out)]
 
 
-STEPS = ("variants", "scaleout")  # make bench's later steps, each merging its rows into bench.json
+STEPS = ("variants", "scaleout", "multiplex", "traffic")  # make bench's later steps, each merging its rows into bench.json
 
 
 def merge_step(out: Path, step: str, new_rows: list[dict]) -> None:
