@@ -132,13 +132,15 @@ def splice_readme(readme: str, block: str) -> str:
 
 
 def source_commit() -> str:
-    """The commit the measured code comes from ("+dirty" when the tree had changes), so a run can be rerun."""
+    """The commit the measured code comes from ("+dirty" when the tree had changes), so a run can be rerun.
+    docs/ is left out: it holds the bench's own outputs, which every step of one `make bench` rewrites."""
     import subprocess
 
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
     head = git("rev-parse", "--short", "HEAD") or "unknown"
-    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)docs")
+    return head + ("+dirty" if changed else "")
 
 
 def write(result: dict, out: Path, machine: str) -> list[Path]:
@@ -151,7 +153,8 @@ def write(result: dict, out: Path, machine: str) -> list[Path]:
     return [out / "bench.json", out / "bench.md", *plots(result, out)]
 
 
-STEPS = ("variants", "scaleout", "multiplex", "traffic")  # make bench's later steps, each merging its rows into bench.json
+# make bench's later steps, each merging its rows into bench.json
+STEPS = ("variants", "scaleout", "multiplex", "traffic")
 
 
 def merge_step(out: Path, step: str, new_rows: list[dict]) -> None:

@@ -42,11 +42,11 @@ console = Console()
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m serve_app.bench.variants")
     parser.add_argument("--out", type=Path, default=Path("docs/bench"))
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--window", type=float, default=8.0, help="seconds per P12 window")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--window", type=float, default=10.0, help="seconds per P12 window")
     parser.add_argument("--concurrency", type=int, default=8, help="P12's closed-loop clients")
     parser.add_argument("--rounds", type=int, default=4, help="P4's interleaved speed rounds")
-    parser.add_argument("--p2-window", type=float, default=8.0, help="seconds per P2 window")
+    parser.add_argument("--p2-window", type=float, default=10.0, help="seconds per P2 window")
     return parser.parse_args(argv)
 
 

@@ -90,8 +90,8 @@ def main(argv=None) -> int:
     parser.add_argument("variant_dir", type=Path)
     parser.add_argument("--front", choices=["ray", "haproxy"], default="ray")
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--window", type=float, default=8.0)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--window", type=float, default=10.0)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, help="write the result here as JSON")
     args = parser.parse_args(argv)
     result = run(args.fp32_dir, args.variant_dir, args.front, args.concurrency, args.window, args.repeats,
