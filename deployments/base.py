@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -13,12 +15,12 @@ import torch
 
 from deployments.metrics import metrics_for
 from serve_app.dataplane.batching import EXPRESS, SlotBatcher
-from serve_app.dataplane.priority import NORMAL
+from serve_app.dataplane.priority import CURRENT, LOW, LOW_CLASS_NICE, NORMAL
 from serve_app.errors import GatewayError, InvalidInput
 from serve_app.registry import IntegrityError, Registry
 from serve_app.registry.versioning import content_hash, short
 from serve_app.runtime.processing import flatten, unflatten
-from serve_app.tracing import tracer
+from serve_app.tracing import span as traced
 
 log = logging.getLogger("ray.serve")
 
@@ -26,6 +28,18 @@ log = logging.getLogger("ray.serve")
 UNHEALTHY_AFTER_FAILURES = 5
 # What the replica runs after a request fails alone, to tell a bad input from a broken model.
 PROBE_TEXT = "The replica checks that its model still answers."
+
+
+def lower_thread_priority(nice: int) -> None:
+    """Make the calling thread (and the threads it starts, such as its OpenMP team) run only on CPU that others
+    leave: Linux's SCHED_IDLE policy, and the niceness `nice` (where SCHED_IDLE is unavailable). Niceness alone
+    is not enough under Ray: its workers already run at nice 15, so 19 would weigh only 2.4x less."""
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, nice)
+        os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError) as err:  # not Linux, or a sandbox that forbids it: the class order remains
+        log.warning("could not lower a low-class batch thread's priority: %r", err)
 
 
 def materialize(spec: dict) -> tuple[Path, str, str]:
@@ -79,6 +93,11 @@ class ModelDeployment:
             # batch can be given its own (see _run_batch).
             # (+ EXPRESS: the run high-class requests may add while every slot is busy, never queued here)
             self._pool = ThreadPoolExecutor(max_workers=concurrent + EXPRESS, thread_name_prefix=f"{self.name}-batch")
+            # Low-class batches run on threads of their own at the lowest OS priority (lower_thread_priority): the
+            # OpenMP team each one starts inherits it, so under overload they take only the CPU nothing else wants.
+            self._low_pool = ThreadPoolExecutor(max_workers=concurrent, thread_name_prefix=f"{self.name}-low",
+                                                initializer=lower_thread_priority, initargs=(LOW_CLASS_NICE,))
+            self._running_low = 0  # low-class batches running now
             self.batcher = SlotBatcher(self._run_batch, batching["max_batch_size"], concurrent,
                                        batching["batch_wait_timeout_s"], name=self.name,
                                        on_batch=lambda n, running: self.metrics.observe(
@@ -115,7 +134,7 @@ class ModelDeployment:
         self.in_flight += 1
         self.metrics.set("gateway_queue_depth", self.labels, self.in_flight)
         notes: dict = {}
-        with tracer.start_as_current_span("gateway.replica", attributes={
+        with traced("gateway.replica", attributes={
                 "gateway.model": self.name, "gateway.version": self.version, "gateway.texts": len(texts)}) as span:
             try:
                 return await self.batcher.submit(texts, priority or NORMAL, notes=notes)
@@ -151,11 +170,20 @@ class ModelDeployment:
     async def _run_batch(self, flat: list[str]) -> list:
         """Run one batch on a worker thread. A batch running alone gets every intra-op thread (lowest latency
         at low load); batches running side by side get one each, so under load the replica keeps all its cores
-        busy without the OpenMP barrier stalls of one wide team sharing cores with other processes."""
-        threads = self.threads if self.batcher.running <= 1 else 1
+        busy without the OpenMP barrier stalls of one wide team sharing cores with other processes. Low-class
+        batches run at idle OS priority (`_low_pool`) and do not count against a batch of a higher class: beside
+        them it still gets every thread, and the cores."""
+        low = CURRENT.get() == LOW  # the batch's class (SlotBatcher._run)
+        beside = self.batcher.running - 1 - (0 if low else self._running_low)
+        threads = self.threads if beside <= 0 else 1
         loop = asyncio.get_running_loop()
-        # Failures are counted by `_blame`, once a failed request has been tried alone and the model probed.
-        outputs = await loop.run_in_executor(self._pool, self._predict_with, threads, flat)
+        self._running_low += low
+        try:
+            # Failures are counted by `_blame`, once a failed request has been tried alone and the model probed.
+            outputs = await loop.run_in_executor(self._low_pool if low else self._pool, self._predict_with,
+                                                 threads, flat)
+        finally:
+            self._running_low -= low
         self.failures_in_a_row = 0
         return outputs
 

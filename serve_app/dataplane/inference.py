@@ -24,7 +24,7 @@ from serve_app.dataplane.table import ModelTable
 from serve_app.errors import GatewayError, InferenceFailed, InvalidInput, Overloaded
 from serve_app.pipelines.engine import run_pipeline
 from serve_app.tasks import contract
-from serve_app.tracing import tracer
+from serve_app.tracing import span
 
 
 class Inference:
@@ -37,16 +37,15 @@ class Inference:
     async def observed(self, labels: dict[str, str]):
         """Time a request and count its error kind; `labels` is filled in as the target becomes known."""
         started = time.perf_counter()
-        with tracer.start_as_current_span("gateway.request") as span:
+        with span("gateway.request") as current:
             try:
                 yield
             except Exception as err:
                 self.count_error(labels, err)
                 self.count_priority(labels, "shed" if isinstance(err, Overloaded) else "failed")
-                span.set_attribute("gateway.error", err.kind if isinstance(err, GatewayError) else "internal")
                 raise
             finally:
-                span.set_attributes({f"gateway.{k}": v for k, v in labels.items() if v}
+                current.set_attributes({f"gateway.{k}": v for k, v in labels.items() if v}
                                     | {"gateway.priority": CLASSES[CURRENT.get()]})
         self.metrics.observe("gateway_request_duration_seconds", labels, time.perf_counter() - started)
         self.count_priority(labels, "answered")
@@ -163,7 +162,7 @@ class Inference:
         attributes = {"gateway.model": model.name, "gateway.version": entry.label, "gateway.texts": len(texts),
                       "gateway.queue_ahead": ticket.position}
         try:
-            with tracer.start_as_current_span("gateway.model_call", attributes=attributes):
+            with span("gateway.model_call", attributes=attributes):
                 out = await entry.backend.infer(texts, params)
             ok = True
         except GatewayError:

@@ -27,6 +27,13 @@ PARAM, HEADER = "priority", "x-priority"
 
 CURRENT: ContextVar[int] = ContextVar("gateway_priority", default=NORMAL)
 
+# OS niceness of the threads that run low-class batches in a model replica, which also run under Linux's
+# SCHED_IDLE policy (deployments/base.py). A queue can order what starts next, but a batch already running shares
+# the cores with everything else: under overload the low class's batches would take CPU from a high-class batch
+# beside them and from the gateway's own front that answers (and sheds) requests. Idle-priority threads get only
+# what the others leave, so alone they still run at full speed. Lowering a thread's priority needs no privilege.
+LOW_CLASS_NICE = 19
+
 
 def parse_priority(value: object, field: str = PARAM) -> int:
     """A class from a name or a number (None or 0: normal); InvalidInput naming `field` otherwise."""

@@ -25,7 +25,7 @@ from serve_app.pipelines.spec import (
 )
 from serve_app.pipelines.switch import route
 from serve_app.tasks import WindowJoin, window_joins
-from serve_app.tracing import tracer
+from serve_app.tracing import span
 
 Call = Callable[[str, list[str], dict], Awaitable[dict]]  # -> {"version": ..., "results": [...]}
 
@@ -80,7 +80,7 @@ class Run:
         started = time.perf_counter()
         entry: dict = {"node": path, "type": node.type}
         try:
-            with tracer.start_as_current_span("gateway.pipeline_node", attributes={
+            with span("gateway.pipeline_node", attributes={
                     "gateway.pipeline": self.name, "gateway.node": path, "gateway.node_type": node.type}):
                 if node.timeout_s is None:
                     return await self._dispatch(node, texts, path, entry, records)

@@ -29,7 +29,7 @@ from serve_app.protocols.openai_api import PREFIX as OPENAI_PREFIX
 from serve_app.protocols.openai_api import add_openai_routes, openai_error
 from serve_app.protocols.simple_json import add_admin_routes, add_simple_routes
 from serve_app.protocols.tfserving import add_tfserving_routes
-from serve_app.tracing import TRACE_HEADER, parent_context, trace_id, tracer
+from serve_app.tracing import TRACE_HEADER, parent_context, span, trace_id
 
 log = logging.getLogger("ray.serve")
 
@@ -78,13 +78,13 @@ class TracingMiddleware:
         if scope["type"] != "http" or realm_of(scope["path"]) != "inference":
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        with tracer.start_as_current_span(f"{scope['method']} {scope['path']}", context=parent_context(headers),
-                                          kind=SpanKind.SERVER) as span:
-            tid = trace_id(span)
+        with span(f"{scope['method']} {scope['path']}", context=parent_context(headers),
+                  kind=SpanKind.SERVER) as server:
+            tid = trace_id(server)
 
             async def send_with_trace_id(message):
                 if message["type"] == "http.response.start":
-                    span.set_attribute("http.response.status_code", message["status"])
+                    server.set_attribute("http.response.status_code", message["status"])
                     if tid:
                         message = {**message, "headers": [*message.get("headers", []),
                                                           (TRACE_HEADER.encode(), tid.encode())]}

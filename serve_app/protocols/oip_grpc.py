@@ -35,7 +35,7 @@ from serve_app.protocols.tensors import (
     pack_bytes,
     unpack_bytes,
 )
-from serve_app.tracing import TRACE_HEADER, parent_context, trace_id, tracer
+from serve_app.tracing import TRACE_HEADER, parent_context, span, trace_id
 
 log = logging.getLogger("ray.serve")
 
@@ -113,9 +113,9 @@ class OipGrpcServicer:
         codes, and the trace id goes back as trailing metadata `x-trace-id`."""
         metadata = _metadata(grpc_context)
         parts = getattr(work, "__qualname__", "rpc").split(".")  # OipGrpcServicer.ModelInfer.<locals>.work
-        with tracer.start_as_current_span(f"grpc {parts[1] if len(parts) > 2 else parts[0]}",
-                                          context=parent_context(metadata), kind=SpanKind.SERVER) as span:
-            trailing = [(TRACE_HEADER, tid)] if (tid := trace_id(span)) else []
+        with span(f"grpc {parts[1] if len(parts) > 2 else parts[0]}",
+                  context=parent_context(metadata), kind=SpanKind.SERVER) as server:
+            trailing = [(TRACE_HEADER, tid)] if (tid := trace_id(server)) else []
             try:
                 return await self._run(grpc_context, empty, work, trailing)
             finally:

@@ -14,8 +14,9 @@ from support.inprocess import request
 from support.servers import Servicer, grpc_call
 
 from serve_app.config.server import Tracing
+from serve_app.errors import Overloaded
 from serve_app.protocols.grpc_stubs import service_pb2 as pb
-from serve_app.tracing import configure
+from serve_app.tracing import configure, provider, span
 
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{CLIENT_TRACE}-00f067aa0ba902b7-01"
@@ -74,6 +75,7 @@ def test_a_request_without_traceparent_starts_its_own_trace_and_errors_are_marke
     failed = next(s for s in spans.get_finished_spans() if s.name == "gateway.request"
                   and f"{s.context.trace_id:032x}" == r.headers["x-trace-id"])
     assert failed.attributes["gateway.error"] == "model_not_found"
+    assert not failed.events and failed.status.is_unset  # a 404 is an answer: no stack formatted, no error status
     assert "x-trace-id" not in request("GET", "/healthz", dp=dp).headers  # probes are not traced
 
 
@@ -103,19 +105,46 @@ def test_ray_tracing_is_switched_on_only_where_spans_are_exported(tmp_path):
     assert folder_only["RAY_SERVE_TRACING_SAMPLING_RATIO"] == "0.0" and OTLP_ENV not in folder_only
 
 
-def test_the_span_folder_gets_each_finished_span_as_a_json_line(tmp_path, monkeypatch):
+def test_the_span_folder_gets_each_finished_span_as_a_json_line(tmp_path):
     import json
 
-    from serve_app.tracing import SPAN_DIR_ENV, span_processors
+    from serve_app.tracing import SPAN_DIR_ENV
 
-    monkeypatch.setenv(SPAN_DIR_ENV, str(tmp_path))
-    provider = TracerProvider()
-    for processor in span_processors(None):
-        provider.add_span_processor(processor)
-    tracer = provider.get_tracer("t")
+    tracer = provider(Tracing(sample_ratio=1.0), env={SPAN_DIR_ENV: str(tmp_path)}).get_tracer("t")
     with tracer.start_as_current_span("outer"), tracer.start_as_current_span("inner"):
         pass
     [path] = tmp_path.glob("*.jsonl")
     spans = [json.loads(line) for line in path.read_text().splitlines()]
     assert [s["name"] for s in spans] == ["inner", "outer"]
     assert spans[0]["parent_id"] == spans[1]["context"]["span_id"]
+
+
+def test_a_typed_error_is_noted_cheaply_and_an_unexpected_one_keeps_its_stack(spans):
+    """Shedding under overload raises Overloaded on every refused request: its span notes the kind without
+    formatting a traceback; a bug (any other exception) is recorded with its stack and an error status."""
+    spans.clear()
+    with pytest.raises(Overloaded), span("shed"):
+        raise Overloaded("at capacity", retry_after_s=0.5)
+    with pytest.raises(ZeroDivisionError), span("bug"):
+        1 / 0  # noqa: B018
+    shed, bug = spans.get_finished_spans()
+    assert shed.attributes["gateway.error"] == "overloaded" and not shed.events and shed.status.is_unset
+    assert bug.status.status_code == trace.StatusCode.ERROR
+    [event] = bug.events
+    assert event.name == "exception" and "ZeroDivisionError" in event.attributes["exception.stacktrace"]
+
+
+def test_without_an_exporter_nothing_is_recorded_but_the_trace_id_still_comes_back():
+    """Spans that go nowhere cost CPU per request and keep requests out of the ingress' merged (class-ordered)
+    model calls: with no endpoint and no span folder, the sampler records nothing, yet each span has a trace id
+    (the client's where it sent a traceparent), so X-Trace-Id still names one."""
+    tracer = provider(Tracing(sample_ratio=1.0), env={}).get_tracer("test")
+    with tracer.start_as_current_span("request") as own:
+        assert not own.is_recording() and own.get_span_context().is_valid
+    from serve_app.tracing import parent_context
+    with tracer.start_as_current_span("request", context=parent_context({"traceparent": TRACEPARENT})) as child:
+        assert not child.is_recording() and f"{child.get_span_context().trace_id:032x}" == CLIENT_TRACE
+    exported = provider(Tracing(sample_ratio=1.0), env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"})
+    with exported.get_tracer("test").start_as_current_span("request") as sampled:
+        assert sampled.is_recording()
+    exported.shutdown()

@@ -28,3 +28,13 @@ def test_a_failed_call_a_silent_mirror_or_an_overload_that_shed_nothing_is_not_m
     assert rows(run(mirror_agreed=0))[0]["status"] == "not measured"
     assert rows(run(low={"200": 2400}))[1]["status"] == "not measured"
     assert rows(run(low={"200": 900, "429": 1500, "500": 1}))[1]["status"] == "not measured"
+
+
+def test_each_front_has_its_own_rows_and_haproxy_must_be_proven_to_answer():
+    behind_haproxy = {**run(), "front": "haproxy", "listener": "haproxy"}
+    t2, t3 = rows(behind_haproxy)
+    assert (t2["id"], t3["id"], t3["status"]) == ("T2", "T3", "met") and "haproxy HTTP front" in t3["measure"]
+    t2, t3 = rows({**run(), "front": "ray", "listener": "ray::ProxyActor"}, "-ray-front")
+    assert (t2["id"], t3["id"], t3["status"]) == ("T2-ray-front", "T3-ray-front", "met")
+    unproven = rows({**behind_haproxy, "listener": "ray::ProxyActor"})
+    assert [r["status"] for r in unproven] == ["not measured", "not measured"]

@@ -113,7 +113,8 @@ def _replica(predict):
     replica = object.__new__(ModelDeployment)
     replica.name, replica.version, replica.failures_in_a_row = "m", "1", 0
     replica.metrics, replica.labels, replica.in_flight, replica.threads = NullMetrics(), {}, 0, 1
-    replica._pool = ThreadPoolExecutor(max_workers=1)
+    replica._pool, replica._low_pool = ThreadPoolExecutor(max_workers=1), ThreadPoolExecutor(max_workers=1)
+    replica._running_low = 0
     replica._predict = predict
     replica.batcher = SlotBatcher(replica._run_batch, 16, 1, 0.0, isolate=lambda err: True)
     return replica
