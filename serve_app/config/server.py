@@ -33,8 +33,9 @@ class Limits(Strict):
 
 
 class Tracing(Strict):
-    """OpenTelemetry traces of each request (serve_app/tracing.py): spans are always made when a tracer provider
-    is set; exported over OTLP/HTTP when `otlp_endpoint` (or OTEL_EXPORTER_OTLP_ENDPOINT) names a collector."""
+    """OpenTelemetry traces of each request (serve_app/tracing.py), exported over OTLP/HTTP when `otlp_endpoint`
+    (or OTEL_EXPORTER_OTLP_ENDPOINT) names a collector; without one nothing is recorded, and each request's trace
+    id (the client's `traceparent`, or a new one) still comes back in X-Trace-Id."""
 
     otlp_endpoint: Annotated[str, Field(min_length=1, max_length=2000)] | None = None
     sample_ratio: Annotated[float, Field(ge=0, le=1)] = 1.0  # of traces started here (a client's flag is kept)
