@@ -87,6 +87,13 @@ class AdmissionController:
     def admit(self, deadline_s: float | None = None, priority: int | None = None) -> Ticket:
         """Admit a request that has `deadline_s` seconds left (None: no deadline) of class `priority` (None: the
         request's, dataplane/priority.py), or raise `Overloaded`."""
+        priority = self.check(deadline_s, priority)
+        ticket = Ticket(self, max(0, self.ahead_of(priority) - self.concurrency + 1), self.clock(), priority)
+        self.held_by_class[priority] += 1
+        return ticket
+
+    def check(self, deadline_s: float | None = None, priority: int | None = None) -> int:
+        """Raise the `Overloaded` that `admit` would raise now (counted as a refusal), else return the class."""
         priority = CURRENT.get() if priority is None else priority
         wait = self.expected_wait_s(priority=priority)
         budgets = [b for b in (self.max_wait_s,
@@ -98,9 +105,7 @@ class AdmissionController:
             raise Overloaded(f"model '{self.name}' is at capacity: a {CLASSES[priority]}-priority request now would "
                              f"wait about {wait:.2f} s (limit {min(budgets):.2f} s); retry shortly",
                              retry_after_s=round(wait, 3))
-        ticket = Ticket(self, max(0, self.ahead_of(priority) - self.concurrency + 1), self.clock(), priority)
-        self.held_by_class[priority] += 1
-        return ticket
+        return priority
 
     def _finish(self, ticket: Ticket, ok: bool) -> None:
         self.held_by_class[ticket.priority] -= 1

@@ -11,6 +11,8 @@ from serve_app.config import Limits
 from serve_app.errors import DeadlineExceeded, InvalidInput
 from serve_app.metrics import Metrics
 
+TIMEOUT_HEADER = "x-request-timeout"  # HTTP: the seconds a request may take (gRPC: its own deadline)
+
 # When the request being served must be answered (time.monotonic()), set by `Deadlines.within`: admission
 # refuses a model call that would wait past it.
 DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("gateway_deadline", default=None)

@@ -94,6 +94,34 @@ class Inference:
         fields = {k: v for k, v in out.items() if k not in ("results", "version")}
         return InferenceResponse(model.name, out["results"], str(out.get("version", "")), fields=fields)
 
+    def shed_early(self, requested: str | None, task: str | None, deadline_s: float | None = None) -> None:
+        """Raise the `Overloaded` admission would give now a request for `requested` ("name" or "name@version";
+        a task's default model when None) with `deadline_s` to live, before its body is parsed
+        (protocols/early_shed.py): only where the version it would reach is already certain (pinned, or the only
+        one taking traffic) and admission alone decides (no response cache, no variant selection). Counted as the
+        full path counts a refusal."""
+        name, _, pinned = (requested or "").partition("@")
+        if task is None and not self.table.is_model(name):
+            return
+        try:
+            model, pinned = self.table.for_task(requested, task) if task else (self.table.model(name), pinned or None)
+        except GatewayError:
+            return  # the full path names the problem
+        if model.selection is not None or self.table.cache_for(model.name) is not None:
+            return
+        versions = self.table.routes[model.name].versions
+        taking = [e for e in versions.values() if e.weight > 0]
+        entry = versions.get(pinned) if pinned else taking[0] if len(taking) == 1 else None
+        if entry is None:
+            return
+        labels = {"model": model.name, "pipeline": ""}
+        try:
+            self.table.admission.controller(model, entry.label).check(deadline_s)
+        except Overloaded as err:
+            self.count_error(labels, err)
+            self.count_priority(labels, "shed")
+            raise
+
     async def call(self, model: ModelConfig, pinned: str | None, texts: list[str], params: dict,
                    pipeline: str = "", need: Requirement | None = None, fresh: bool = False) -> dict:
         """Pick the version (pinned, selected for the request's needs, or by traffic split), answer from the

@@ -21,9 +21,11 @@ from opentelemetry.trace import SpanKind
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve_app.dataplane import DataPlane
+from serve_app.dataplane.deadlines import TIMEOUT_HEADER
 from serve_app.dataplane.priority import CURRENT, HEADER, parse_priority
 from serve_app.errors import GatewayError, InvalidInput, retry_after
 from serve_app.protocols.auth import check_bearer, realm_of
+from serve_app.protocols.early_shed import EarlyShed
 from serve_app.protocols.oip_http import add_oip_routes
 from serve_app.protocols.openai_api import PREFIX as OPENAI_PREFIX
 from serve_app.protocols.openai_api import add_openai_routes, openai_error
@@ -32,8 +34,6 @@ from serve_app.protocols.tfserving import add_tfserving_routes
 from serve_app.tracing import TRACE_HEADER, parent_context, span, trace_id
 
 log = logging.getLogger("ray.serve")
-
-TIMEOUT_HEADER = "x-request-timeout"
 
 
 def error_response(err: GatewayError, path: str = "") -> JSONResponse:
@@ -109,6 +109,9 @@ def create_app(get_dataplane: Callable[[], DataPlane], admin_token: str | None =
     # No trailing-slash redirects: Starlette builds their Location from the request's Host header, which any
     # client sets (`Host: evil.example` -> a redirect to evil.example). A path with a stray slash is a 404.
     app.router.redirect_slashes = False
+    # Added first, so it runs inside the tracing middleware: a request shed early still gets its trace id.
+    app.add_middleware(EarlyShed, get_dataplane=get_dataplane, respond=error_response,
+                       inference_token=inference_token)
     app.add_middleware(TracingMiddleware)
     admin = [Depends(admin_guard(admin_token))]
 
