@@ -4,11 +4,11 @@ compared with the primary's and thrown away (Seldon Core 2's mirror experiments;
 The caller gets only the primary's answer, at the primary's latency: the mirror call runs beside it as a task of
 its own and waits for the primary's answer only to compare. It never delays or fails the primary, and it is the
 first work dropped under load: no mirror starts while the shadow version has no free slot (its admission
-controller holds as many calls as it serves at once) or `MAX_IN_FLIGHT` mirrors are running, and it runs at the
-low priority class, whose batches a model replica runs at idle OS priority (deployments/base.py). Counted per
-outcome (agreed, disagreed, failed, dropped) and timed; `/v1/models` shows the agreement rate. Set per model at
-run time (`PUT /v1/admin/models/<name>/shadow`), kept in the shared routing state, so every ingress replica
-mirrors alike.
+controller holds as many calls as it serves at once), while `MAX_IN_FLIGHT` mirrors are running, or, while the
+primary is busy, before its duty limit allows (`BUSY_DUTY`); and it runs at the low priority class, whose
+batches a model replica runs at idle OS priority (deployments/base.py). Counted per outcome (agreed,
+disagreed, failed, dropped) and timed; `/v1/models` shows the agreement rate. Set per model at run time
+(`PUT /v1/admin/models/<name>/shadow`), kept in the shared routing state, so every ingress replica mirrors alike.
 """
 
 from __future__ import annotations
@@ -27,6 +27,12 @@ from serve_app.dataplane.priority import CURRENT, LOW
 # against the 36 of Ray's nice-15 workers): measured on 2 shared cores at concurrency 8 (T2), 8 in flight raised
 # the primary's p50 by 15-41% and 2 by at most 16% (median 2%), while still comparing 6-14 answers a second.
 MAX_IN_FLIGHT = 2
+# While the primary is busy (another of its calls in flight), mirror calls may be in flight at most this share of
+# the time: after one that took d seconds, none starts for d x (1/BUSY_DUTY - 1). A mirror kept always in flight
+# (one at a time) on the 2 cores the primary shares cost its p50 at concurrency 8 33-67%, though it compared only
+# ~1 answer a second: starved at idle priority, each call stayed in flight about a second, its threads still
+# taking their minimum share. With no other primary call in flight, every sampled request is mirrored.
+BUSY_DUTY = 0.2
 
 
 @dataclass
@@ -37,6 +43,7 @@ class Shadow:
         ("agreed", "disagreed", "failed", "dropped"), 0))
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=1000))
     in_flight: int = 0
+    resume_at: float = 0.0  # (clock) while the primary is busy, no mirror starts before this
 
     def summary(self) -> dict:
         compared = self.counts["agreed"] + self.counts["disagreed"]
@@ -55,8 +62,8 @@ def same_answer(a: dict, b: dict) -> bool:
 class Mirrors:
     """Each model's shadow, and the mirror calls in flight."""
 
-    def __init__(self, table, rng=random.random):
-        self.table, self.rng = table, rng
+    def __init__(self, table, rng=random.random, clock=time.monotonic):
+        self.table, self.rng, self.clock = table, rng, clock
         self.shadows: dict[str, Shadow] = {}
         self.tasks: set[asyncio.Task] = set()
 
@@ -77,7 +84,9 @@ class Mirrors:
             return None
         entry = self.table.routes[model.name].versions.get(shadow.version)
         controller = self.table.admission.controller(model, shadow.version)
-        if entry is None or shadow.in_flight >= MAX_IN_FLIGHT or controller.held >= controller.concurrency:
+        primary_busy = self.table.admission.controller(model, primary_label).held > 0  # (this call not yet held)
+        if (entry is None or shadow.in_flight >= MAX_IN_FLIGHT or controller.held >= controller.concurrency
+                or (primary_busy and self.clock() < shadow.resume_at)):
             self._count(model.name, shadow, "dropped")
             return None
         primary = asyncio.get_running_loop().create_future()
@@ -92,7 +101,7 @@ class Mirrors:
         CURRENT.set(LOW)  # this task's own context: the mirror is bulk work, whatever the request's class
         shadow.in_flight += 1
         controller = self.table.admission.controller(model, shadow.version)
-        started, ok = time.perf_counter(), False
+        started, ok = self.clock(), False
         try:
             ticket = controller.admit()
             try:
@@ -106,7 +115,8 @@ class Mirrors:
             return
         finally:
             shadow.in_flight -= 1
-        elapsed = time.perf_counter() - started
+            elapsed = self.clock() - started
+            shadow.resume_at = max(shadow.resume_at, self.clock() + elapsed * (1 / BUSY_DUTY - 1))
         shadow.latencies_ms.append(elapsed * 1000)
         self.table.metrics.observe("gateway_shadow_duration_seconds", {"model": model.name, "version": shadow.version},
                                    elapsed)

@@ -4,14 +4,16 @@ are compared, counted and dropped first; set and cleared through the admin API a
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 import httpx
-from support.fakes import FakeBackend, FakeManager, labelled
+from support.fakes import Clock, FakeBackend, FakeManager, labelled
 
 from serve_app.config import parse_config
 from serve_app.config.settings import GatewaySettings
 from serve_app.dataplane import DataPlane
 from serve_app.dataplane.routing import ModelRoutes
+from serve_app.dataplane.shadow import BUSY_DUTY
 from serve_app.dataplane.shared_state import MemoryKV, SharedRoutes
 from serve_app.protocols.http_app import create_app
 
@@ -89,6 +91,53 @@ def test_mirrors_are_dropped_first_when_the_shadow_version_is_busy():
                 t.done()
             await settle(dp)
             assert dp.table.mirrors.shadows["clf"].counts == {"agreed": 0, "disagreed": 0, "failed": 0, "dropped": 1}
+
+    asyncio.run(go())
+
+
+def test_while_the_primary_is_busy_mirrors_keep_to_their_duty_limit():
+    async def go():
+        clock = Clock()
+        dp, client = gateway({"1": FakeBackend("1"), "2": FakeBackend("2")})
+        dp.table.mirrors.clock = clock
+        async with client:
+            await shadowed(client)
+            shadow, model = dp.table.mirrors.shadows["clf"], dp.table.model("clf")
+            ask = partial(client.post, "/v1/classify", json={"texts": ["x"]})
+            await ask()  # the primary idle: mirrored; the mirror "took" no time, so no pause follows
+            await settle(dp)
+            busy = dp.table.admission.controller(model, "1").admit()  # another primary call in flight
+            shadow.resume_at = clock.now + 4.0  # as after a mirror that took 1 s (1 / BUSY_DUTY - 1 = 4)
+            await ask()
+            clock.now += 3.9
+            await ask()
+            await settle(dp)
+            assert (shadow.counts["agreed"], shadow.counts["dropped"]) == (1, 2)
+            clock.now += 0.2  # the pause is over
+            await ask()
+            await settle(dp)
+            assert (shadow.counts["agreed"], shadow.counts["dropped"]) == (2, 2)
+            shadow.resume_at = clock.now + 100
+            busy.done()
+            await ask()  # the primary idle again: mirrored whatever the pause
+            await settle(dp)
+            assert (shadow.counts["agreed"], shadow.counts["dropped"]) == (3, 2)
+
+    asyncio.run(go())
+
+
+def test_a_mirror_call_sets_the_pause_from_its_own_duration():
+    async def go():
+        clock = Clock()
+        versions = {"1": FakeBackend("1"), "2": FakeBackend("2", delay_s=0.05)}
+        dp, client = gateway(versions)
+        dp.table.mirrors.clock = clock
+        async with client:
+            await shadowed(client)
+            versions["2"].answer = lambda texts: (setattr(clock, "now", clock.now + 1.0), labelled()(texts))[1]
+            await client.post("/v1/classify", json={"texts": ["x"]})
+            await settle(dp)
+        assert dp.table.mirrors.shadows["clf"].resume_at == 100.0 + 1.0 + 1.0 * (1 / BUSY_DUTY - 1)
 
     asyncio.run(go())
 
