@@ -29,7 +29,7 @@ from serve_app.dataplane.priority import CURRENT, LOW
 MAX_IN_FLIGHT = 2
 # While the primary is busy (another of its calls in flight), mirror calls may be in flight at most this share of
 # the time: after one that took d seconds, none starts for d x (1/BUSY_DUTY - 1). A mirror kept always in flight
-# (one at a time) on the 2 cores the primary shares cost its p50 at concurrency 8 33-67%, though it compared only
+# (one at a time) on the 2 cores the primary shares cost its p50 at concurrency 8 15-67%, though it compared only
 # ~1 answer a second: starved at idle priority, each call stayed in flight about a second, its threads still
 # taking their minimum share. With no other primary call in flight, every sampled request is mirrored.
 BUSY_DUTY = 0.2
