@@ -20,6 +20,7 @@ from serve_app.errors import GatewayError, InvalidInput
 from serve_app.registry import IntegrityError, Registry
 from serve_app.registry.versioning import content_hash, short
 from serve_app.runtime.processing import flatten, unflatten
+from serve_app.runtime.step_aside import StepAside, install
 from serve_app.tracing import span as traced
 
 log = logging.getLogger("ray.serve")
@@ -40,6 +41,12 @@ def lower_thread_priority(nice: int) -> None:
         os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError) as err:  # not Linux, or a sandbox that forbids it: the class order remains
         log.warning("could not lower a low-class batch thread's priority: %r", err)
+
+
+def start_low_thread(gate: StepAside) -> None:
+    """The initializer of a replica's low-class worker threads: idle OS priority, and marked to step aside."""
+    lower_thread_priority(LOW_CLASS_NICE)
+    gate.mark_low()
 
 
 def materialize(spec: dict) -> tuple[Path, str, str]:
@@ -67,6 +74,9 @@ class ModelDeployment:
 
     def __init__(self, spec: dict):
         started = time.perf_counter()
+        # Each batch tokenizes on its own thread, at its class's OS priority: the Rust tokenizer's shared thread
+        # pool (rayon) would run a high-class batch's texts on threads a low-class batch made, or behind its texts.
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         self.spec = spec
         self.name = spec["name"]
         self.metrics = metrics_for(spec.get("metrics", True))
@@ -95,8 +105,13 @@ class ModelDeployment:
             self._pool = ThreadPoolExecutor(max_workers=concurrent + EXPRESS, thread_name_prefix=f"{self.name}-batch")
             # Low-class batches run on threads of their own at the lowest OS priority (lower_thread_priority): the
             # OpenMP team each one starts inherits it, so under overload they take only the CPU nothing else wants.
+            # They also pause between the model's blocks while a batch of a higher class runs (step_aside.py).
+            self.step_aside = StepAside()
+            model = getattr(getattr(self, "runtime", None), "model", None)
+            if isinstance(model, torch.nn.Module):
+                install(model, self.step_aside)
             self._low_pool = ThreadPoolExecutor(max_workers=concurrent, thread_name_prefix=f"{self.name}-low",
-                                                initializer=lower_thread_priority, initargs=(LOW_CLASS_NICE,))
+                                                initializer=start_low_thread, initargs=(self.step_aside,))
             self._running_low = 0  # low-class batches running now
             self.batcher = SlotBatcher(self._run_batch, batching["max_batch_size"], concurrent,
                                        batching["batch_wait_timeout_s"], name=self.name,
@@ -181,16 +196,19 @@ class ModelDeployment:
         try:
             # Failures are counted by `_blame`, once a failed request has been tried alone and the model probed.
             outputs = await loop.run_in_executor(self._low_pool if low else self._pool, self._predict_with,
-                                                 threads, flat)
+                                                 threads, flat, low)
         finally:
             self._running_low -= low
         self.failures_in_a_row = 0
         return outputs
 
-    def _predict_with(self, threads: int, flat: list[str]) -> list:
+    def _predict_with(self, threads: int, flat: list[str], low: bool = False) -> list:
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)  # this worker thread's own OpenMP team size
-        return self._predict(flat)
+        if low:
+            return self._predict(flat)
+        with self.step_aside.higher():  # low-class batches running beside it pause meanwhile
+            return self._predict(flat)
 
     async def _run_flat(self, requests: list[list[str]], fn: Callable[[list[str]], list]) -> list[list]:
         """Run one model call over every batched request's texts, off the event loop, and split the results."""

@@ -20,6 +20,7 @@ from serve_app.config import GatewayConfig
 from serve_app.config.settings import GatewaySettings
 from serve_app.dataplane import DataPlane
 from serve_app.dataplane.routing import ModelRoutes
+from serve_app.gc_settle import POLL_INTERVAL_S, GcSettle
 from serve_app.protocols.auth import admin_token_for
 from serve_app.protocols.http_app import create_app
 from serve_app.protocols.oip_grpc import OipGrpcServicer
@@ -64,6 +65,11 @@ class Gateway(OipGrpcServicer):
             loop, admin = asyncio.get_running_loop(), self.dataplane.admin
             self._tasks = [loop.create_task(every(SYNC_INTERVAL_S, admin.sync)),
                            loop.create_task(every(SWEEP_INTERVAL_S, admin.sweep))]
+        settle = GcSettle()  # once warm, the collector stops rescanning what the ingress keeps for life
+
+        async def settle_gc():
+            settle.poll()
+        self._gc_task = asyncio.get_running_loop().create_task(every(POLL_INTERVAL_S, settle_gc))
         settings = GatewaySettings()
         self.admin_token = admin_token_for(
             settings.admin_token.get_secret_value() if settings.admin_token else None, self.config.server.host)

@@ -33,10 +33,12 @@ class _Classifier:
         self.config = AutoConfig.from_pretrained(path)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         # A fast tokenizer's truncation and padding are state of its Rust backend, set before each batch: two
-        # batches tokenized at once on two threads (max_concurrent_batches) could run one with the other's
-        # settings, untruncated (past the position table: "index out of range") or unpadded (ragged arrays).
-        # Seen here 2 times in 600 concurrent calls; tokenizing is a few ms of a batch, so batches take turns.
-        self.tokenizer_lock = threading.Lock()
+        # batches tokenized at once on one backend (max_concurrent_batches) could run one with the other's
+        # settings, untruncated (past the position table: "index out of range") or unpadded (ragged arrays): seen
+        # 2 times in 600 concurrent calls. So each worker thread tokenizes with its own copy of the backend. (A
+        # lock would do, but a low-class batch's idle-priority thread holding it while the OS keeps it off the
+        # CPU would hold up the high-class batch beside it: see runtime/step_aside.py.)
+        self._own = threading.local()
         self.labels = [self.config.id2label[i] for i in range(self.config.num_labels)]
         model_limit = min(self.tokenizer.model_max_length, getattr(self.config, "max_position_embeddings", 512))
         # A sequence-length variant reads at most its own limit, whatever the config (or a benchmark) asks.
@@ -59,17 +61,24 @@ class _Classifier:
         return {"labels": self.labels, "max_length": self.max_length, "runtime": self.variant.runtime,
                 "transforms": self.variant.transforms}
 
+    def _backend(self):
+        """This thread's own copy of the Rust tokenizer (made on its first batch, from the loaded one)."""
+        backend = getattr(self._own, "backend", None)
+        if backend is None:
+            from tokenizers import Tokenizer
+
+            backend = self._own.backend = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())
+        return backend
+
     def encode(self, texts: list[str]) -> tuple[dict[str, np.ndarray], list[bool], list[int]]:
         """One pass of the Rust tokenizer over a batch: the model's inputs (int64, padded to the longest, cut to
         max_length), whether each text was cut and how many tokens of it the model reads. A cut text keeps what
         was cut off as its encoding's overflow, so nothing is tokenized twice to learn its full length."""
-        backend = self.tokenizer.backend_tokenizer
-        tok = self.tokenizer
-        with self.tokenizer_lock:
-            backend.enable_truncation(self.max_length, direction=tok.truncation_side)
-            backend.enable_padding(direction=tok.padding_side, pad_id=tok.pad_token_id,
-                                   pad_type_id=tok.pad_token_type_id, pad_token=tok.pad_token)
-            encodings = backend.encode_batch(texts)
+        backend, tok = self._backend(), self.tokenizer
+        backend.enable_truncation(self.max_length, direction=tok.truncation_side)
+        backend.enable_padding(direction=tok.padding_side, pad_id=tok.pad_token_id,
+                               pad_type_id=tok.pad_token_type_id, pad_token=tok.pad_token)
+        encodings = backend.encode_batch(texts)
         fields = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
         feed = {name: np.array([getattr(e, fields[name]) for e in encodings], dtype=np.int64)
                 for name in tok.model_input_names if name in fields}

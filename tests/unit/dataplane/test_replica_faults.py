@@ -109,10 +109,12 @@ def _replica(predict):
     from deployments.base import ModelDeployment
     from serve_app.dataplane.batching import SlotBatcher
     from serve_app.metrics import NullMetrics
+    from serve_app.runtime.step_aside import StepAside
 
     replica = object.__new__(ModelDeployment)
     replica.name, replica.version, replica.failures_in_a_row = "m", "1", 0
     replica.metrics, replica.labels, replica.in_flight, replica.threads = NullMetrics(), {}, 0, 1
+    replica.step_aside = StepAside()
     replica._pool, replica._low_pool = ThreadPoolExecutor(max_workers=1), ThreadPoolExecutor(max_workers=1)
     replica._running_low = 0
     replica._predict = predict

@@ -17,16 +17,18 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "getpriority"), reason="thread n
 
 def _replica(predict, threads: int = 2, concurrent: int = 2):
     """A ModelDeployment shell with the replica's own pools and batcher around `predict`."""
-    from deployments.base import LOW_CLASS_NICE, ModelDeployment, lower_thread_priority
+    from deployments.base import ModelDeployment, start_low_thread
     from serve_app.dataplane.batching import EXPRESS, SlotBatcher
     from serve_app.metrics import NullMetrics
+    from serve_app.runtime.step_aside import StepAside
 
     replica = object.__new__(ModelDeployment)
     replica.name, replica.version, replica.failures_in_a_row = "m", "1", 0
     replica.metrics, replica.labels, replica.in_flight, replica.threads = NullMetrics(), {}, 0, threads
     replica._pool = ThreadPoolExecutor(max_workers=concurrent + EXPRESS)
-    replica._low_pool = ThreadPoolExecutor(max_workers=concurrent, initializer=lower_thread_priority,
-                                           initargs=(LOW_CLASS_NICE,))
+    replica.step_aside = StepAside()
+    replica._low_pool = ThreadPoolExecutor(max_workers=concurrent, initializer=start_low_thread,
+                                           initargs=(replica.step_aside,))
     replica._running_low = 0
     replica._predict = predict
     replica.batcher = SlotBatcher(replica._run_batch, 16, concurrent, 0.0)
@@ -80,3 +82,29 @@ def test_a_high_batch_beside_a_running_low_batch_gets_every_thread_and_beside_a_
     threads = {text: n for text, _, n in log}
     assert threads["high"] == 2  # the idle-priority low batch beside it does not count
     assert threads["high again"] == 1  # beside a normal-class batch: one thread each
+
+
+def test_a_low_batch_steps_aside_while_a_high_batch_runs_beside_it():
+    """The replica marks its low-class threads and holds the gate around every other run (runtime/step_aside.py):
+    a low batch at a checkpoint (as between the model's blocks) waits until the high batch beside it is done."""
+    gate, finished = threading.Event(), []
+
+    def predict(texts):
+        if texts[0] == "hold high":
+            gate.wait(10)
+        else:
+            replica.step_aside.checkpoint()
+        finished.append(texts[0])
+        return texts
+    replica = _replica(predict)
+
+    async def go():
+        high = asyncio.ensure_future(replica.batcher.submit(["hold high"], HIGH))
+        await asyncio.sleep(0.2)
+        low = asyncio.ensure_future(replica.batcher.submit(["low"], LOW))
+        await asyncio.sleep(0.3)
+        assert finished == [] and replica.step_aside.pauses == 1  # the low batch waits at its checkpoint
+        gate.set()
+        await asyncio.gather(high, low)
+    asyncio.run(go())
+    assert finished == ["hold high", "low"]
