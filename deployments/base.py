@@ -74,9 +74,6 @@ class ModelDeployment:
 
     def __init__(self, spec: dict):
         started = time.perf_counter()
-        # Each batch tokenizes on its own thread, at its class's OS priority: the Rust tokenizer's shared thread
-        # pool (rayon) would run a high-class batch's texts on threads a low-class batch made, or behind its texts.
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         self.spec = spec
         self.name = spec["name"]
         self.metrics = metrics_for(spec.get("metrics", True))
